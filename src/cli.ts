@@ -1,0 +1,160 @@
+import { parseArgs } from 'node:util'
+
+/**
+ * The admin CLI: a thin client of the admin API. Reads TOLLGATE_URL (default
+ * http://127.0.0.1:8080) and ADMIN_TOKEN. Prints the API's JSON answers; exits 1 when the API
+ * refuses, 2 on a usage error.
+ */
+
+export const USAGE = `Usage: tollgate <command>
+
+  teams create <id> [--name NAME] [--limits JSON]
+  teams list
+  teams get <id>
+  teams update <id> [--name NAME] [--limits JSON]
+  teams delete <id>
+  keys create --team <id> [--name NAME] [--expires-at ISO-8601]
+  keys list --team <id>
+  keys revoke <key-id>
+
+Environment: TOLLGATE_URL (default http://127.0.0.1:8080), ADMIN_TOKEN (required).
+--limits takes JSON, e.g. '{"requests_per_minute":100,"tokens_per_day":2000000}'.
+`
+
+export interface CliIO {
+  stdout: (text: string) => void
+  stderr: (text: string) => void
+}
+
+const defaultIO: CliIO = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+}
+
+class UsageError extends Error {}
+
+interface Call {
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE'
+  path: string
+  body?: Record<string, unknown>
+}
+
+function parseLimits(raw: string | undefined): Record<string, unknown> | undefined {
+  if (raw === undefined) return undefined
+  try {
+    const value = JSON.parse(raw) as unknown
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>
+  } catch {
+    // reported below
+  }
+  throw new UsageError(`--limits must be a JSON object, got ${raw}`)
+}
+
+function one(positionals: string[], what: string): string {
+  const [value, ...rest] = positionals
+  if (value === undefined) throw new UsageError(`missing ${what}`)
+  if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`)
+  return value
+}
+
+/** Turns the command line into one admin API call. */
+export function planCall(argv: string[]): Call {
+  const [noun, verb, ...rest] = argv
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      name: { type: 'string' },
+      limits: { type: 'string' },
+      team: { type: 'string' },
+      'expires-at': { type: 'string' },
+    },
+  })
+  const enc = encodeURIComponent
+  const key = `${noun ?? ''} ${verb ?? ''}`
+  switch (key) {
+    case 'teams create': {
+      const limits = parseLimits(values.limits)
+      return { method: 'POST', path: '/admin/teams', body: { id: one(positionals, 'team id'), ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) } }
+    }
+    case 'teams list':
+      if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`)
+      return { method: 'GET', path: '/admin/teams' }
+    case 'teams get':
+      return { method: 'GET', path: `/admin/teams/${enc(one(positionals, 'team id'))}` }
+    case 'teams update': {
+      const limits = parseLimits(values.limits)
+      if (values.name === undefined && limits === undefined) throw new UsageError('give --name and/or --limits')
+      return { method: 'PATCH', path: `/admin/teams/${enc(one(positionals, 'team id'))}`, body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) } }
+    }
+    case 'teams delete':
+      return { method: 'DELETE', path: `/admin/teams/${enc(one(positionals, 'team id'))}` }
+    case 'keys create':
+      if (!values.team) throw new UsageError('keys create needs --team <id>')
+      if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`)
+      return {
+        method: 'POST',
+        path: `/admin/teams/${enc(values.team)}/keys`,
+        body: { ...(values.name ? { name: values.name } : {}), ...(values['expires-at'] ? { expires_at: values['expires-at'] } : {}) },
+      }
+    case 'keys list':
+      if (!values.team) throw new UsageError('keys list needs --team <id>')
+      return { method: 'GET', path: `/admin/teams/${enc(values.team)}/keys` }
+    case 'keys revoke':
+      return { method: 'DELETE', path: `/admin/keys/${enc(one(positionals, 'key id'))}` }
+    default:
+      throw new UsageError(noun ? `unknown command: ${argv.slice(0, 2).join(' ')}` : 'no command given')
+  }
+}
+
+export async function main(argv: string[], env: Record<string, string | undefined>, io: CliIO = defaultIO): Promise<number> {
+  if (argv.length === 0 || argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
+    io.stdout(USAGE)
+    return argv.length === 0 ? 2 : 0
+  }
+  let call: Call
+  try {
+    call = planCall(argv)
+  } catch (err) {
+    io.stderr(`tollgate: ${(err as Error).message}\n\n${USAGE}`)
+    return 2
+  }
+  const token = env.ADMIN_TOKEN?.trim()
+  if (!token) {
+    io.stderr('tollgate: ADMIN_TOKEN is not set; it must be the gateway\'s admin token\n')
+    return 2
+  }
+  const base = (env.TOLLGATE_URL?.trim() || 'http://127.0.0.1:8080').replace(/\/+$/, '')
+
+  let res: Response
+  try {
+    res = await fetch(base + call.path, {
+      method: call.method,
+      headers: { authorization: `Bearer ${token}`, ...(call.body ? { 'content-type': 'application/json' } : {}) },
+      body: call.body ? JSON.stringify(call.body) : undefined,
+    })
+  } catch (err) {
+    io.stderr(`tollgate: cannot reach the gateway at ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}\n`)
+    return 1
+  }
+  const text = await res.text()
+  if (!res.ok) {
+    let message = text
+    try {
+      message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text
+    } catch {
+      // not JSON: print as is
+    }
+    io.stderr(`tollgate: ${res.status}: ${message}\n`)
+    return 1
+  }
+  if (res.status === 204) {
+    io.stdout(`${call.method === 'DELETE' && call.path.startsWith('/admin/keys/') ? 'revoked' : 'deleted'}\n`)
+    return 0
+  }
+  const data = JSON.parse(text) as Record<string, unknown>
+  io.stdout(`${JSON.stringify(data, null, 2)}\n`)
+  if (typeof data.key === 'string') io.stderr('Store this key now: the gateway keeps only its hash and cannot show it again.\n')
+  return 0
+}

@@ -1,0 +1,302 @@
+import { readFileSync } from 'node:fs'
+import { parse as parseYaml, YAMLParseError } from 'yaml'
+import { z } from 'zod'
+import { describeIssues } from './validation.js'
+
+/**
+ * Configuration: environment variables plus an optional YAML file (TOLLGATE_CONFIG) for
+ * upstreams, models, aliases and per-model defaults. loadConfig either returns a complete Config
+ * or throws one ConfigError that names every problem; the gateway never starts half-configured.
+ */
+
+export interface Timeouts {
+  /** TCP + TLS connect to the upstream. */
+  connectMs: number
+  /** From sending the request to the upstream's response headers. */
+  headersMs: number
+  /** Longest silence between two chunks of the upstream's body. */
+  idleMs: number
+}
+
+export interface UpstreamConfig {
+  name: string
+  /** Base URL including its path prefix, without a trailing slash: https://integrate.api.nvidia.com/v1 */
+  baseUrl: string
+  apiKeys: string[]
+  timeouts: Timeouts
+}
+
+export interface ModelConfig {
+  /** The name clients use. */
+  name: string
+  upstream: string
+  /** The name sent upstream. */
+  upstreamModel: string
+  /** Request fields filled in when the client left them out (chat and completions only). */
+  defaults: Record<string, unknown>
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface Config {
+  port: number
+  host: string
+  logLevel: LogLevel
+  bodyLimitBytes: number
+  redisUrl: string | null
+  adminToken: string | null
+  upstreams: Record<string, UpstreamConfig>
+  models: Record<string, ModelConfig>
+  aliases: Record<string, string>
+  /** Where a model that is neither configured nor an alias goes; null answers 404 instead. */
+  defaultUpstream: string | null
+  modelsCacheMs: number
+  /** The file the config came from, for the start-up log. */
+  configFile: string | null
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export const DEFAULT_NVIDIA_BASE_URL = 'https://integrate.api.nvidia.com/v1'
+export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 300_000, idleMs: 120_000 }
+
+/**
+ * Built-in model defaults, from each model card's recommended parameters. Only fields the NVIDIA
+ * API accepts for the model: its schema is strict and answers 422 to anything else.
+ */
+export const BUILTIN_MODEL_DEFAULTS: Record<string, Record<string, unknown>> = {
+  'minimaxai/minimax-m2.1': { temperature: 1, top_p: 0.95, max_tokens: 8192 },
+}
+
+/** Fields a default must never set: they are the request itself, not a parameter of it. */
+const RESERVED_DEFAULT_FIELDS = new Set(['model', 'messages', 'prompt', 'input', 'stream', 'stream_options'])
+
+const timeoutMs = z.int().min(1).max(3_600_000)
+
+const defaultsSchema = z
+  .looseObject({
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().gt(0).max(1).optional(),
+    max_tokens: z.int().min(1).optional(),
+    max_completion_tokens: z.int().min(1).optional(),
+    frequency_penalty: z.number().min(-2).max(2).optional(),
+    presence_penalty: z.number().min(-2).max(2).optional(),
+    seed: z.int().optional(),
+    stop: z.union([z.string(), z.array(z.string())]).optional(),
+  })
+  .superRefine((value, ctx) => {
+    for (const key of Object.keys(value)) {
+      if (RESERVED_DEFAULT_FIELDS.has(key)) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'cannot be a default: it is part of the request itself' })
+      }
+    }
+  })
+
+const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' })
+
+const fileSchema = z.strictObject({
+  upstreams: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9_.-]+$/, { error: 'upstream names use letters, digits, _ . -' }),
+      z.strictObject({
+        base_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+        api_key_env: envVarName.optional(),
+        timeouts: z
+          .strictObject({ connect_ms: timeoutMs.optional(), headers_ms: timeoutMs.optional(), idle_ms: timeoutMs.optional() })
+          .optional(),
+      }),
+    )
+    .optional(),
+  default_upstream: z.string().nullable().optional(),
+  models: z
+    .record(
+      z.string().min(1),
+      z.strictObject({
+        upstream: z.string().optional(),
+        upstream_model: z.string().min(1).optional(),
+        defaults: defaultsSchema.optional(),
+      }),
+    )
+    .optional(),
+  aliases: z.record(z.string().min(1), z.string().min(1)).optional(),
+  models_cache_seconds: z.int().min(0).max(86_400).optional(),
+})
+
+type FileConfig = z.infer<typeof fileSchema>
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+export type Env = Record<string, string | undefined>
+export type ReadFile = (path: string) => string
+
+function parseKeys(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0)
+}
+
+function intFromEnv(env: Env, name: string, fallback: number, min: number, max: number, problems: string[]): number {
+  const raw = env[name]
+  if (raw === undefined || raw.trim() === '') return fallback
+  if (!/^\d+$/.test(raw.trim())) {
+    problems.push(`${name}: must be a whole number, got ${JSON.stringify(raw)}`)
+    return fallback
+  }
+  const value = Number(raw)
+  if (value < min || value > max) problems.push(`${name}: must be between ${min} and ${max}, got ${value}`)
+  return value
+}
+
+function urlFromEnv(env: Env, name: string, protocols: string[], problems: string[]): string | null {
+  const raw = env[name]?.trim()
+  if (!raw) return null
+  try {
+    const url = new URL(raw)
+    if (!protocols.includes(url.protocol)) {
+      problems.push(`${name}: must use ${protocols.join(' or ')}, got ${JSON.stringify(url.protocol)}`)
+    }
+  } catch {
+    problems.push(`${name}: not a valid URL`)
+  }
+  return raw
+}
+
+function readConfigFile(path: string, readFile: ReadFile, problems: string[]): FileConfig {
+  let text: string
+  try {
+    text = readFile(path)
+  } catch (err) {
+    problems.push(`TOLLGATE_CONFIG: cannot read ${path}: ${(err as Error).message}`)
+    return {}
+  }
+  let data: unknown
+  try {
+    data = parseYaml(text)
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` (line ${err.linePos[0].line})` : ''
+    problems.push(`${path}${where}: not valid YAML: ${(err as Error).message.split('\n')[0]}`)
+    return {}
+  }
+  if (data === null || data === undefined) return {}
+  const parsed = fileSchema.safeParse(data)
+  if (!parsed.success) {
+    problems.push(...describeIssues(parsed.error.issues).map((line) => `${path}: ${line}`))
+    return {}
+  }
+  return parsed.data
+}
+
+export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p, 'utf8')): Config {
+  const problems: string[] = []
+
+  const port = intFromEnv(env, 'PORT', 8080, 0, 65_535, problems)
+  const bodyLimitBytes = intFromEnv(env, 'BODY_LIMIT_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024, problems)
+  const host = env.HOST?.trim() || '0.0.0.0'
+
+  const logLevelRaw = (env.LOG_LEVEL?.trim() || 'info').toLowerCase()
+  if (!LOG_LEVELS.includes(logLevelRaw as LogLevel)) {
+    problems.push(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(env.LOG_LEVEL)}`)
+  }
+  const logLevel = (LOG_LEVELS.includes(logLevelRaw as LogLevel) ? logLevelRaw : 'info') as LogLevel
+
+  const redisUrl = urlFromEnv(env, 'REDIS_URL', ['redis:', 'rediss:'], problems)
+  const nvidiaBaseUrl = urlFromEnv(env, 'NVIDIA_BASE_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_BASE_URL
+
+  const adminToken = env.ADMIN_TOKEN?.trim() || null
+  if (adminToken !== null && adminToken.length < 16) {
+    problems.push('ADMIN_TOKEN: must be at least 16 characters (use e.g. `openssl rand -hex 32`)')
+  }
+
+  const configFile = env.TOLLGATE_CONFIG?.trim() || null
+  const file = configFile ? readConfigFile(configFile, readFile, problems) : {}
+  const where = configFile ?? 'config'
+
+  // Upstreams: the built-in `nvidia` one from the environment, unless the file defines its own.
+  const upstreams: Record<string, UpstreamConfig> = {
+    nvidia: {
+      name: 'nvidia',
+      baseUrl: nvidiaBaseUrl.replace(/\/+$/, ''),
+      apiKeys: parseKeys(env.NVIDIA_API_KEY),
+      timeouts: { ...DEFAULT_TIMEOUTS },
+    },
+  }
+  for (const [name, u] of Object.entries(file.upstreams ?? {})) {
+    const keyEnv = u.api_key_env ?? (name === 'nvidia' ? 'NVIDIA_API_KEY' : undefined)
+    if (u.api_key_env && parseKeys(env[u.api_key_env]).length === 0) {
+      problems.push(`${where}: upstreams.${name}.api_key_env: environment variable ${u.api_key_env} is not set`)
+    }
+    upstreams[name] = {
+      name,
+      baseUrl: u.base_url.replace(/\/+$/, ''),
+      apiKeys: keyEnv ? parseKeys(env[keyEnv]) : [],
+      timeouts: {
+        connectMs: u.timeouts?.connect_ms ?? DEFAULT_TIMEOUTS.connectMs,
+        headersMs: u.timeouts?.headers_ms ?? DEFAULT_TIMEOUTS.headersMs,
+        idleMs: u.timeouts?.idle_ms ?? DEFAULT_TIMEOUTS.idleMs,
+      },
+    }
+  }
+
+  const defaultUpstream = file.default_upstream === undefined ? 'nvidia' : file.default_upstream
+  if (defaultUpstream !== null && !upstreams[defaultUpstream]) {
+    problems.push(`${where}: default_upstream: no upstream named ${JSON.stringify(defaultUpstream)}`)
+  }
+
+  // Models: built-in defaults first; the file's entries replace them name by name.
+  const models: Record<string, ModelConfig> = {}
+  if (defaultUpstream !== null && upstreams[defaultUpstream]) {
+    for (const [name, defaults] of Object.entries(BUILTIN_MODEL_DEFAULTS)) {
+      models[name] = { name, upstream: defaultUpstream, upstreamModel: name, defaults: { ...defaults } }
+    }
+  }
+  for (const [name, m] of Object.entries(file.models ?? {})) {
+    const upstream = m.upstream ?? defaultUpstream
+    if (upstream === null) {
+      problems.push(`${where}: models["${name}"].upstream: required when default_upstream is null`)
+      continue
+    }
+    if (!upstreams[upstream]) {
+      problems.push(`${where}: models["${name}"].upstream: no upstream named ${JSON.stringify(upstream)}`)
+      continue
+    }
+    models[name] = { name, upstream, upstreamModel: m.upstream_model ?? name, defaults: { ...(m.defaults ?? {}) } }
+  }
+
+  const aliases: Record<string, string> = {}
+  for (const [alias, target] of Object.entries(file.aliases ?? {})) {
+    if (models[alias]) {
+      problems.push(`${where}: aliases["${alias}"]: the name is already a configured model`)
+    } else if (!models[target] && defaultUpstream === null) {
+      problems.push(`${where}: aliases["${alias}"]: no model named ${JSON.stringify(target)}`)
+    } else if (file.aliases?.[target] !== undefined) {
+      problems.push(`${where}: aliases["${alias}"]: points at another alias (${JSON.stringify(target)}); point it at the model`)
+    } else {
+      aliases[alias] = target
+    }
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  return {
+    port,
+    host,
+    logLevel,
+    bodyLimitBytes,
+    redisUrl,
+    adminToken,
+    upstreams,
+    models,
+    aliases,
+    defaultUpstream,
+    modelsCacheMs: (file.models_cache_seconds ?? 60) * 1000,
+    configFile,
+  }
+}

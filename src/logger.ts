@@ -1,0 +1,38 @@
+import { pino, type DestinationStream, type Logger } from 'pino'
+import type { LogLevel } from './config.js'
+
+/**
+ * Paths that may hold a secret. The gateway never logs headers or bodies on purpose; this is the
+ * second line of defence should an object with them ever be logged.
+ */
+export const REDACT_PATHS = [
+  'authorization',
+  'headers.authorization',
+  'headers.cookie',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'request.headers.authorization',
+  '*.headers.authorization',
+  'apiKey',
+  'api_key',
+  'apiKeys',
+  'key',
+  'adminToken',
+  '*.apiKey',
+  '*.api_key',
+  '*.apiKeys',
+  '*.adminToken',
+]
+
+export function createLogger(level: LogLevel, stream?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'tollgate' },
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    stream,
+  )
+}

@@ -1,0 +1,41 @@
+import type { FastifyInstance } from 'fastify'
+import { newRequestContext } from '../context.js'
+
+const QUIET_ROUTES = new Set(['/healthz', '/readyz'])
+
+/**
+ * One log line per request, written when the response has closed, whether it finished or the
+ * client went away (Fastify's onResponse only runs for responses that finished), so a stream's line
+ * carries its whole duration: request id, team, key id (never the key), model, endpoint, stream
+ * flag, status, upstream status and duration.
+ * Health probes log at debug.
+ */
+export function registerRequestLog(app: FastifyInstance): void {
+  app.decorateRequest('tg', null as never)
+
+  app.addHook('onRequest', async (request, reply) => {
+    request.tg = newRequestContext()
+    reply.header('x-request-id', request.id)
+    const started = process.hrtime.bigint()
+    reply.raw.once('close', () => {
+      const ctx = request.tg
+      const finished = reply.raw.writableFinished
+      const url = request.routeOptions.url ?? request.url.split('?')[0] ?? ''
+      const line = {
+        method: request.method,
+        url,
+        team: ctx.team,
+        key_id: ctx.keyId,
+        model: ctx.model,
+        endpoint: ctx.endpoint,
+        stream: ctx.stream,
+        status: reply.statusCode,
+        upstream_status: ctx.upstreamStatus,
+        duration_ms: Number((process.hrtime.bigint() - started) / 10_000n) / 100,
+        aborted: !finished,
+      }
+      if (QUIET_ROUTES.has(url)) request.log.debug(line, 'request')
+      else request.log.info(line, 'request')
+    })
+  })
+}

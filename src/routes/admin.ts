@@ -1,0 +1,158 @@
+import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import { z } from 'zod'
+import { GatewayError, invalidRequest, notFound, storeUnavailable } from '../errors.js'
+import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
+import { limitsPatchSchema, limitsSchema, mergeLimits } from '../limits.js'
+import type { ApiKeyRecord, Store, Team } from '../store/types.js'
+import { describeIssues, firstIssuePath } from '../validation.js'
+
+/**
+ * The admin API, behind `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time). It is
+ * only registered when ADMIN_TOKEN is set; without it every /admin route answers 404.
+ */
+
+export interface AdminOptions {
+  store: Store
+  adminToken: string
+  now: () => number
+}
+
+const TEAM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const KEY_ID = /^key_[A-Za-z0-9]{16}$/
+
+const teamId = z.string({ error: 'must be a string' }).regex(TEAM_ID, {
+  error: 'must be 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit',
+})
+const displayName = z.string({ error: 'must be a string' }).trim().min(1, { error: 'must not be empty' }).max(200, { error: 'must be at most 200 characters' })
+
+const createTeamBody = z.strictObject({ id: teamId, name: displayName.optional(), limits: limitsSchema.optional() })
+const patchTeamBody = z
+  .strictObject({ name: displayName.optional(), limits: limitsPatchSchema.optional() })
+  .refine((b) => b.name !== undefined || b.limits !== undefined, { error: 'give at least one of name, limits' })
+const createKeyBody = z.strictObject({
+  name: displayName.nullable().optional(),
+  expires_at: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z' }).nullable().optional(),
+})
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body ?? {})
+  if (!result.success) {
+    const problems = describeIssues(result.error.issues)
+    throw invalidRequest(`Invalid request body: ${problems.join('; ')}`, firstIssuePath(result.error.issues), 'invalid_value')
+  }
+  return result.data
+}
+
+/** Store failures become a 503 in OpenAI's envelope, never a half-written answer. */
+async function stored<T>(op: Promise<T>): Promise<T> {
+  try {
+    return await op
+  } catch (err) {
+    throw storeUnavailable(err)
+  }
+}
+
+const teamView = (team: Team) => ({ object: 'team' as const, ...team })
+
+const keyView = (key: ApiKeyRecord) => ({
+  object: 'api_key' as const,
+  id: key.id,
+  team: key.team,
+  name: key.name,
+  hint: key.hint,
+  created_at: key.created_at,
+  expires_at: key.expires_at,
+  revoked_at: key.revoked_at,
+})
+
+const teamNotFound = (id: string) => notFound(`No team with id '${id}'.`, 'team_not_found', 'id')
+
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, adminToken, now }) => {
+  const iso = () => new Date(now()).toISOString()
+
+  app.addHook('onRequest', async (request) => {
+    const token = bearerToken(request.headers.authorization)
+    if (token === null || !secretsEqual(token, adminToken)) {
+      throw new GatewayError(401, 'A valid admin token is required: Authorization: Bearer $ADMIN_TOKEN.', {
+        type: 'invalid_request_error',
+        code: 'invalid_admin_token',
+      })
+    }
+  })
+
+  app.post('/admin/teams', async (request, reply: FastifyReply) => {
+    const body = parseBody(createTeamBody, request.body)
+    const at = iso()
+    const team: Team = { id: body.id, name: body.name ?? body.id, limits: body.limits ?? {}, created_at: at, updated_at: at }
+    if (!(await stored(store.createTeam(team)))) {
+      throw new GatewayError(409, `A team with id '${body.id}' already exists.`, { type: 'invalid_request_error', code: 'team_exists', param: 'id' })
+    }
+    return reply.code(201).send(teamView(team))
+  })
+
+  app.get('/admin/teams', async () => ({ object: 'list', data: (await stored(store.listTeams())).map(teamView) }))
+
+  app.get<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
+    const team = await stored(store.getTeam(request.params.id))
+    if (!team) throw teamNotFound(request.params.id)
+    return teamView(team)
+  })
+
+  app.patch<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
+    const body = parseBody(patchTeamBody, request.body)
+    const current = await stored(store.getTeam(request.params.id))
+    if (!current) throw teamNotFound(request.params.id)
+    const patch = {
+      ...(body.name !== undefined ? { name: body.name } : {}),
+      ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
+    }
+    const team = await stored(store.updateTeam(request.params.id, patch, iso()))
+    if (!team) throw teamNotFound(request.params.id)
+    return teamView(team)
+  })
+
+  app.delete<{ Params: { id: string } }>('/admin/teams/:id', async (request, reply) => {
+    if (!(await stored(store.deleteTeam(request.params.id)))) throw teamNotFound(request.params.id)
+    return reply.code(204).send()
+  })
+
+  app.post<{ Params: { id: string } }>('/admin/teams/:id/keys', async (request, reply) => {
+    const body = parseBody(createKeyBody, request.body)
+    const expiresAt = body.expires_at ? new Date(body.expires_at).toISOString() : null
+    if (expiresAt !== null && Date.parse(expiresAt) <= now()) {
+      throw invalidRequest('Invalid request body: expires_at: must be in the future', 'expires_at', 'invalid_value')
+    }
+    const plaintext = generateClientKey()
+    const record: ApiKeyRecord = {
+      id: generateKeyId(),
+      team: request.params.id,
+      name: body.name ?? null,
+      hash: hashClientKey(plaintext),
+      hint: keyHint(plaintext),
+      created_at: iso(),
+      expires_at: expiresAt,
+      revoked_at: null,
+    }
+    if (!(await stored(store.createKey(record)))) throw teamNotFound(request.params.id)
+    // The only time the plaintext leaves the gateway.
+    return reply.code(201).send({ ...keyView(record), key: plaintext })
+  })
+
+  app.get<{ Params: { id: string } }>('/admin/teams/:id/keys', async (request) => {
+    const team = await stored(store.getTeam(request.params.id))
+    if (!team) throw teamNotFound(request.params.id)
+    return { object: 'list', data: (await stored(store.listKeys(team.id))).map(keyView) }
+  })
+
+  app.get<{ Params: { id: string } }>('/admin/keys/:id', async (request) => {
+    const key = KEY_ID.test(request.params.id) ? await stored(store.getKey(request.params.id)) : null
+    if (!key) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    return keyView(key)
+  })
+
+  app.delete<{ Params: { id: string } }>('/admin/keys/:id', async (request, reply) => {
+    const revoked = KEY_ID.test(request.params.id) && (await stored(store.revokeKey(request.params.id, iso())))
+    if (!revoked) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    return reply.code(204).send()
+  })
+}

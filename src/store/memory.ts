@@ -1,0 +1,87 @@
+import type { ApiKeyRecord, Store, Team, TeamPatch } from './types.js'
+
+/**
+ * The embedded store: everything in this process's memory, gone when it exits. The default when
+ * REDIS_URL is unset, so the gateway starts with nothing else installed.
+ */
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const
+  private readonly teams = new Map<string, Team>()
+  private readonly keys = new Map<string, ApiKeyRecord>()
+  private readonly keyIdByHash = new Map<string, string>()
+
+  async createTeam(team: Team): Promise<boolean> {
+    if (this.teams.has(team.id)) return false
+    this.teams.set(team.id, structuredClone(team))
+    return true
+  }
+
+  async getTeam(id: string): Promise<Team | null> {
+    const team = this.teams.get(id)
+    return team ? structuredClone(team) : null
+  }
+
+  async listTeams(): Promise<Team[]> {
+    return [...this.teams.values()].map((t) => structuredClone(t)).sort((a, b) => a.id.localeCompare(b.id))
+  }
+
+  async updateTeam(id: string, patch: TeamPatch, now: string): Promise<Team | null> {
+    const team = this.teams.get(id)
+    if (!team) return null
+    const next: Team = {
+      ...team,
+      ...(patch.name !== undefined ? { name: patch.name } : {}),
+      ...(patch.limits !== undefined ? { limits: { ...patch.limits } } : {}),
+      updated_at: now,
+    }
+    this.teams.set(id, next)
+    return structuredClone(next)
+  }
+
+  async deleteTeam(id: string): Promise<boolean> {
+    if (!this.teams.delete(id)) return false
+    for (const key of [...this.keys.values()]) {
+      if (key.team !== id) continue
+      this.keys.delete(key.id)
+      this.keyIdByHash.delete(key.hash)
+    }
+    return true
+  }
+
+  async createKey(key: ApiKeyRecord): Promise<boolean> {
+    if (!this.teams.has(key.team)) return false
+    this.keys.set(key.id, { ...key })
+    this.keyIdByHash.set(key.hash, key.id)
+    return true
+  }
+
+  async findKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
+    const id = this.keyIdByHash.get(hash)
+    const key = id === undefined ? undefined : this.keys.get(id)
+    return key && key.revoked_at === null ? { ...key } : null
+  }
+
+  async getKey(id: string): Promise<ApiKeyRecord | null> {
+    const key = this.keys.get(id)
+    return key ? { ...key } : null
+  }
+
+  async listKeys(team: string): Promise<ApiKeyRecord[]> {
+    return [...this.keys.values()]
+      .filter((k) => k.team === team)
+      .map((k) => ({ ...k }))
+      .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
+  }
+
+  async revokeKey(id: string, now: string): Promise<boolean> {
+    const key = this.keys.get(id)
+    if (!key) return false
+    this.keyIdByHash.delete(key.hash)
+    if (key.revoked_at === null) key.revoked_at = now
+    return true
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,180 @@
+import { readFileSync } from 'node:fs'
+import { Redis, type Cluster } from 'ioredis'
+import type { Limits } from '../limits.js'
+import type { ApiKeyRecord, Store, Team, TeamPatch } from './types.js'
+
+/**
+ * Teams and keys in Redis, shared by every gateway instance. All directory keys carry the one
+ * hash tag `{dir}`, so the multi-key scripts also run on a Redis Cluster. Authentication is one
+ * HGETALL of `keyhash:<sha256>`; revocation deletes it, so a revoked key fails at once everywhere.
+ *
+ *   <prefix>{dir}:teams             set of team ids
+ *   <prefix>{dir}:team:<id>         hash: id name limits(JSON) created_at updated_at
+ *   <prefix>{dir}:teamkeys:<id>     set of the team's key ids
+ *   <prefix>{dir}:key:<key id>      hash: the key record ('' stands for null)
+ *   <prefix>{dir}:keyhash:<sha256>  hash: the same record, while the key is active
+ */
+
+const SCRIPTS = ['create_team', 'update_team', 'delete_team', 'create_key', 'revoke_key'] as const
+type ScriptName = (typeof SCRIPTS)[number]
+type ScriptFn = (...args: (string | number)[]) => Promise<number>
+
+function loadScript(name: ScriptName): string {
+  return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
+}
+
+const KEY_FIELDS = ['id', 'team', 'name', 'hash', 'hint', 'created_at', 'expires_at', 'revoked_at'] as const
+
+function keyToFields(key: ApiKeyRecord): string[] {
+  return KEY_FIELDS.flatMap((f) => [f, key[f] ?? ''])
+}
+
+function keyFromHash(h: Record<string, string>): ApiKeyRecord | null {
+  if (!h.id || !h.hash || !h.team) return null
+  return {
+    id: h.id,
+    team: h.team,
+    name: h.name || null,
+    hash: h.hash,
+    hint: h.hint ?? '',
+    created_at: h.created_at ?? '',
+    expires_at: h.expires_at || null,
+    revoked_at: h.revoked_at || null,
+  }
+}
+
+function teamFromHash(h: Record<string, string>): Team | null {
+  if (!h.id) return null
+  return {
+    id: h.id,
+    name: h.name ?? h.id,
+    limits: h.limits ? (JSON.parse(h.limits) as Limits) : {},
+    created_at: h.created_at ?? '',
+    updated_at: h.updated_at ?? '',
+  }
+}
+
+export interface RedisStoreOptions {
+  /** A client to use (not closed by the store), or a URL to connect to (closed by close()). */
+  client?: Redis | Cluster
+  url?: string
+  /** Namespace of every key; lets several gateways or tests share one Redis. */
+  prefix?: string
+}
+
+export class RedisStore implements Store {
+  readonly kind = 'redis' as const
+  readonly client: Redis | Cluster
+  private readonly ownsClient: boolean
+  private readonly dir: string
+  private readonly scripts: Record<ScriptName, ScriptFn>
+
+  constructor(options: RedisStoreOptions) {
+    if (options.client) {
+      this.client = options.client
+      this.ownsClient = false
+    } else if (options.url) {
+      this.client = new Redis(options.url, {
+        // Fail a command rather than queue it for long: a request should get a clear 503, not hang.
+        maxRetriesPerRequest: 2,
+        connectTimeout: 5_000,
+        lazyConnect: false,
+      })
+      this.ownsClient = true
+    } else {
+      throw new Error('RedisStore needs a client or a url')
+    }
+    this.dir = `${options.prefix ?? 'tg:'}{dir}:`
+    const scripts = {} as Record<ScriptName, ScriptFn>
+    for (const name of SCRIPTS) {
+      const command = `tollgate_${name}`
+      this.client.defineCommand(command, { lua: loadScript(name) })
+      const fn = (this.client as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[command]!
+      scripts[name] = (...args) => fn.call(this.client, ...args)
+    }
+    this.scripts = scripts
+  }
+
+  private k(suffix: string): string {
+    return this.dir + suffix
+  }
+
+  async createTeam(team: Team): Promise<boolean> {
+    const fields = ['id', team.id, 'name', team.name, 'limits', JSON.stringify(team.limits),
+      'created_at', team.created_at, 'updated_at', team.updated_at]
+    const created = await this.scripts.create_team(2, this.k(`team:${team.id}`), this.k('teams'), team.id, ...fields)
+    return created === 1
+  }
+
+  async getTeam(id: string): Promise<Team | null> {
+    return teamFromHash(await this.client.hgetall(this.k(`team:${id}`)))
+  }
+
+  async listTeams(): Promise<Team[]> {
+    const ids = await this.client.smembers(this.k('teams'))
+    const teams = await this.hgetallMany(ids.map((id) => this.k(`team:${id}`)))
+    return teams
+      .map(teamFromHash)
+      .filter((t): t is Team => t !== null)
+      .sort((a, b) => a.id.localeCompare(b.id))
+  }
+
+  async updateTeam(id: string, patch: TeamPatch, now: string): Promise<Team | null> {
+    const fields: string[] = ['updated_at', now]
+    if (patch.name !== undefined) fields.push('name', patch.name)
+    if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
+    const updated = await this.scripts.update_team(1, this.k(`team:${id}`), ...fields)
+    return updated === 1 ? this.getTeam(id) : null
+  }
+
+  async deleteTeam(id: string): Promise<boolean> {
+    const keys = [this.k(`team:${id}`), this.k('teams'), this.k(`teamkeys:${id}`)]
+    return (await this.scripts.delete_team(3, ...keys, id, this.dir)) === 1
+  }
+
+  async createKey(key: ApiKeyRecord): Promise<boolean> {
+    const keys = [this.k(`team:${key.team}`), this.k(`key:${key.id}`), this.k(`keyhash:${key.hash}`), this.k(`teamkeys:${key.team}`)]
+    return (await this.scripts.create_key(4, ...keys, key.id, ...keyToFields(key))) === 1
+  }
+
+  async findKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
+    const key = keyFromHash(await this.client.hgetall(this.k(`keyhash:${hash}`)))
+    return key && key.revoked_at === null ? key : null
+  }
+
+  async getKey(id: string): Promise<ApiKeyRecord | null> {
+    return keyFromHash(await this.client.hgetall(this.k(`key:${id}`)))
+  }
+
+  async listKeys(team: string): Promise<ApiKeyRecord[]> {
+    const ids = await this.client.smembers(this.k(`teamkeys:${team}`))
+    const records = await this.hgetallMany(ids.map((id) => this.k(`key:${id}`)))
+    return records
+      .map(keyFromHash)
+      .filter((k): k is ApiKeyRecord => k !== null)
+      .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
+  }
+
+  async revokeKey(id: string, now: string): Promise<boolean> {
+    return (await this.scripts.revoke_key(1, this.k(`key:${id}`), this.dir, now)) === 1
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping()
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsClient) await this.client.quit().catch(() => this.client.disconnect())
+  }
+
+  private async hgetallMany(keys: string[]): Promise<Record<string, string>[]> {
+    if (keys.length === 0) return []
+    const pipeline = this.client.pipeline()
+    for (const key of keys) pipeline.hgetall(key)
+    const results = (await pipeline.exec()) ?? []
+    return results.map(([err, value]) => {
+      if (err) throw err
+      return value as Record<string, string>
+    })
+  }
+}

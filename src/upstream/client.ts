@@ -1,0 +1,99 @@
+import { Pool, type Dispatcher } from 'undici'
+import type { UpstreamConfig } from '../config.js'
+
+export interface UpstreamRequest {
+  /** Path under the upstream's base URL: `/chat/completions`. */
+  path: string
+  method: 'GET' | 'POST'
+  body?: string
+  /** What the client accepts; the upstream's answer decides the content type. */
+  accept: string
+  requestId: string
+  signal?: AbortSignal
+  /** Overrides the upstream's time-to-headers timeout for this call. */
+  headersTimeoutMs?: number
+}
+
+const USER_AGENT = 'tollgate/0.1'
+
+/**
+ * One upstream: a keep-alive undici pool to its origin and its stored API keys. Requests are built
+ * from scratch (never from the client's headers), so no client credential, cookie or hop-by-hop
+ * header can reach the upstream.
+ */
+export class UpstreamClient {
+  readonly name: string
+  private readonly pool: Pool
+  private readonly basePath: string
+  private readonly keys: readonly string[]
+  private nextKey = 0
+
+  constructor(readonly config: UpstreamConfig) {
+    this.name = config.name
+    const url = new URL(config.baseUrl)
+    this.basePath = url.pathname.replace(/\/+$/, '')
+    this.keys = config.apiKeys
+    this.pool = new Pool(url.origin, {
+      connect: { timeout: config.timeouts.connectMs },
+      headersTimeout: config.timeouts.headersMs,
+      bodyTimeout: config.timeouts.idleMs,
+      keepAliveTimeout: 30_000,
+    })
+  }
+
+  get hasKeys(): boolean {
+    return this.keys.length > 0
+  }
+
+  /** Round robin over the stored keys. */
+  private pickKey(): string | undefined {
+    if (this.keys.length === 0) return undefined
+    const key = this.keys[this.nextKey % this.keys.length]
+    this.nextKey = (this.nextKey + 1) % this.keys.length
+    return key
+  }
+
+  request(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = {
+      accept: req.accept,
+      'user-agent': USER_AGENT,
+      'x-request-id': req.requestId,
+    }
+    if (req.body !== undefined) headers['content-type'] = 'application/json'
+    const key = this.pickKey()
+    if (key !== undefined) headers.authorization = `Bearer ${key}`
+    return this.pool.request({
+      path: this.basePath + req.path,
+      method: req.method,
+      headers,
+      body: req.body,
+      signal: req.signal,
+      ...(req.headersTimeoutMs !== undefined ? { headersTimeout: req.headersTimeoutMs } : {}),
+    })
+  }
+
+  /** Replaces every stored key in a text with [redacted], for messages that leave the gateway. */
+  scrub(text: string): string {
+    let out = text
+    for (const key of this.keys) if (key) out = out.split(key).join('[redacted]')
+    return out.replace(/nvapi-[A-Za-z0-9_-]+/g, 'nvapi-[redacted]')
+  }
+
+  close(): Promise<void> {
+    return this.pool.close()
+  }
+}
+
+/** Reads at most `limit` bytes of a body as text and discards the rest. */
+export async function readLimited(body: Dispatcher.ResponseData['body'], limit = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    const buf = chunk as Buffer
+    if (size < limit) chunks.push(buf.subarray(0, limit - size))
+    size += buf.length
+    if (size >= limit) break
+  }
+  if (size >= limit) body.destroy()
+  return Buffer.concat(chunks).toString('utf8')
+}

@@ -1,0 +1,51 @@
+import type { Config, ModelConfig, UpstreamConfig } from '../config.js'
+
+export interface ResolvedModel {
+  /** What the client asked for (maybe an alias). */
+  requested: string
+  model: ModelConfig
+  upstream: UpstreamConfig
+}
+
+/** Resolves the model a client names (or an alias of it) to an upstream and its defaults. */
+export class ModelRouter {
+  constructor(private readonly config: Config) {}
+
+  resolve(requested: string): ResolvedModel | null {
+    const name = this.config.aliases[requested] ?? requested
+    const configured = this.config.models[name]
+    if (configured) {
+      const upstream = this.config.upstreams[configured.upstream]
+      return upstream ? { requested, model: configured, upstream } : null
+    }
+    const fallback = this.config.defaultUpstream
+    const upstream = fallback === null ? undefined : this.config.upstreams[fallback]
+    if (!upstream) return null
+    return { requested, model: { name, upstream: upstream.name, upstreamModel: name, defaults: {} }, upstream }
+  }
+}
+
+/** Fields that mean the same limit: a default for one never goes in beside the client's other. */
+const EQUIVALENT_FIELDS: Record<string, string> = {
+  max_tokens: 'max_completion_tokens',
+  max_completion_tokens: 'max_tokens',
+}
+
+/**
+ * The body sent upstream: the client's own fields always win; a model default fills only a field
+ * the client left out. A field the client sent, even as null, is the client's choice and is kept.
+ */
+export function applyDefaults(body: Record<string, unknown>, resolved: ResolvedModel, useDefaults: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  if (useDefaults) {
+    for (const [field, value] of Object.entries(resolved.model.defaults)) {
+      if (field in body) continue
+      const twin = EQUIVALENT_FIELDS[field]
+      if (twin !== undefined && twin in body) continue
+      out[field] = value
+    }
+  }
+  Object.assign(out, body)
+  out.model = resolved.model.upstreamModel
+  return out
+}

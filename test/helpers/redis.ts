@@ -1,0 +1,71 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import { Redis } from 'ioredis'
+
+/** A real redis-server on a free loopback port, started and stopped by the test that needs it. */
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+export function redisServerBinary(): string {
+  const binary = process.env.REDIS_SERVER_BIN ?? 'redis-server'
+  const probe = spawnSync(binary, ['--version'], { encoding: 'utf8' })
+  if (probe.error || probe.status !== 0) {
+    throw new Error(
+      `These tests need a real redis-server, and '${binary}' could not be run (${probe.error?.message ?? `exit ${probe.status}`}). ` +
+        'Install it (Debian/Ubuntu: apt-get install redis-server) or set REDIS_SERVER_BIN.',
+    )
+  }
+  return binary
+}
+
+export interface RedisServer {
+  url: string
+  port: number
+  process: ChildProcess
+  stop(): Promise<void>
+}
+
+export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+  const binary = redisServerBinary()
+  const port = await freePort()
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
+    stdio: 'ignore',
+  })
+  const url = `redis://127.0.0.1:${port}`
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    try {
+      await client.connect()
+      await client.ping()
+      break
+    } catch (err) {
+      client.disconnect()
+      if (child.exitCode !== null || Date.now() > deadline) {
+        child.kill('SIGKILL')
+        throw new Error(`redis-server did not start on port ${port}: ${(err as Error).message}`)
+      }
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+  client.disconnect()
+  return {
+    url,
+    port,
+    process: child,
+    async stop() {
+      if (child.exitCode !== null) return
+      child.kill('SIGKILL')
+      await new Promise((resolve) => child.once('exit', resolve))
+    },
+  }
+}
