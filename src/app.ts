@@ -30,7 +30,7 @@ export interface AppDeps {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 function createStore(config: Config, log: Logger): Store {
-  if (config.redisUrl) return new RedisStore({ url: config.redisUrl })
+  if (config.redisUrl) return new RedisStore({ url: config.redisUrl, log })
   log.warn('no REDIS_URL: using the embedded store; its teams and keys live in this process only and are gone when it exits')
   return new MemoryStore()
 }

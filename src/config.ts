@@ -76,28 +76,23 @@ export const BUILTIN_MODEL_DEFAULTS: Record<string, Record<string, unknown>> = {
 }
 
 /** Fields a default must never set: they are the request itself, not a parameter of it. */
-const RESERVED_DEFAULT_FIELDS = new Set(['model', 'messages', 'prompt', 'input', 'stream', 'stream_options'])
+const RESERVED_DEFAULT_FIELDS = ['model', 'messages', 'prompt', 'input', 'stream', 'stream_options']
 
 const timeoutMs = z.int().min(1).max(3_600_000)
 
-const defaultsSchema = z
-  .looseObject({
-    temperature: z.number().min(0).max(2).optional(),
-    top_p: z.number().gt(0).max(1).optional(),
-    max_tokens: z.int().min(1).optional(),
-    max_completion_tokens: z.int().min(1).optional(),
-    frequency_penalty: z.number().min(-2).max(2).optional(),
-    presence_penalty: z.number().min(-2).max(2).optional(),
-    seed: z.int().optional(),
-    stop: z.union([z.string(), z.array(z.string())]).optional(),
-  })
-  .superRefine((value, ctx) => {
-    for (const key of Object.keys(value)) {
-      if (RESERVED_DEFAULT_FIELDS.has(key)) {
-        ctx.addIssue({ code: 'custom', path: [key], message: 'cannot be a default: it is part of the request itself' })
-      }
-    }
-  })
+const reserved = z.undefined({ error: 'cannot be a default: it is part of the request itself' }).optional()
+
+const defaultsSchema = z.looseObject({
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  max_tokens: z.int().min(1).optional(),
+  max_completion_tokens: z.int().min(1).optional(),
+  frequency_penalty: z.number().min(-2).max(2).optional(),
+  presence_penalty: z.number().min(-2).max(2).optional(),
+  seed: z.int().optional(),
+  stop: z.union([z.string(), z.array(z.string())]).optional(),
+  ...Object.fromEntries(RESERVED_DEFAULT_FIELDS.map((field) => [field, reserved])),
+})
 
 const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' })
 

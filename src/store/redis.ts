@@ -60,6 +60,8 @@ export interface RedisStoreOptions {
   url?: string
   /** Namespace of every key; lets several gateways or tests share one Redis. */
   prefix?: string
+  /** Where connection trouble is reported (once per outage, not once per retry). */
+  log?: { warn: (obj: object, msg: string) => void; info: (obj: object, msg: string) => void }
 }
 
 export class RedisStore implements Store {
@@ -81,6 +83,17 @@ export class RedisStore implements Store {
         lazyConnect: false,
       })
       this.ownsClient = true
+      let down = false
+      this.client.on('error', (err: Error) => {
+        if (down) return
+        down = true
+        options.log?.warn({ err: err.message }, 'redis connection lost; retrying')
+      })
+      this.client.on('ready', () => {
+        if (!down) return
+        down = false
+        options.log?.info({}, 'redis connection restored')
+      })
     } else {
       throw new Error('RedisStore needs a client or a url')
     }

@@ -42,6 +42,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   })
   const url = `redis://127.0.0.1:${port}`
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  client.on('error', () => {}) // refusals are expected until the server is up
   const deadline = Date.now() + 10_000
   for (;;) {
     try {

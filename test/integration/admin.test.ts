@@ -1,0 +1,208 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FakeUpstream } from '../helpers/fake-upstream.js'
+import { ADMIN_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+
+type Envelope = { error: { message: string; type: string; param: string | null; code: string | null } }
+
+let upstream: FakeUpstream
+let redis: RedisServer
+let gw: TestGateway
+
+beforeAll(async () => {
+  upstream = await new FakeUpstream().start()
+  redis = await startRedis()
+  gw = await startGateway({ upstream, env: { REDIS_URL: redis.url } })
+})
+afterAll(async () => {
+  await gw.close()
+  await redis.stop()
+  await upstream.close()
+})
+
+const chat = (target: TestGateway, key: string) =>
+  fetch(target.url + '/v1/chat/completions', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }),
+  })
+
+describe('teams', () => {
+  it('creates, reads, lists, patches and deletes a team', async () => {
+    const created = await gw.admin('POST', '/admin/teams', { id: 'research', name: 'Research', limits: { requests_per_minute: 100, tokens_per_day: 1_000_000 } })
+    expect(created.status).toBe(201)
+    const team = (await created.json()) as Record<string, unknown>
+    expect(team).toMatchObject({ object: 'team', id: 'research', name: 'Research', limits: { requests_per_minute: 100, tokens_per_day: 1_000_000 } })
+
+    expect(await (await gw.admin('GET', '/admin/teams/research')).json()).toEqual(team)
+    const list = (await (await gw.admin('GET', '/admin/teams')).json()) as { data: { id: string }[] }
+    expect(list.data.map((t) => t.id)).toContain('research')
+
+    const patched = await gw.admin('PATCH', '/admin/teams/research', { name: 'R&D', limits: { tokens_per_day: null, concurrent_requests: 4 } })
+    expect(patched.status).toBe(200)
+    expect(await patched.json()).toMatchObject({ name: 'R&D', limits: { requests_per_minute: 100, concurrent_requests: 4 } })
+    expect(((await (await gw.admin('GET', '/admin/teams/research')).json()) as { limits: object }).limits).toEqual({ requests_per_minute: 100, concurrent_requests: 4 })
+
+    expect((await gw.admin('DELETE', '/admin/teams/research')).status).toBe(204)
+    expect((await gw.admin('GET', '/admin/teams/research')).status).toBe(404)
+    expect((await gw.admin('DELETE', '/admin/teams/research')).status).toBe(404)
+  })
+
+  it('answers 409 for an existing id, leaving the team as it was', async () => {
+    await gw.admin('POST', '/admin/teams', { id: 'dup', name: 'First' })
+    const again = await gw.admin('POST', '/admin/teams', { id: 'dup', name: 'Second' })
+    expect(again.status).toBe(409)
+    expect(((await again.json()) as Envelope).error).toMatchObject({ code: 'team_exists', param: 'id' })
+    expect(await (await gw.admin('GET', '/admin/teams/dup')).json()).toMatchObject({ name: 'First' })
+  })
+
+  it.each([
+    ['a missing id', {}, 'id'],
+    ['a bad id', { id: 'no spaces' }, 'id'],
+    ['an id not a string', { id: 7 }, 'id'],
+    ['a negative limit', { id: 'x1', limits: { requests_per_minute: -1 } }, 'limits.requests_per_minute'],
+    ['a fractional limit', { id: 'x2', limits: { tokens_per_day: 1.5 } }, 'limits.tokens_per_day'],
+    ['a limit as a string', { id: 'x3', limits: { tokens_per_minute: '100' } }, 'limits.tokens_per_minute'],
+    ['an unknown limit', { id: 'x4', limits: { requests_per_hour: 5 } }, 'limits.requests_per_hour'],
+    ['an unknown field', { id: 'x5', colour: 'red' }, 'colour'],
+    ['an empty name', { id: 'x6', name: '  ' }, 'name'],
+  ])('refuses %s with a 400 naming the field, storing nothing', async (_label, body, param) => {
+    const res = await gw.admin('POST', '/admin/teams', body)
+    expect(res.status).toBe(400)
+    const data = (await res.json()) as Envelope
+    expect(data.error.param).toBe(param)
+    expect(data.error.message).toContain(param)
+    const id = (body as { id?: unknown }).id
+    if (typeof id === 'string') expect((await gw.admin('GET', `/admin/teams/${encodeURIComponent(id)}`)).status).toBe(404)
+  })
+
+  it('refuses a bad patch, changing nothing', async () => {
+    await gw.admin('POST', '/admin/teams', { id: 'patchy', limits: { requests_per_minute: 5 } })
+    const res = await gw.admin('PATCH', '/admin/teams/patchy', { limits: { requests_per_minute: -5 } })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as Envelope).error.param).toBe('limits.requests_per_minute')
+    expect(((await (await gw.admin('GET', '/admin/teams/patchy')).json()) as { limits: object }).limits).toEqual({ requests_per_minute: 5 })
+    expect((await gw.admin('PATCH', '/admin/teams/patchy', {})).status).toBe(400)
+    expect((await gw.admin('PATCH', '/admin/teams/ghost', { name: 'x' })).status).toBe(404)
+  })
+})
+
+describe('keys', () => {
+  it('creates a key shown once; lists never show it; the key works', async () => {
+    await gw.admin('POST', '/admin/teams', { id: 'ml' })
+    const res = await gw.admin('POST', '/admin/teams/ml/keys', { name: 'laptop', expires_at: '2099-01-01T00:00:00Z' })
+    expect(res.status).toBe(201)
+    const created = (await res.json()) as Record<string, string>
+    expect(Object.keys(created).sort()).toEqual(['created_at', 'expires_at', 'hint', 'id', 'key', 'name', 'object', 'revoked_at', 'team'])
+    expect(created.key).toMatch(/^tg-[A-Za-z0-9]{43}$/)
+    expect(created).toMatchObject({ team: 'ml', name: 'laptop', expires_at: '2099-01-01T00:00:00.000Z' })
+
+    const listText = await (await gw.admin('GET', '/admin/teams/ml/keys')).text()
+    expect(listText).toContain(created.id)
+    expect(listText).not.toContain(created.key)
+    expect((await chat(gw, created.key!)).status).toBe(200)
+  })
+
+  it('keys are unique and random', async () => {
+    await gw.admin('POST', '/admin/teams', { id: 'many' })
+    const keys = new Set<string>()
+    for (let i = 0; i < 20; i++) keys.add(((await (await gw.admin('POST', '/admin/teams/many/keys', {})).json()) as { key: string }).key)
+    expect(keys.size).toBe(20)
+  })
+
+  it.each([
+    ['a past expiry', { expires_at: '2001-01-01T00:00:00Z' }, 'expires_at'],
+    ['a non-date expiry', { expires_at: 'tomorrow' }, 'expires_at'],
+    ['an unknown field', { scopes: ['all'] }, 'scopes'],
+  ])('refuses %s with a 400', async (_label, body, param) => {
+    await gw.admin('POST', '/admin/teams', { id: 'ml' })
+    const res = await gw.admin('POST', '/admin/teams/ml/keys', body)
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as Envelope).error.param).toBe(param)
+  })
+
+  it('refuses a key for a missing team with a 404', async () => {
+    expect((await gw.admin('POST', '/admin/teams/ghost/keys', {})).status).toBe(404)
+    expect((await gw.admin('GET', '/admin/teams/ghost/keys')).status).toBe(404)
+    expect((await gw.admin('DELETE', '/admin/keys/key_doesnotexist00')).status).toBe(404)
+  })
+
+  it('an expired key is refused', async () => {
+    let now = Date.parse('2026-06-01T00:00:00Z')
+    const clocked = await startGateway({ upstream, now: () => now })
+    try {
+      await clocked.admin('POST', '/admin/teams', { id: 'ml' })
+      const created = (await (await clocked.admin('POST', '/admin/teams/ml/keys', { expires_at: '2026-06-02T00:00:00Z' })).json()) as { key: string }
+      expect((await chat(clocked, created.key)).status).toBe(200)
+      now = Date.parse('2026-06-02T00:00:01Z')
+      const res = await chat(clocked, created.key)
+      expect(res.status).toBe(401)
+      expect(((await res.json()) as Envelope).error.message).toContain('expired')
+    } finally {
+      await clocked.close()
+    }
+  })
+})
+
+describe('several instances on one Redis', () => {
+  it('share teams and keys; a revocation or team deletion on one takes effect at once on the other', async () => {
+    const second = await startGateway({ upstream, env: { REDIS_URL: redis.url } })
+    try {
+      await gw.admin('POST', '/admin/teams', { id: 'shared' })
+      const a = (await (await gw.admin('POST', '/admin/teams/shared/keys', {})).json()) as { id: string; key: string }
+      const b = (await (await gw.admin('POST', '/admin/teams/shared/keys', {})).json()) as { id: string; key: string }
+      expect((await chat(second, a.key)).status).toBe(200)
+      expect((await second.admin('DELETE', `/admin/keys/${a.id}`)).status).toBe(204)
+      expect((await chat(gw, a.key)).status).toBe(401)
+      expect((await chat(second, a.key)).status).toBe(401)
+
+      expect((await chat(gw, b.key)).status).toBe(200)
+      expect((await second.admin('DELETE', '/admin/teams/shared')).status).toBe(204)
+      expect((await chat(gw, b.key)).status).toBe(401)
+    } finally {
+      await second.close()
+    }
+  })
+
+  it('/readyz reports the Redis store, and 503 when it is gone', async () => {
+    const own = await startRedis()
+    const other = await startGateway({ upstream, env: { REDIS_URL: own.url } })
+    try {
+      expect(await (await fetch(other.url + '/readyz')).json()).toEqual({ status: 'ready', store: 'redis' })
+      await own.stop()
+      const res = await fetch(other.url + '/readyz')
+      expect(res.status).toBe(503)
+      expect(await fetch(other.url + '/healthz').then((r) => r.status)).toBe(200)
+    } finally {
+      await other.close()
+    }
+  })
+})
+
+describe('admin authentication', () => {
+  it.each([
+    ['no token', undefined],
+    ['a wrong token', 'Bearer wrong-token-wrong-token-wrong'],
+    ['the token with one character changed', `Bearer ${ADMIN_TOKEN.slice(0, -1)}x`],
+    ['the token without Bearer', ADMIN_TOKEN],
+  ])('%s → 401', async (_label, authorization) => {
+    const res = await fetch(gw.url + '/admin/teams', { headers: authorization ? { authorization } : {} })
+    expect(res.status).toBe(401)
+    expect(((await res.json()) as Envelope).error.code).toBe('invalid_admin_token')
+  })
+
+  it('a client key is not an admin token', async () => {
+    const { key } = await gw.createKey('ml')
+    expect((await fetch(gw.url + '/admin/teams', { headers: { authorization: `Bearer ${key}` } })).status).toBe(401)
+  })
+
+  it('without ADMIN_TOKEN the admin routes do not exist', async () => {
+    const other = await startGateway({ upstream, env: { ADMIN_TOKEN: undefined } })
+    try {
+      const res = await fetch(other.url + '/admin/teams', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      expect(res.status).toBe(404)
+    } finally {
+      await other.close()
+    }
+  })
+})

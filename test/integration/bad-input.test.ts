@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FakeUpstream } from '../helpers/fake-upstream.js'
+import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/http.js'
+
+type Envelope = { error: { message: string; type: string; param: string | null; code: string | null } }
+
+let upstream: FakeUpstream
+let gw: TestGateway
+let key: string
+
+beforeAll(async () => {
+  upstream = await new FakeUpstream().start()
+  gw = await startGateway({ upstream, env: { BODY_LIMIT_BYTES: String(64 * 1024) } })
+  key = (await gw.createKey()).key
+})
+afterAll(async () => {
+  await gw.close()
+  await upstream.close()
+})
+
+async function send(path: string, body: string | Buffer, headers: Record<string, string> = {}) {
+  const res = await rawRequest(gw.url + path, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers }, body)
+  return { status: res.status, headers: res.headers, data: JSON.parse(res.body.toString('utf8')) as Envelope }
+}
+
+function expectEnvelope(data: Envelope) {
+  expect(Object.keys(data.error).sort()).toEqual(['code', 'message', 'param', 'type'])
+  expect(data.error.message.length).toBeGreaterThan(10)
+}
+
+describe('bad bodies are refused before anything goes upstream', () => {
+  it.each([
+    ['malformed JSON', '{"model": "x", "messages": [', 400, 'invalid_json', null],
+    ['an empty body', '', 400, 'invalid_json', null],
+    ['a JSON array', '[]', 400, 'invalid_json', null],
+    ['a JSON string', '"hello"', 400, 'invalid_json', null],
+    ['no model', '{"messages":[{"role":"user","content":"hi"}]}', 400, 'missing_required_parameter', 'model'],
+    ['a numeric model', '{"model":42,"messages":[{"role":"user","content":"hi"}]}', 400, 'missing_required_parameter', 'model'],
+    ['no messages', '{"model":"meta/llama-3.1-8b-instruct"}', 400, 'missing_required_parameter', 'messages'],
+    ['messages not an array', '{"model":"meta/llama-3.1-8b-instruct","messages":"hi"}', 400, 'invalid_type', 'messages'],
+    ['empty messages', '{"model":"meta/llama-3.1-8b-instruct","messages":[]}', 400, 'invalid_type', 'messages'],
+    ['stream not a boolean', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"stream":"yes"}', 400, 'invalid_type', 'stream'],
+    ['stream_options without stream', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}', 400, 'invalid_value', 'stream_options'],
+    ['a __proto__ key', '{"__proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
+  ])('%s → %i', async (_label, body, status, code, param) => {
+    const before = upstream.requests.length
+    const { status: got, data } = await send('/v1/chat/completions', body)
+    expect(got).toBe(status)
+    expectEnvelope(data)
+    expect(data.error.type).toBe('invalid_request_error')
+    expect(data.error.code).toBe(code)
+    expect(data.error.param).toBe(param)
+    expect(upstream.requests.length).toBe(before)
+  })
+
+  it('checks the input field of completions and embeddings', async () => {
+    expect((await send('/v1/completions', '{"model":"m"}')).data.error.param).toBe('prompt')
+    expect((await send('/v1/embeddings', '{"model":"m","input":""}')).data.error.param).toBe('input')
+  })
+
+  it('a body over the limit is a 413', async () => {
+    const big = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(70 * 1024) }] })
+    const { status, data } = await send('/v1/chat/completions', big)
+    expect(status).toBe(413)
+    expectEnvelope(data)
+    expect(data.error.code).toBe('request_too_large')
+  })
+
+  it('reads a body sent as form-encoded (curl -d without a content type) as JSON', async () => {
+    const res = await rawRequest(gw.url + '/v1/chat/completions', 'POST',
+      { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' },
+      JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }))
+    expect(res.status).toBe(200)
+  })
+
+  it('a model that is not served is a 404 when nothing routes unknown models', async () => {
+    const config = 'default_upstream: null\nmodels:\n  meta/llama-3.1-8b-instruct:\n    upstream: nvidia\n'
+    const other = await startGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': config } })
+    try {
+      const otherKey = (await other.createKey()).key
+      const before = upstream.requests.length
+      const res = await fetch(other.url + '/v1/chat/completions', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${otherKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'no/such-model', messages: [{ role: 'user', content: 'hi' }] }),
+      })
+      expect(res.status).toBe(404)
+      expect(((await res.json()) as Envelope).error).toMatchObject({ code: 'model_not_found', param: 'model' })
+      expect(upstream.requests.length).toBe(before)
+    } finally {
+      await other.close()
+    }
+  })
+})
+
+describe('client authentication', () => {
+  const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] })
+
+  it.each([
+    ['no Authorization header', {}],
+    ['a non-bearer scheme', { authorization: 'Basic dTpw' }],
+    ['a key of the wrong shape', { authorization: 'Bearer sk-123' }],
+    ['an unknown key of the right shape', { authorization: `Bearer tg-${'A'.repeat(43)}` }],
+  ])('%s → 401 invalid_api_key', async (_label, headers) => {
+    const before = upstream.requests.length
+    const res = await rawRequest(gw.url + '/v1/chat/completions', 'POST', { 'content-type': 'application/json', ...headers }, body)
+    expect(res.status).toBe(401)
+    const data = JSON.parse(res.body.toString()) as Envelope
+    expectEnvelope(data)
+    expect(data.error.code).toBe('invalid_api_key')
+    expect(upstream.requests.length).toBe(before)
+  })
+
+  it('a revoked key fails at once', async () => {
+    const created = await gw.createKey('revokers')
+    const ok = await rawRequest(gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${created.key}` }, body)
+    expect(ok.status).toBe(200)
+    expect((await gw.admin('DELETE', `/admin/keys/${created.id}`)).status).toBe(204)
+    const refused = await rawRequest(gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${created.key}` }, body)
+    expect(refused.status).toBe(401)
+  })
+
+  it('also guards /v1/models', async () => {
+    expect((await fetch(gw.url + '/v1/models')).status).toBe(401)
+  })
+})
+
+describe('routes', () => {
+  it('unknown routes are a 404 in JSON', async () => {
+    const res = await fetch(gw.url + '/v2/whatever')
+    expect(res.status).toBe(404)
+    expect(((await res.json()) as Envelope).error.code).toBe('unknown_route')
+  })
+
+  it('health and readiness answer', async () => {
+    expect(await (await fetch(gw.url + '/healthz')).json()).toEqual({ status: 'ok' })
+    expect(await (await fetch(gw.url + '/readyz')).json()).toEqual({ status: 'ready', store: 'memory' })
+  })
+})

@@ -1,0 +1,117 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import OpenAI from 'openai'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { main as cli, type CliIO } from '../../src/cli.js'
+import { FakeUpstream, STREAM_TEXT } from '../helpers/fake-upstream.js'
+import { freePort } from '../helpers/redis.js'
+import { waitFor } from '../helpers/wait.js'
+
+/** The entry file as a real process: configuration errors, start-up, the CLI, and SIGTERM. */
+
+const ADMIN = 'server-test-admin-token-000000000'
+
+function startServer(env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+  return { child, output: () => out }
+}
+
+function capture(): CliIO & { out: string; err: string } {
+  const io = { out: '', err: '', stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t) }
+  return io
+}
+
+describe('a bad configuration', () => {
+  it('stops the process with exit 1, naming every problem', async () => {
+    const { child, output } = startServer({ PORT: 'x', LOG_LEVEL: 'chatty', TOLLGATE_CONFIG: '/nonexistent/tollgate.yaml' })
+    const [code] = await once(child, 'exit')
+    expect(code).toBe(1)
+    expect(output()).toContain('PORT: must be a whole number')
+    expect(output()).toContain('LOG_LEVEL: must be one of')
+    expect(output()).toContain('cannot read /nonexistent/tollgate.yaml')
+  })
+})
+
+describe('a running gateway', () => {
+  let upstream: FakeUpstream
+  let server: ReturnType<typeof startServer>
+  let url: string
+
+  beforeAll(async () => {
+    upstream = await new FakeUpstream().start()
+    const port = await freePort()
+    url = `http://127.0.0.1:${port}`
+    server = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => null))?.status === 200, 'the gateway to start', 20_000)
+  })
+  afterAll(async () => {
+    if (server.child.exitCode === null) server.child.kill('SIGKILL')
+    await upstream.close()
+  })
+
+  it('takes a newcomer from the CLI to a streamed completion', async () => {
+    const env = { TOLLGATE_URL: url, ADMIN_TOKEN: ADMIN }
+    const team = capture()
+    expect(await cli(['teams', 'create', 'ml', '--name', 'Machine learning', '--limits', '{"requests_per_minute":100}'], env, team)).toBe(0)
+    expect(JSON.parse(team.out)).toMatchObject({ id: 'ml', name: 'Machine learning', limits: { requests_per_minute: 100 } })
+
+    const created = capture()
+    expect(await cli(['keys', 'create', '--team', 'ml', '--name', 'laptop'], env, created)).toBe(0)
+    const { key, id } = JSON.parse(created.out) as { key: string; id: string }
+    expect(created.err).toContain('Store this key now')
+
+    const client = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 })
+    const stream = await client.chat.completions.create({ model: 'minimaxai/minimax-m2.1', messages: [{ role: 'user', content: 'Hi' }], stream: true })
+    let text = ''
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
+    expect(text).toBe(STREAM_TEXT)
+
+    const listed = capture()
+    expect(await cli(['keys', 'list', '--team', 'ml'], env, listed)).toBe(0)
+    expect(listed.out).toContain(id)
+    expect(listed.out).not.toContain(key)
+
+    const revoked = capture()
+    expect(await cli(['keys', 'revoke', id], env, revoked)).toBe(0)
+    expect(revoked.out.trim()).toBe('revoked')
+    await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError)
+
+    const teams = capture()
+    expect(await cli(['teams', 'list'], env, teams)).toBe(0)
+    expect((JSON.parse(teams.out) as { data: { id: string }[] }).data.map((t) => t.id)).toEqual(['ml'])
+  })
+
+  it('the CLI reports refusals and usage errors with their exit codes', async () => {
+    const env = { TOLLGATE_URL: url, ADMIN_TOKEN: ADMIN }
+    const dup = capture()
+    expect(await cli(['teams', 'create', 'ml'], env, dup)).toBe(1)
+    expect(dup.err).toContain('409')
+    const wrong = capture()
+    expect(await cli(['teams', 'list'], { ...env, ADMIN_TOKEN: 'not-the-token-at-all' }, wrong)).toBe(1)
+    expect(wrong.err).toContain('401')
+    const usage = capture()
+    expect(await cli(['keys', 'create'], env, usage)).toBe(2)
+    expect(usage.err).toContain('--team')
+    const noToken = capture()
+    expect(await cli(['teams', 'list'], { TOLLGATE_URL: url }, noToken)).toBe(2)
+    expect(noToken.err).toContain('ADMIN_TOKEN')
+    const badLimits = capture()
+    expect(await cli(['teams', 'create', 'x', '--limits', 'nope'], env, badLimits)).toBe(2)
+    const down = capture()
+    expect(await cli(['teams', 'list'], { ...env, TOLLGATE_URL: `http://127.0.0.1:${await freePort()}` }, down)).toBe(1)
+    expect(down.err).toContain('cannot reach the gateway')
+  })
+
+  it('exits 0 on SIGTERM', async () => {
+    server.child.kill('SIGTERM')
+    const [code] = await once(server.child, 'exit')
+    expect(code).toBe(0)
+    expect(server.output()).toContain('shutting down')
+  })
+})

@@ -1,0 +1,136 @@
+import { Redis } from 'ioredis'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { hashClientKey } from '../../src/keys.js'
+import { MemoryStore } from '../../src/store/memory.js'
+import { RedisStore } from '../../src/store/redis.js'
+import type { ApiKeyRecord, Store, Team } from '../../src/store/types.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+
+/** One contract, two stores: the embedded one and Redis (a real redis-server on a free port). */
+
+let redis: RedisServer
+let client: Redis
+let prefixCounter = 0
+
+beforeAll(async () => {
+  redis = await startRedis()
+  client = new Redis(redis.url)
+})
+afterAll(async () => {
+  client.disconnect()
+  await redis.stop()
+})
+
+const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({ id, name: id.toUpperCase(), limits: {}, created_at: at, updated_at: at })
+const key = (id: string, teamId: string, secret: string, at = '2026-01-01T00:00:00.000Z'): ApiKeyRecord => ({
+  id, team: teamId, name: null, hash: hashClientKey(secret), hint: 'tg-x…y', created_at: at, expires_at: null, revoked_at: null,
+})
+
+describe.each([
+  ['memory', () => new MemoryStore() as Store],
+  ['redis', () => new RedisStore({ client, prefix: `t${++prefixCounter}:` }) as Store],
+])('%s store', (_name, make) => {
+  let store: Store
+  beforeEach(() => {
+    store = make()
+  })
+
+  it('creates a team once; the second create is refused and changes nothing', async () => {
+    expect(await store.createTeam({ ...team('ml'), limits: { requests_per_minute: 10 } })).toBe(true)
+    expect(await store.createTeam({ ...team('ml'), name: 'other' })).toBe(false)
+    expect(await store.getTeam('ml')).toEqual({ ...team('ml'), limits: { requests_per_minute: 10 } })
+    expect(await store.getTeam('nope')).toBeNull()
+  })
+
+  it('lists teams sorted by id', async () => {
+    await store.createTeam(team('b'))
+    await store.createTeam(team('a'))
+    expect((await store.listTeams()).map((t) => t.id)).toEqual(['a', 'b'])
+  })
+
+  it('updates a team, and never recreates a missing one', async () => {
+    await store.createTeam(team('ml'))
+    const updated = await store.updateTeam('ml', { name: 'ML', limits: { tokens_per_day: 5 } }, '2026-02-01T00:00:00.000Z')
+    expect(updated).toEqual({ ...team('ml'), name: 'ML', limits: { tokens_per_day: 5 }, updated_at: '2026-02-01T00:00:00.000Z' })
+    expect(await store.updateTeam('ghost', { name: 'x' }, 'now')).toBeNull()
+    expect(await store.getTeam('ghost')).toBeNull()
+  })
+
+  it('finds an active key by hash, lists it, and forgets it when revoked', async () => {
+    await store.createTeam(team('ml'))
+    expect(await store.createKey(key('key_1', 'ml', 'secret-1'))).toBe(true)
+    expect(await store.findKeyByHash(hashClientKey('secret-1'))).toEqual(key('key_1', 'ml', 'secret-1'))
+    expect(await store.findKeyByHash(hashClientKey('secret-2'))).toBeNull()
+
+    expect(await store.revokeKey('key_1', '2026-03-01T00:00:00.000Z')).toBe(true)
+    expect(await store.findKeyByHash(hashClientKey('secret-1'))).toBeNull()
+    expect(await store.revokeKey('key_1', '2026-04-01T00:00:00.000Z')).toBe(true)
+    expect((await store.getKey('key_1'))?.revoked_at).toBe('2026-03-01T00:00:00.000Z')
+    expect((await store.listKeys('ml')).map((k) => [k.id, k.revoked_at])).toEqual([['key_1', '2026-03-01T00:00:00.000Z']])
+    expect(await store.revokeKey('key_none', 'now')).toBe(false)
+  })
+
+  it('refuses a key for a team that does not exist, storing nothing', async () => {
+    expect(await store.createKey(key('key_1', 'ghost', 's'))).toBe(false)
+    expect(await store.findKeyByHash(hashClientKey('s'))).toBeNull()
+    expect(await store.getKey('key_1')).toBeNull()
+  })
+
+  it('keeps optional fields of a key', async () => {
+    await store.createTeam(team('ml'))
+    const k = { ...key('key_1', 'ml', 's'), name: 'laptop', expires_at: '2027-01-01T00:00:00.000Z' }
+    await store.createKey(k)
+    expect(await store.getKey('key_1')).toEqual(k)
+  })
+
+  it("deleting a team deletes it and its keys, which fail at once; other teams' keys stay", async () => {
+    await store.createTeam(team('ml'))
+    await store.createTeam(team('ops'))
+    await store.createKey(key('key_1', 'ml', 's1'))
+    await store.createKey(key('key_2', 'ml', 's2'))
+    await store.createKey(key('key_3', 'ops', 's3'))
+    expect(await store.deleteTeam('ml')).toBe(true)
+    expect(await store.deleteTeam('ml')).toBe(false)
+    expect(await store.getTeam('ml')).toBeNull()
+    expect(await store.findKeyByHash(hashClientKey('s1'))).toBeNull()
+    expect(await store.findKeyByHash(hashClientKey('s2'))).toBeNull()
+    expect(await store.listKeys('ml')).toEqual([])
+    expect((await store.findKeyByHash(hashClientKey('s3')))?.id).toBe('key_3')
+    expect((await store.listTeams()).map((t) => t.id)).toEqual(['ops'])
+  })
+
+  it('answers ping', async () => {
+    await expect(store.ping()).resolves.toBeUndefined()
+  })
+})
+
+describe('redis store specifics', () => {
+  it('keeps every directory key under one hash tag, so its scripts run on a cluster', async () => {
+    const store = new RedisStore({ client, prefix: 'tagcheck:' })
+    await store.createTeam(team('ml'))
+    await store.createKey(key('key_1', 'ml', 's'))
+    const keys = await client.keys('tagcheck:*')
+    expect(keys.length).toBeGreaterThanOrEqual(5)
+    for (const k of keys) expect(k.startsWith('tagcheck:{dir}:')).toBe(true)
+  })
+
+  it('stores only the hash of a key, never the plaintext', async () => {
+    const store = new RedisStore({ client, prefix: 'plain:' })
+    await store.createTeam(team('ml'))
+    await store.createKey(key('key_1', 'ml', 'tg-the-plaintext-secret'))
+    const dump: string[] = []
+    for (const k of await client.keys('plain:*')) {
+      const type = await client.type(k)
+      if (type === 'hash') dump.push(JSON.stringify(await client.hgetall(k)))
+      else if (type === 'set') dump.push(JSON.stringify(await client.smembers(k)))
+    }
+    expect(dump.join('\n')).not.toContain('tg-the-plaintext-secret')
+    expect(dump.join('\n')).toContain(hashClientKey('tg-the-plaintext-secret'))
+  })
+
+  it('reports an unreachable server through ping', async () => {
+    const down = new RedisStore({ url: 'redis://127.0.0.1:1' })
+    await expect(down.ping()).rejects.toThrow()
+    await down.close()
+  })
+})

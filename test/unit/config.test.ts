@@ -1,0 +1,146 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, DEFAULT_NVIDIA_BASE_URL, loadConfig, type Env } from '../../src/config.js'
+
+const files = (map: Record<string, string>) => (path: string) => {
+  if (map[path] === undefined) throw new Error(`ENOENT: no such file or directory, open '${path}'`)
+  return map[path]!
+}
+
+function problems(env: Env, map: Record<string, string> = {}): string[] {
+  try {
+    loadConfig(env, files(map))
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError)
+    return (err as ConfigError).problems
+  }
+  throw new Error('expected a ConfigError')
+}
+
+describe('built-in defaults (no config file)', () => {
+  it('listens on 0.0.0.0:8080, routes every model to NVIDIA, and knows minimax-m2.1', () => {
+    const config = loadConfig({})
+    expect(config).toMatchObject({ port: 8080, host: '0.0.0.0', logLevel: 'info', bodyLimitBytes: 10 * 1024 * 1024, redisUrl: null, adminToken: null, defaultUpstream: 'nvidia' })
+    expect(config.upstreams.nvidia).toMatchObject({ baseUrl: DEFAULT_NVIDIA_BASE_URL, apiKeys: [] })
+    expect(config.models['minimaxai/minimax-m2.1']).toEqual({
+      name: 'minimaxai/minimax-m2.1', upstream: 'nvidia', upstreamModel: 'minimaxai/minimax-m2.1',
+      defaults: { temperature: 1, top_p: 0.95, max_tokens: 8192 },
+    })
+  })
+
+  it('reads the contract environment variables', () => {
+    const config = loadConfig({
+      PORT: '9000', HOST: '127.0.0.1', NVIDIA_API_KEY: ' nvapi-a , nvapi-b,', NVIDIA_BASE_URL: 'http://localhost:1234/v1/',
+      REDIS_URL: 'redis://localhost:6379/2', ADMIN_TOKEN: 'a'.repeat(32), LOG_LEVEL: 'DEBUG', BODY_LIMIT_BYTES: '2048',
+    })
+    expect(config).toMatchObject({ port: 9000, host: '127.0.0.1', redisUrl: 'redis://localhost:6379/2', adminToken: 'a'.repeat(32), logLevel: 'debug', bodyLimitBytes: 2048 })
+    expect(config.upstreams.nvidia).toMatchObject({ baseUrl: 'http://localhost:1234/v1', apiKeys: ['nvapi-a', 'nvapi-b'] })
+  })
+})
+
+describe('bad environment', () => {
+  it('names every problem at once', () => {
+    const found = problems({ PORT: 'eighty', LOG_LEVEL: 'loud', REDIS_URL: 'http://x', NVIDIA_BASE_URL: 'not a url', ADMIN_TOKEN: 'short', BODY_LIMIT_BYTES: '12' })
+    expect(found).toHaveLength(6)
+    for (const name of ['PORT', 'LOG_LEVEL', 'REDIS_URL', 'NVIDIA_BASE_URL', 'ADMIN_TOKEN', 'BODY_LIMIT_BYTES']) {
+      expect(found.some((p) => p.startsWith(`${name}:`)), name).toBe(true)
+    }
+  })
+
+  it('refuses a port out of range', () => {
+    expect(problems({ PORT: '70000' })[0]).toContain('between 0 and 65535')
+  })
+})
+
+describe('the config file', () => {
+  const full = `
+upstreams:
+  nvidia:
+    base_url: https://integrate.api.nvidia.com/v1
+    timeouts: { connect_ms: 2000, headers_ms: 60000, idle_ms: 30000 }
+  local:
+    base_url: http://127.0.0.1:8000/v1/
+    api_key_env: LOCAL_KEY
+models:
+  minimaxai/minimax-m2.1:
+    defaults: { temperature: 0.7 }
+  my-llama:
+    upstream: local
+    upstream_model: meta/llama-3.1-8b-instruct
+    defaults: { max_tokens: 512, seed: 7, chat_template_kwargs: { thinking: true } }
+aliases:
+  minimax: minimaxai/minimax-m2.1
+  fast: my-llama
+models_cache_seconds: 5
+`
+
+  it('adds upstreams, models, aliases and defaults; the file replaces a built-in model whole', () => {
+    const config = loadConfig({ TOLLGATE_CONFIG: '/etc/tg.yaml', NVIDIA_API_KEY: 'nvapi-1', LOCAL_KEY: 'k1,k2' }, files({ '/etc/tg.yaml': full }))
+    expect(config.upstreams.nvidia).toMatchObject({ apiKeys: ['nvapi-1'], timeouts: { connectMs: 2000, headersMs: 60000, idleMs: 30000 } })
+    expect(config.upstreams.local).toMatchObject({ baseUrl: 'http://127.0.0.1:8000/v1', apiKeys: ['k1', 'k2'] })
+    expect(config.models['minimaxai/minimax-m2.1']!.defaults).toEqual({ temperature: 0.7 })
+    expect(config.models['my-llama']).toEqual({
+      name: 'my-llama', upstream: 'local', upstreamModel: 'meta/llama-3.1-8b-instruct',
+      defaults: { max_tokens: 512, seed: 7, chat_template_kwargs: { thinking: true } },
+    })
+    expect(config.aliases).toEqual({ minimax: 'minimaxai/minimax-m2.1', fast: 'my-llama' })
+    expect(config.modelsCacheMs).toBe(5000)
+    expect(config.configFile).toBe('/etc/tg.yaml')
+  })
+
+  it('names every problem with its path and why', () => {
+    const bad = `
+upstreams:
+  local:
+    base_url: ftp://example.com
+    api_key_env: MISSING_VAR
+    timeouts: { connect_ms: -1 }
+    colour: blue
+models:
+  a/b:
+    upstream: nowhere
+    defaults: { temperature: 9, messages: [], max_tokens: 1.5 }
+aliases:
+  x: y
+`
+    const found = problems({ TOLLGATE_CONFIG: '/c.yaml' }, { '/c.yaml': bad })
+    const text = found.join('\n')
+    expect(text).toContain('upstreams.local.base_url')
+    expect(text).toContain('upstreams.local.timeouts.connect_ms')
+    expect(text).toContain('upstreams.local.colour: unknown field')
+    expect(text).toContain('models["a/b"].defaults.temperature')
+    expect(text).toContain('models["a/b"].defaults.messages')
+    expect(text).toContain('models["a/b"].defaults.max_tokens')
+    for (const p of found) expect(p.startsWith('/c.yaml: ')).toBe(true)
+  })
+
+  it('checks references between sections', () => {
+    const bad = `
+default_upstream: null
+models:
+  a/b:
+    upstream: nowhere
+  c/d: {}
+aliases:
+  x: y
+  z: x
+upstreams:
+  u:
+    base_url: http://localhost:1/v1
+    api_key_env: NOT_SET_ANYWHERE
+`
+    const text = problems({ TOLLGATE_CONFIG: '/c.yaml' }, { '/c.yaml': bad }).join('\n')
+    expect(text).toContain('models["a/b"].upstream: no upstream named "nowhere"')
+    expect(text).toContain('models["c/d"].upstream: required when default_upstream is null')
+    expect(text).toContain('aliases["x"]: no model named "y"')
+    expect(text).toContain('api_key_env: environment variable NOT_SET_ANYWHERE is not set')
+  })
+
+  it('reports YAML syntax errors with the line, and a missing file', () => {
+    expect(problems({ TOLLGATE_CONFIG: '/c.yaml' }, { '/c.yaml': 'models:\n  a: [1,\n' })[0]).toMatch(/line \d+/)
+    expect(problems({ TOLLGATE_CONFIG: '/nope.yaml' })[0]).toContain('cannot read /nope.yaml')
+  })
+
+  it('treats an empty file as no settings', () => {
+    expect(loadConfig({ TOLLGATE_CONFIG: '/c.yaml' }, files({ '/c.yaml': '' })).models['minimaxai/minimax-m2.1']).toBeDefined()
+  })
+})
