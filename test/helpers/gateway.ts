@@ -85,3 +85,16 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
     },
   }
 }
+
+/** OpenAI's error envelope, as the tests read it. */
+export type Envelope = { error: { message: string; type: string; param: string | null; code: string | null } }
+
+/** Starts a gateway for one test and closes it afterwards, whatever happens. */
+export async function withGateway<T>(options: TestGatewayOptions, use: (gw: TestGateway) => Promise<T>): Promise<T> {
+  const gw = await startGateway(options)
+  try {
+    return await use(gw)
+  } finally {
+    await gw.close()
+  }
+}

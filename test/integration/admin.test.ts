@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { ADMIN_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js'
+import { ADMIN_TOKEN, startGateway, type TestGateway, withGateway, type Envelope } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-
-type Envelope = { error: { message: string; type: string; param: string | null; code: string | null } }
 
 let upstream: FakeUpstream
 let redis: RedisServer
@@ -129,8 +127,7 @@ describe('keys', () => {
 
   it('an expired key is refused', async () => {
     let now = Date.parse('2026-06-01T00:00:00Z')
-    const clocked = await startGateway({ upstream, now: () => now })
-    try {
+    await withGateway({ upstream, now: () => now }, async (clocked) => {
       await clocked.admin('POST', '/admin/teams', { id: 'ml' })
       const created = (await (await clocked.admin('POST', '/admin/teams/ml/keys', { expires_at: '2026-06-02T00:00:00Z' })).json()) as { key: string }
       expect((await chat(clocked, created.key)).status).toBe(200)
@@ -138,16 +135,13 @@ describe('keys', () => {
       const res = await chat(clocked, created.key)
       expect(res.status).toBe(401)
       expect(((await res.json()) as Envelope).error.message).toContain('expired')
-    } finally {
-      await clocked.close()
-    }
+    })
   })
 })
 
 describe('several instances on one Redis', () => {
   it('share teams and keys; a revocation or team deletion on one takes effect at once on the other', async () => {
-    const second = await startGateway({ upstream, env: { REDIS_URL: redis.url } })
-    try {
+    await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (second) => {
       await gw.admin('POST', '/admin/teams', { id: 'shared' })
       const a = (await (await gw.admin('POST', '/admin/teams/shared/keys', {})).json()) as { id: string; key: string }
       const b = (await (await gw.admin('POST', '/admin/teams/shared/keys', {})).json()) as { id: string; key: string }
@@ -159,23 +153,18 @@ describe('several instances on one Redis', () => {
       expect((await chat(gw, b.key)).status).toBe(200)
       expect((await second.admin('DELETE', '/admin/teams/shared')).status).toBe(204)
       expect((await chat(gw, b.key)).status).toBe(401)
-    } finally {
-      await second.close()
-    }
+    })
   })
 
   it('/readyz reports the Redis store, and 503 when it is gone', async () => {
     const own = await startRedis()
-    const other = await startGateway({ upstream, env: { REDIS_URL: own.url } })
-    try {
+    await withGateway({ upstream, env: { REDIS_URL: own.url } }, async (other) => {
       expect(await (await fetch(other.url + '/readyz')).json()).toEqual({ status: 'ready', store: 'redis' })
       await own.stop()
       const res = await fetch(other.url + '/readyz')
       expect(res.status).toBe(503)
       expect(await fetch(other.url + '/healthz').then((r) => r.status)).toBe(200)
-    } finally {
-      await other.close()
-    }
+    })
   })
 })
 
@@ -197,12 +186,9 @@ describe('admin authentication', () => {
   })
 
   it('without ADMIN_TOKEN the admin routes do not exist', async () => {
-    const other = await startGateway({ upstream, env: { ADMIN_TOKEN: undefined } })
-    try {
+    await withGateway({ upstream, env: { ADMIN_TOKEN: undefined } }, async (other) => {
       const res = await fetch(other.url + '/admin/teams', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
       expect(res.status).toBe(404)
-    } finally {
-      await other.close()
-    }
+    })
   })
 })

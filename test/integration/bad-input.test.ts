@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startGateway, type TestGateway, withGateway, type Envelope } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/http.js'
-
-type Envelope = { error: { message: string; type: string; param: string | null; code: string | null } }
 
 let upstream: FakeUpstream
 let gw: TestGateway
@@ -76,8 +74,7 @@ describe('bad bodies are refused before anything goes upstream', () => {
 
   it('a model that is not served is a 404 when nothing routes unknown models', async () => {
     const config = 'default_upstream: null\nmodels:\n  meta/llama-3.1-8b-instruct:\n    upstream: nvidia\n'
-    const other = await startGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': config } })
-    try {
+    await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': config } }, async (other) => {
       const otherKey = (await other.createKey()).key
       const before = upstream.requests.length
       const res = await fetch(other.url + '/v1/chat/completions', {
@@ -88,9 +85,7 @@ describe('bad bodies are refused before anything goes upstream', () => {
       expect(res.status).toBe(404)
       expect(((await res.json()) as Envelope).error).toMatchObject({ code: 'model_not_found', param: 'model' })
       expect(upstream.requests.length).toBe(before)
-    } finally {
-      await other.close()
-    }
+    })
   })
 })
 

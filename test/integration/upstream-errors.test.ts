@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startGateway, type TestGateway, withGateway, type Envelope } from '../helpers/gateway.js'
 import { freePort } from '../helpers/redis.js'
 
 const LLAMA = 'meta/llama-3.1-8b-instruct'
@@ -27,8 +27,6 @@ function chat(target: TestGateway, clientKey: string, body: Record<string, unkno
     body: JSON.stringify({ model: LLAMA, messages, ...body }),
   })
 }
-
-type Envelope = { error: { message: string; type: string; param: string | null; code: string | null } }
 
 describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", () => {
   it.each([
@@ -86,8 +84,7 @@ describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", (
 describe("the upstream refusing the gateway's own key", () => {
   it('is a 502 saying the client key was fine, logged at error level, with no key anywhere', async () => {
     const wrongKey = 'nvapi-wrong-key-for-this-test-000000'
-    const other = await startGateway({ env: { NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: wrongKey } })
-    try {
+    await withGateway({ env: { NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: wrongKey } }, async (other) => {
       const clientKey = (await other.createKey()).key
       const res = await chat(other, clientKey)
       expect(res.status).toBe(502)
@@ -101,59 +98,45 @@ describe("the upstream refusing the gateway's own key", () => {
       const errorLine = other.logLines().find((l) => l.level === 50 && String(l.msg).includes('refused'))
       expect(errorLine).toMatchObject({ upstream: 'nvidia', upstream_status: 403 })
       expect(other.logs.join('\n')).not.toContain(wrongKey)
-    } finally {
-      await other.close()
-    }
+    })
   })
 
   it('a 401 with a plain-text body (no key sent) is also a 502', async () => {
     const config = `upstreams:\n  local:\n    base_url: ${upstream.baseUrl}\nmodels:\n  ${LLAMA}:\n    upstream: local\n`
-    const other = await startGateway({ env: { TOLLGATE_CONFIG: '/cfg.yaml', NVIDIA_API_KEY: undefined }, files: { '/cfg.yaml': config } })
-    try {
+    await withGateway({ env: { TOLLGATE_CONFIG: '/cfg.yaml', NVIDIA_API_KEY: undefined }, files: { '/cfg.yaml': config } }, async (other) => {
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(502)
       expect(((await res.json()) as Envelope).error.message).toContain("Header of type 'authorization' was missing")
-    } finally {
-      await other.close()
-    }
+    })
   })
 })
 
 describe('transport failures', () => {
   it('an unreachable upstream is a 502', async () => {
     const port = await freePort()
-    const other = await startGateway({ env: { NVIDIA_BASE_URL: `http://127.0.0.1:${port}/v1`, NVIDIA_API_KEY: 'nvapi-x' } })
-    try {
+    await withGateway({ env: { NVIDIA_BASE_URL: `http://127.0.0.1:${port}/v1`, NVIDIA_API_KEY: 'nvapi-x' } }, async (other) => {
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(502)
       expect(((await res.json()) as Envelope).error.code).toBe('upstream_unreachable')
-    } finally {
-      await other.close()
-    }
+    })
   })
 
   it('an upstream that never answers is a 504 after the configured time to headers', async () => {
     const config = `upstreams:\n  nvidia:\n    base_url: ${upstream.baseUrl}\n    timeouts:\n      headers_ms: 200\n`
-    const other = await startGateway({ upstream, env: { TOLLGATE_CONFIG: '/cfg.yaml' }, files: { '/cfg.yaml': config } })
-    try {
+    await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/cfg.yaml' }, files: { '/cfg.yaml': config } }, async (other) => {
       upstream.enqueue({ kind: 'hang' })
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(504)
       expect(((await res.json()) as Envelope).error.code).toBe('upstream_timeout')
-    } finally {
-      await other.close()
-    }
+    })
   })
 
   it('without any NVIDIA key the gateway answers 503 and says what to set', async () => {
-    const other = await startGateway({ env: { NVIDIA_BASE_URL: upstream.baseUrl } })
-    try {
+    await withGateway({ env: { NVIDIA_BASE_URL: upstream.baseUrl } }, async (other) => {
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(503)
       expect(res.headers.get('x-should-retry')).toBe('false')
       expect(((await res.json()) as Envelope).error.message).toContain('NVIDIA_API_KEY')
-    } finally {
-      await other.close()
-    }
+    })
   })
 })

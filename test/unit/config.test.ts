@@ -144,3 +144,12 @@ upstreams:
     expect(loadConfig({ TOLLGATE_CONFIG: '/c.yaml' }, files({ '/c.yaml': '' })).models['minimaxai/minimax-m2.1']).toBeDefined()
   })
 })
+
+describe('the shipped examples', () => {
+  it('examples/tollgate.yaml is a valid config', async () => {
+    const { readFileSync } = await import('node:fs')
+    const config = loadConfig({ TOLLGATE_CONFIG: 'examples/tollgate.yaml', NVIDIA_API_KEY: 'nvapi-test' }, (p) => readFileSync(p, 'utf8'))
+    expect(config.aliases.minimax).toBe('minimaxai/minimax-m2.1')
+    expect(config.models['minimaxai/minimax-m2.1']!.defaults).toEqual({ temperature: 1, top_p: 0.95, max_tokens: 8192 })
+  })
+})
