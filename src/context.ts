@@ -1,3 +1,5 @@
+import type { Principal } from './store/types.js'
+
 /** What the gateway learns about a request as it goes, for the log line and later the usage record. */
 export interface RequestContext {
   team: string | null
@@ -11,6 +13,8 @@ export interface RequestContext {
 declare module 'fastify' {
   interface FastifyRequest {
     tg: RequestContext
+    /** The authenticated key and its team (set by client authentication on /v1 routes). */
+    principal: Principal | null
   }
 }
 

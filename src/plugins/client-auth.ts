@@ -17,17 +17,19 @@ export function clientAuth(store: Store, now: () => number): onRequestAsyncHookH
       )
     }
     if (!looksLikeClientKey(token)) throw invalidApiKey('Incorrect API key provided.')
-    let key
+    let principal
     try {
-      key = await store.findKeyByHash(hashClientKey(token))
+      principal = await store.authenticate(hashClientKey(token))
     } catch (err) {
       throw storeUnavailable(err)
     }
-    if (key === null) throw invalidApiKey('Incorrect API key provided, or the key has been revoked.')
+    if (principal === null) throw invalidApiKey('Incorrect API key provided, or the key has been revoked.')
+    const { key } = principal
     if (key.expires_at !== null && Date.parse(key.expires_at) <= now()) {
       throw invalidApiKey('This API key has expired.')
     }
     request.tg.team = key.team
     request.tg.keyId = key.id
+    request.principal = principal
   }
 }

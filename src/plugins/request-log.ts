@@ -12,6 +12,7 @@ const QUIET_ROUTES = new Set(['/healthz', '/readyz'])
  */
 export function registerRequestLog(app: FastifyInstance): void {
   app.decorateRequest('tg', null as never)
+  app.decorateRequest('principal', null)
 
   app.addHook('onRequest', async (request, reply) => {
     request.tg = newRequestContext()

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { z } from 'zod'
 import { GatewayError, invalidRequest, notFound, storeUnavailable } from '../errors.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
-import { limitsPatchSchema, limitsSchema, mergeLimits } from '../limits.js'
+import { limitsPatchSchema, limitsSchema, mergeLimits, type Limits, type LimitsPatch } from '../limits.js'
 import type { ApiKeyRecord, Store, Team } from '../store/types.js'
 import { describeIssues, firstIssuePath } from '../validation.js'
 
@@ -25,14 +25,30 @@ const teamId = z.string({ error: 'must be a string' }).regex(TEAM_ID, {
 })
 const displayName = z.string({ error: 'must be a string' }).trim().min(1, { error: 'must not be empty' }).max(200, { error: 'must be at most 200 characters' })
 
-const createTeamBody = z.strictObject({ id: teamId, name: displayName.optional(), limits: limitsSchema.optional() })
+const modelName = z.string().min(1).max(256)
+/** Per-model limits; in a PATCH a model set to null loses its limits. */
+const modelLimits = z.record(modelName, limitsSchema)
+const modelLimitsPatch = z.record(modelName, limitsPatchSchema.nullable())
+
+const createTeamBody = z.strictObject({
+  id: teamId,
+  name: displayName.optional(),
+  limits: limitsSchema.optional(),
+  model_limits: modelLimits.optional(),
+})
 const patchTeamBody = z
-  .strictObject({ name: displayName.optional(), limits: limitsPatchSchema.optional() })
-  .refine((b) => b.name !== undefined || b.limits !== undefined, { error: 'give at least one of name, limits' })
+  .strictObject({ name: displayName.optional(), limits: limitsPatchSchema.optional(), model_limits: modelLimitsPatch.optional() })
+  .refine((b) => b.name !== undefined || b.limits !== undefined || b.model_limits !== undefined, {
+    error: 'give at least one of name, limits, model_limits',
+  })
 const createKeyBody = z.strictObject({
   name: displayName.nullable().optional(),
   expires_at: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z' }).nullable().optional(),
+  limits: limitsSchema.optional(),
 })
+const patchKeyBody = z
+  .strictObject({ name: displayName.nullable().optional(), limits: limitsPatchSchema.optional() })
+  .refine((b) => b.name !== undefined || b.limits !== undefined, { error: 'give at least one of name, limits' })
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body ?? {})
@@ -52,6 +68,19 @@ async function stored<T>(op: Promise<T>): Promise<T> {
   }
 }
 
+function mergeModelLimits(current: Record<string, Limits>, patch: Record<string, LimitsPatch | null>): Record<string, Limits> {
+  const next = { ...current }
+  for (const [model, limits] of Object.entries(patch)) {
+    if (limits === null) delete next[model]
+    else {
+      const merged = mergeLimits(next[model] ?? {}, limits)
+      if (Object.keys(merged).length === 0) delete next[model]
+      else next[model] = merged
+    }
+  }
+  return next
+}
+
 const teamView = (team: Team) => ({ object: 'team' as const, ...team })
 
 const keyView = (key: ApiKeyRecord) => ({
@@ -60,6 +89,7 @@ const keyView = (key: ApiKeyRecord) => ({
   team: key.team,
   name: key.name,
   hint: key.hint,
+  limits: key.limits,
   created_at: key.created_at,
   expires_at: key.expires_at,
   revoked_at: key.revoked_at,
@@ -83,7 +113,14 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
   app.post('/admin/teams', async (request, reply: FastifyReply) => {
     const body = parseBody(createTeamBody, request.body)
     const at = iso()
-    const team: Team = { id: body.id, name: body.name ?? body.id, limits: body.limits ?? {}, created_at: at, updated_at: at }
+    const team: Team = {
+      id: body.id,
+      name: body.name ?? body.id,
+      limits: body.limits ?? {},
+      model_limits: body.model_limits ?? {},
+      created_at: at,
+      updated_at: at,
+    }
     if (!(await stored(store.createTeam(team)))) {
       throw new GatewayError(409, `A team with id '${body.id}' already exists.`, { type: 'invalid_request_error', code: 'team_exists', param: 'id' })
     }
@@ -105,6 +142,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
     const patch = {
       ...(body.name !== undefined ? { name: body.name } : {}),
       ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
+      ...(body.model_limits !== undefined ? { model_limits: mergeModelLimits(current.model_limits, body.model_limits) } : {}),
     }
     const team = await stored(store.updateTeam(request.params.id, patch, iso()))
     if (!team) throw teamNotFound(request.params.id)
@@ -129,6 +167,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
       name: body.name ?? null,
       hash: hashClientKey(plaintext),
       hint: keyHint(plaintext),
+      limits: body.limits ?? {},
       created_at: iso(),
       expires_at: expiresAt,
       revoked_at: null,
@@ -146,6 +185,19 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
 
   app.get<{ Params: { id: string } }>('/admin/keys/:id', async (request) => {
     const key = KEY_ID.test(request.params.id) ? await stored(store.getKey(request.params.id)) : null
+    if (!key) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    return keyView(key)
+  })
+
+  app.patch<{ Params: { id: string } }>('/admin/keys/:id', async (request) => {
+    const body = parseBody(patchKeyBody, request.body)
+    const current = KEY_ID.test(request.params.id) ? await stored(store.getKey(request.params.id)) : null
+    if (!current) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    const patch = {
+      ...(body.name !== undefined ? { name: body.name } : {}),
+      ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
+    }
+    const key = await stored(store.updateKey(current.id, patch))
     if (!key) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
     return keyView(key)
   })

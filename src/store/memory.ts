@@ -1,4 +1,4 @@
-import type { ApiKeyRecord, Store, Team, TeamPatch } from './types.js'
+import type { ApiKeyRecord, KeyPatch, Principal, Store, Team, TeamPatch } from './types.js'
 
 /**
  * The embedded store: everything in this process's memory, gone when it exits. The default when
@@ -32,6 +32,7 @@ export class MemoryStore implements Store {
       ...team,
       ...(patch.name !== undefined ? { name: patch.name } : {}),
       ...(patch.limits !== undefined ? { limits: { ...patch.limits } } : {}),
+      ...(patch.model_limits !== undefined ? { model_limits: structuredClone(patch.model_limits) } : {}),
       updated_at: now,
     }
     this.teams.set(id, next)
@@ -50,26 +51,35 @@ export class MemoryStore implements Store {
 
   async createKey(key: ApiKeyRecord): Promise<boolean> {
     if (!this.teams.has(key.team)) return false
-    this.keys.set(key.id, { ...key })
+    this.keys.set(key.id, structuredClone(key))
     this.keyIdByHash.set(key.hash, key.id)
     return true
   }
 
-  async findKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
+  async authenticate(hash: string): Promise<Principal | null> {
     const id = this.keyIdByHash.get(hash)
     const key = id === undefined ? undefined : this.keys.get(id)
-    return key && key.revoked_at === null ? { ...key } : null
+    const team = key ? this.teams.get(key.team) : undefined
+    return key && team && key.revoked_at === null ? { key: structuredClone(key), team: structuredClone(team) } : null
   }
 
   async getKey(id: string): Promise<ApiKeyRecord | null> {
     const key = this.keys.get(id)
-    return key ? { ...key } : null
+    return key ? structuredClone(key) : null
+  }
+
+  async updateKey(id: string, patch: KeyPatch): Promise<ApiKeyRecord | null> {
+    const key = this.keys.get(id)
+    if (!key) return null
+    if (patch.name !== undefined) key.name = patch.name
+    if (patch.limits !== undefined) key.limits = { ...patch.limits }
+    return structuredClone(key)
   }
 
   async listKeys(team: string): Promise<ApiKeyRecord[]> {
     return [...this.keys.values()]
       .filter((k) => k.team === team)
-      .map((k) => ({ ...k }))
+      .map((k) => structuredClone(k))
       .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
   }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Redis, type Cluster } from 'ioredis'
 import type { Limits } from '../limits.js'
-import type { ApiKeyRecord, Store, Team, TeamPatch } from './types.js'
+import type { ApiKeyRecord, KeyPatch, Principal, Store, Team, TeamPatch } from './types.js'
 
 /**
  * Teams and keys in Redis, shared by every gateway instance. All directory keys carry the one
@@ -9,15 +9,15 @@ import type { ApiKeyRecord, Store, Team, TeamPatch } from './types.js'
  * HGETALL of `keyhash:<sha256>`; revocation deletes it, so a revoked key fails at once everywhere.
  *
  *   <prefix>{dir}:teams             set of team ids
- *   <prefix>{dir}:team:<id>         hash: id name limits(JSON) created_at updated_at
+ *   <prefix>{dir}:team:<id>         hash: id name limits model_limits (JSON) created_at updated_at
  *   <prefix>{dir}:teamkeys:<id>     set of the team's key ids
  *   <prefix>{dir}:key:<key id>      hash: the key record ('' stands for null)
  *   <prefix>{dir}:keyhash:<sha256>  hash: the same record, while the key is active
  */
 
-const SCRIPTS = ['create_team', 'update_team', 'delete_team', 'create_key', 'revoke_key'] as const
+const SCRIPTS = ['create_team', 'update_team', 'delete_team', 'create_key', 'revoke_key', 'update_key', 'authenticate'] as const
 type ScriptName = (typeof SCRIPTS)[number]
-type ScriptFn = (...args: (string | number)[]) => Promise<number>
+type ScriptFn = (...args: (string | number)[]) => Promise<unknown>
 
 function loadScript(name: ScriptName): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
@@ -26,7 +26,15 @@ function loadScript(name: ScriptName): string {
 const KEY_FIELDS = ['id', 'team', 'name', 'hash', 'hint', 'created_at', 'expires_at', 'revoked_at'] as const
 
 function keyToFields(key: ApiKeyRecord): string[] {
-  return KEY_FIELDS.flatMap((f) => [f, key[f] ?? ''])
+  return [...KEY_FIELDS.flatMap((f) => [f, key[f] ?? '']), 'limits', JSON.stringify(key.limits)]
+}
+
+/** HGETALL's flat [field, value, …] array (what scripts return) as an object. */
+function pairs(flat: unknown): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (!Array.isArray(flat)) return out
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1])
+  return out
 }
 
 function keyFromHash(h: Record<string, string>): ApiKeyRecord | null {
@@ -37,6 +45,7 @@ function keyFromHash(h: Record<string, string>): ApiKeyRecord | null {
     name: h.name || null,
     hash: h.hash,
     hint: h.hint ?? '',
+    limits: h.limits ? (JSON.parse(h.limits) as Limits) : {},
     created_at: h.created_at ?? '',
     expires_at: h.expires_at || null,
     revoked_at: h.revoked_at || null,
@@ -49,6 +58,7 @@ function teamFromHash(h: Record<string, string>): Team | null {
     id: h.id,
     name: h.name ?? h.id,
     limits: h.limits ? (JSON.parse(h.limits) as Limits) : {},
+    model_limits: h.model_limits ? (JSON.parse(h.model_limits) as Record<string, Limits>) : {},
     created_at: h.created_at ?? '',
     updated_at: h.updated_at ?? '',
   }
@@ -114,7 +124,7 @@ export class RedisStore implements Store {
 
   async createTeam(team: Team): Promise<boolean> {
     const fields = ['id', team.id, 'name', team.name, 'limits', JSON.stringify(team.limits),
-      'created_at', team.created_at, 'updated_at', team.updated_at]
+      'model_limits', JSON.stringify(team.model_limits), 'created_at', team.created_at, 'updated_at', team.updated_at]
     const created = await this.scripts.create_team(2, this.k(`team:${team.id}`), this.k('teams'), team.id, ...fields)
     return created === 1
   }
@@ -136,6 +146,7 @@ export class RedisStore implements Store {
     const fields: string[] = ['updated_at', now]
     if (patch.name !== undefined) fields.push('name', patch.name)
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
+    if (patch.model_limits !== undefined) fields.push('model_limits', JSON.stringify(patch.model_limits))
     const updated = await this.scripts.update_team(1, this.k(`team:${id}`), ...fields)
     return updated === 1 ? this.getTeam(id) : null
   }
@@ -150,13 +161,24 @@ export class RedisStore implements Store {
     return (await this.scripts.create_key(4, ...keys, key.id, ...keyToFields(key))) === 1
   }
 
-  async findKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
-    const key = keyFromHash(await this.client.hgetall(this.k(`keyhash:${hash}`)))
-    return key && key.revoked_at === null ? key : null
+  async authenticate(hash: string): Promise<Principal | null> {
+    const found = await this.scripts.authenticate(1, this.k(`keyhash:${hash}`), this.dir)
+    if (!Array.isArray(found)) return null
+    const key = keyFromHash(pairs(found[0]))
+    const team = teamFromHash(pairs(found[1]))
+    return key && team && key.revoked_at === null ? { key, team } : null
   }
 
   async getKey(id: string): Promise<ApiKeyRecord | null> {
     return keyFromHash(await this.client.hgetall(this.k(`key:${id}`)))
+  }
+
+  async updateKey(id: string, patch: KeyPatch): Promise<ApiKeyRecord | null> {
+    const fields: string[] = []
+    if (patch.name !== undefined) fields.push('name', patch.name ?? '')
+    if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
+    if (fields.length > 0 && (await this.scripts.update_key(1, this.k(`key:${id}`), this.dir, ...fields)) !== 1) return null
+    return this.getKey(id)
   }
 
   async listKeys(team: string): Promise<ApiKeyRecord[]> {

@@ -10,6 +10,8 @@ export interface Team {
   id: string
   name: string
   limits: Limits
+  /** Narrower limits for single models within the team, by model name. */
+  model_limits: Record<string, Limits>
   created_at: string
   updated_at: string
 }
@@ -22,6 +24,8 @@ export interface ApiKeyRecord {
   hash: string
   /** `tg-AbCd…wxYz`, for people to tell keys apart. */
   hint: string
+  /** Narrower limits for this key within its team. */
+  limits: Limits
   created_at: string
   expires_at: string | null
   revoked_at: string | null
@@ -30,6 +34,18 @@ export interface ApiKeyRecord {
 export interface TeamPatch {
   name?: string
   limits?: Limits
+  model_limits?: Record<string, Limits>
+}
+
+export interface KeyPatch {
+  name?: string | null
+  limits?: Limits
+}
+
+/** What authentication needs: the active key and its team, read together. */
+export interface Principal {
+  key: ApiKeyRecord
+  team: Team
 }
 
 export interface Store {
@@ -44,9 +60,11 @@ export interface Store {
   deleteTeam(id: string): Promise<boolean>
   /** false when the team does not exist (any more). */
   createKey(key: ApiKeyRecord): Promise<boolean>
-  /** The key with this hash if it exists and is not revoked. */
-  findKeyByHash(hash: string): Promise<ApiKeyRecord | null>
+  /** The key with this hash and its team, if the key exists and is not revoked. One round trip. */
+  authenticate(hash: string): Promise<Principal | null>
   getKey(id: string): Promise<ApiKeyRecord | null>
+  /** null when there is no such key. */
+  updateKey(id: string, patch: KeyPatch): Promise<ApiKeyRecord | null>
   listKeys(team: string): Promise<ApiKeyRecord[]>
   /** Revoked keys fail at once; false when there is no such key. Revoking twice is fine. */
   revokeKey(id: string, now: string): Promise<boolean>

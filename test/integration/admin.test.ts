@@ -91,7 +91,7 @@ describe('keys', () => {
     const res = await gw.admin('POST', '/admin/teams/ml/keys', { name: 'laptop', expires_at: '2099-01-01T00:00:00Z' })
     expect(res.status).toBe(201)
     const created = (await res.json()) as Record<string, string>
-    expect(Object.keys(created).sort()).toEqual(['created_at', 'expires_at', 'hint', 'id', 'key', 'name', 'object', 'revoked_at', 'team'])
+    expect(Object.keys(created).sort()).toEqual(['created_at', 'expires_at', 'hint', 'id', 'key', 'limits', 'name', 'object', 'revoked_at', 'team'])
     expect(created.key).toMatch(/^tg-[A-Za-z0-9]{43}$/)
     expect(created).toMatchObject({ team: 'ml', name: 'laptop', expires_at: '2099-01-01T00:00:00.000Z' })
 

@@ -21,10 +21,12 @@ afterAll(async () => {
   await redis.stop()
 })
 
-const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({ id, name: id.toUpperCase(), limits: {}, created_at: at, updated_at: at })
+const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({ id, name: id.toUpperCase(), limits: {}, model_limits: {}, created_at: at, updated_at: at })
 const key = (id: string, teamId: string, secret: string, at = '2026-01-01T00:00:00.000Z'): ApiKeyRecord => ({
-  id, team: teamId, name: null, hash: hashClientKey(secret), hint: 'tg-x…y', created_at: at, expires_at: null, revoked_at: null,
+  id, team: teamId, name: null, hash: hashClientKey(secret), hint: 'tg-x…y', limits: {}, created_at: at, expires_at: null, revoked_at: null,
 })
+
+const findKey = async (store: Store, hash: string) => (await store.authenticate(hash))?.key ?? null
 
 describe.each([
   ['memory', () => new MemoryStore() as Store],
@@ -59,20 +61,38 @@ describe.each([
   it('finds an active key by hash, lists it, and forgets it when revoked', async () => {
     await store.createTeam(team('ml'))
     expect(await store.createKey(key('key_1', 'ml', 'secret-1'))).toBe(true)
-    expect(await store.findKeyByHash(hashClientKey('secret-1'))).toEqual(key('key_1', 'ml', 'secret-1'))
-    expect(await store.findKeyByHash(hashClientKey('secret-2'))).toBeNull()
+    expect(await findKey(store, hashClientKey('secret-1'))).toEqual(key('key_1', 'ml', 'secret-1'))
+    expect(await findKey(store, hashClientKey('secret-2'))).toBeNull()
 
     expect(await store.revokeKey('key_1', '2026-03-01T00:00:00.000Z')).toBe(true)
-    expect(await store.findKeyByHash(hashClientKey('secret-1'))).toBeNull()
+    expect(await findKey(store, hashClientKey('secret-1'))).toBeNull()
     expect(await store.revokeKey('key_1', '2026-04-01T00:00:00.000Z')).toBe(true)
     expect((await store.getKey('key_1'))?.revoked_at).toBe('2026-03-01T00:00:00.000Z')
     expect((await store.listKeys('ml')).map((k) => [k.id, k.revoked_at])).toEqual([['key_1', '2026-03-01T00:00:00.000Z']])
     expect(await store.revokeKey('key_none', 'now')).toBe(false)
   })
 
+  it('authenticates a key with its team in one call, and updates a key everywhere', async () => {
+    await store.createTeam({ ...team('ml'), limits: { tokens_per_day: 100 }, model_limits: { 'a/b': { requests_per_minute: 3 } } })
+    await store.createKey(key('key_1', 'ml', 's1'))
+    const principal = await store.authenticate(hashClientKey('s1'))
+    expect(principal?.team).toMatchObject({ id: 'ml', limits: { tokens_per_day: 100 }, model_limits: { 'a/b': { requests_per_minute: 3 } } })
+    expect(principal?.key.id).toBe('key_1')
+
+    const updated = await store.updateKey('key_1', { name: 'laptop', limits: { concurrent_requests: 2 } })
+    expect(updated).toMatchObject({ name: 'laptop', limits: { concurrent_requests: 2 } })
+    expect((await store.authenticate(hashClientKey('s1')))?.key).toMatchObject({ name: 'laptop', limits: { concurrent_requests: 2 } })
+    expect(await store.updateKey('key_none', { name: 'x' })).toBeNull()
+
+    await store.revokeKey('key_1', 'now')
+    await store.updateKey('key_1', { name: 'after' })
+    expect(await store.authenticate(hashClientKey('s1'))).toBeNull()
+    expect((await store.getKey('key_1'))?.name).toBe('after')
+  })
+
   it('refuses a key for a team that does not exist, storing nothing', async () => {
     expect(await store.createKey(key('key_1', 'ghost', 's'))).toBe(false)
-    expect(await store.findKeyByHash(hashClientKey('s'))).toBeNull()
+    expect(await findKey(store, hashClientKey('s'))).toBeNull()
     expect(await store.getKey('key_1')).toBeNull()
   })
 
@@ -92,10 +112,10 @@ describe.each([
     expect(await store.deleteTeam('ml')).toBe(true)
     expect(await store.deleteTeam('ml')).toBe(false)
     expect(await store.getTeam('ml')).toBeNull()
-    expect(await store.findKeyByHash(hashClientKey('s1'))).toBeNull()
-    expect(await store.findKeyByHash(hashClientKey('s2'))).toBeNull()
+    expect(await findKey(store, hashClientKey('s1'))).toBeNull()
+    expect(await findKey(store, hashClientKey('s2'))).toBeNull()
     expect(await store.listKeys('ml')).toEqual([])
-    expect((await store.findKeyByHash(hashClientKey('s3')))?.id).toBe('key_3')
+    expect((await findKey(store, hashClientKey('s3')))?.id).toBe('key_3')
     expect((await store.listTeams()).map((t) => t.id)).toEqual(['ops'])
   })
 
