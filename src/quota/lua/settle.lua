@@ -1,0 +1,60 @@
+-- Settles one request: frees its slot, gives back its reservation, counts its real usage in every
+-- scope's day and month and in the team's usage report. Atomic; all KEYS share the team's tag.
+--
+-- KEYS: six per scope as in admit.lua (rpm, tpm, day, month, inflight, reserved), then the
+--       team's usage hash of the admission day.
+-- ARGV: now, request id, tokens reserved, tokens used, day key TTL, month key TTL (ms),
+--       scope count, then per scope its tokens-per-minute limit (-1: none), then the usage
+--       field prefix (`<key id>\t<model>\t`), prompt, completion, total, estimated (0/1),
+--       usage key TTL (ms). TTLs are relative: the clock is the gateway's, not Redis's.
+
+local now = tonumber(ARGV[1])
+local id = ARGV[2]
+local reserved_tokens = tonumber(ARGV[3])
+local used_tokens = tonumber(ARGV[4])
+local day_ttl = tonumber(ARGV[5])
+local month_ttl = tonumber(ARGV[6])
+local scopes = tonumber(ARGV[7])
+local MINUTE = 60000
+
+for s = 1, scopes do
+  local k = (s - 1) * 6
+  local tpm_key, day_key, month_key = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
+
+  local amount = redis.call('HGET', reserved_key, id)         -- the reservation, unless its lease lapsed
+  if amount then
+    redis.call('HINCRBY', reserved_key, '_sum', 0 - tonumber(amount)) -- (never -0)
+    redis.call('HDEL', reserved_key, id)
+  end
+  redis.call('ZREM', inflight_key, id)                        -- the concurrency slot is free
+
+  redis.call('HINCRBY', day_key, 'used', used_tokens)         -- real usage in the periods
+  redis.call('PEXPIRE', day_key, day_ttl)
+  redis.call('HINCRBY', month_key, 'used', used_tokens)
+  redis.call('PEXPIRE', month_key, month_ttl)
+
+  local tpm = tonumber(ARGV[7 + s])
+  if tpm >= 0 then                                            -- the bucket gets back what was not used
+    local state = redis.call('HMGET', tpm_key, 'level', 'ts')
+    local level = tpm
+    if state[1] then
+      level = tonumber(state[1]) + (now - tonumber(state[2])) * tpm / MINUTE
+    end
+    level = level + reserved_tokens - used_tokens
+    if level > tpm then level = tpm end
+    redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now)
+    redis.call('PEXPIRE', tpm_key, 2 * MINUTE)
+  end
+end
+
+local u = 7 + scopes                                          -- the usage report's counters
+local usage_key = KEYS[scopes * 6 + 1]
+local prefix = ARGV[u + 1]
+redis.call('HINCRBY', usage_key, prefix .. 'r', 1)
+redis.call('HINCRBY', usage_key, prefix .. 'p', tonumber(ARGV[u + 2]))
+redis.call('HINCRBY', usage_key, prefix .. 'c', tonumber(ARGV[u + 3]))
+redis.call('HINCRBY', usage_key, prefix .. 't', tonumber(ARGV[u + 4]))
+redis.call('HINCRBY', usage_key, prefix .. 'e', tonumber(ARGV[u + 5]))
+redis.call('PEXPIRE', usage_key, tonumber(ARGV[u + 6]))
+return 1

@@ -1,0 +1,28 @@
+/** UTC calendar periods: day and month quotas reset at 00:00 UTC. */
+
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10)
+}
+
+export function utcMonth(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 7)
+}
+
+export function dayEnd(ms: number): number {
+  const d = new Date(ms)
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
+}
+
+export function monthEnd(ms: number): number {
+  const d = new Date(ms)
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)
+}
+
+/** Every day from `from` to `to` inclusive (YYYY-MM-DD), at most `max` of them. */
+export function daysBetween(from: string, to: string, max = 400): string[] {
+  const days: string[] = []
+  for (let t = Date.parse(`${from}T00:00:00Z`); t <= Date.parse(`${to}T00:00:00Z`) && days.length < max; t += 86_400_000) {
+    days.push(utcDay(t))
+  }
+  return days
+}

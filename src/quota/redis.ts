@@ -1,0 +1,227 @@
+import { readFileSync } from 'node:fs'
+import type { Cluster, Redis } from 'ioredis'
+import { describeStatus } from './memory.js'
+import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
+import { aggregateUsage, usageField } from './report.js'
+import {
+  LEASE_MS,
+  MINUTE_MS,
+  type Admission,
+  type AdmitResult,
+  type AuditEntry,
+  type LimitKind,
+  type QuotaEngine,
+  type RateState,
+  type Scope,
+  type ScopeStatus,
+  type Settlement,
+  type Ticket,
+  type UsageQuery,
+  type UsageRow,
+} from './types.js'
+
+/**
+ * Quotas in Redis, exact across any number of gateway instances: each admission is one Lua script
+ * (every check of every scope, then every write, in one round trip), each settlement another.
+ *
+ * Why not @fastify/rate-limit for the request rate: its Redis store counts a fixed window
+ * (INCR + PEXPIRE), which lets twice the limit through across a window boundary, and a separate
+ * call for it would cost a second round trip and could not be atomic with the token and
+ * concurrency checks: a request it counted could still be refused by the token check. The gateway
+ * uses @fastify/rate-limit where its model fits: failed authentications per client IP.
+ *
+ * Keys (all of one team under the hash tag {t:<team>}, so the scripts run on a Redis Cluster):
+ *   <prefix>{t:<team>}:<scope>:rpm|tpm|inflight|reserved
+ *   <prefix>{t:<team>}:<scope>:d:<YYYY-MM-DD>   <prefix>{t:<team>}:<scope>:m:<YYYY-MM>
+ *   <prefix>{t:<team>}:usage:<YYYY-MM-DD>        usage counters (see report.ts)
+ *   <prefix>audit                                 the audit stream (capped)
+ */
+
+const DAY_MS = 86_400_000
+const NONE = -1
+
+type Script = (...args: (string | number)[]) => Promise<unknown>
+
+function load(name: string): string {
+  return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
+}
+
+export interface RedisQuotasOptions {
+  client: Redis | Cluster
+  prefix?: string
+  /** How long usage counters are kept. */
+  usageRetentionDays?: number
+  /** Approximate cap of the audit stream (XADD MAXLEN ~). */
+  auditMaxLen?: number
+}
+
+export class RedisQuotas implements QuotaEngine {
+  private readonly client: Redis | Cluster
+  private readonly prefix: string
+  private readonly retentionMs: number
+  private readonly auditMaxLen: number
+  private readonly admitScript: Script
+  private readonly settleScript: Script
+
+  constructor(options: RedisQuotasOptions) {
+    this.client = options.client
+    this.prefix = options.prefix ?? 'tg:'
+    this.retentionMs = (options.usageRetentionDays ?? 400) * DAY_MS
+    this.auditMaxLen = options.auditMaxLen ?? 100_000
+    this.client.defineCommand('tollgate_admit', { lua: load('admit') })
+    this.client.defineCommand('tollgate_settle', { lua: load('settle') })
+    const commands = this.client as unknown as Record<string, Script>
+    this.admitScript = (...args) => commands.tollgate_admit!.call(this.client, ...args)
+    this.settleScript = (...args) => commands.tollgate_settle!.call(this.client, ...args)
+  }
+
+  private teamKey(team: string, suffix: string): string {
+    return `${this.prefix}{t:${team}}:${suffix}`
+  }
+
+  private scopeKeys(team: string, scope: Scope, day: string, month: string): string[] {
+    const base = `${scope.id}:`
+    return ['rpm', 'tpm', `d:${day}`, `m:${month}`, 'inflight', 'reserved'].map((s) => this.teamKey(team, base + s))
+  }
+
+  async admit(a: Admission): Promise<AdmitResult> {
+    const day = utcDay(a.now)
+    const month = utcMonth(a.now)
+    const keys = a.scopes.flatMap((s) => this.scopeKeys(a.team, s, day, month))
+    const limits = a.scopes.flatMap((s) => [
+      s.limits.requests_per_minute ?? NONE,
+      s.limits.tokens_per_minute ?? NONE,
+      s.limits.tokens_per_day ?? NONE,
+      s.limits.tokens_per_month ?? NONE,
+      s.limits.concurrent_requests ?? NONE,
+    ])
+    const reply = (await this.admitScript(
+      keys.length, ...keys,
+      a.now, a.requestId, a.tokens, a.now + LEASE_MS, dayEnd(a.now), monthEnd(a.now), a.scopes.length, ...limits,
+    )) as (number | string)[]
+    if (Number(reply[0]) === 1) {
+      const [, rl, rr, rt, tl, tr, tt] = reply.map(Number) as number[]
+      const rate: RateState = {}
+      if (rl! >= 0) rate.requests = { limit: rl!, remaining: rr!, resetMs: rt! }
+      if (tl! >= 0) rate.tokens = { limit: tl!, remaining: tr!, resetMs: tt! }
+      return { ok: true, rate, ticket: { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, day, month } }
+    }
+    const [, index, kind, limit, used, retry, final] = reply
+    const scope = a.scopes[Number(index) - 1]!
+    const k = String(kind) as LimitKind
+    const resetsAt = k === 'tokens_per_day' ? dayEnd(a.now) : k === 'tokens_per_month' ? monthEnd(a.now) : undefined
+    return {
+      ok: false,
+      refusal: {
+        kind: k,
+        scope: scope.label,
+        limit: Number(limit),
+        used: Number(used),
+        requested: k === 'requests' || k === 'concurrency' ? 1 : a.tokens,
+        retryAfterMs: Number(retry),
+        final: Number(final) === 1,
+        ...(Number(final) === 1 && resetsAt !== undefined ? { resetsAt } : {}),
+      },
+    }
+  }
+
+  async settle(s: Settlement): Promise<void> {
+    const { ticket, usage } = s
+    const keys = ticket.scopes.flatMap((scope) => this.scopeKeys(ticket.team, scope, ticket.day, ticket.month))
+    keys.push(this.teamKey(ticket.team, `usage:${ticket.day}`))
+    const admittedAt = Date.parse(`${ticket.day}T00:00:00Z`)
+    // Relative TTLs: the gateway's clock (injectable) decides the periods, Redis's only counts down.
+    const ttl = (until: number) => Math.max(1_000, until - s.now)
+    await this.settleScript(
+      keys.length, ...keys,
+      s.now, ticket.requestId, ticket.tokens, usage.total_tokens,
+      ttl(dayEnd(admittedAt) + DAY_MS), ttl(monthEnd(admittedAt) + DAY_MS), ticket.scopes.length,
+      ...ticket.scopes.map((scope) => scope.limits.tokens_per_minute ?? NONE),
+      usageField(s.keyId, s.model), usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, s.estimated ? 1 : 0,
+      ttl(admittedAt + this.retentionMs),
+    )
+  }
+
+  async renew(tickets: Ticket[], now: number): Promise<void> {
+    // One pipeline per team: a pipeline on a cluster must stay within one slot.
+    const byTeam = new Map<string, Ticket[]>()
+    for (const t of tickets) byTeam.set(t.team, [...(byTeam.get(t.team) ?? []), t])
+    await Promise.all(
+      [...byTeam].map(([team, list]) => {
+        const pipeline = this.client.pipeline()
+        for (const t of list) {
+          for (const scope of t.scopes) {
+            const inflight = this.teamKey(team, `${scope.id}:inflight`)
+            pipeline.zadd(inflight, 'XX', now + LEASE_MS, t.requestId)
+            pipeline.pexpire(inflight, LEASE_MS + MINUTE_MS)
+            pipeline.pexpire(this.teamKey(team, `${scope.id}:reserved`), LEASE_MS + MINUTE_MS)
+          }
+        }
+        return pipeline.exec()
+      }),
+    )
+  }
+
+  async status(team: string, scopes: Scope[], now: number): Promise<Record<string, ScopeStatus>> {
+    if (scopes.length === 0) return {}
+    const day = utcDay(now)
+    const month = utcMonth(now)
+    const pipeline = this.client.pipeline()
+    for (const scope of scopes) {
+      const [rpm, tpm, d, m, inflight, reserved] = this.scopeKeys(team, scope, day, month) as [string, string, string, string, string, string]
+      pipeline.zcount(rpm, `(${now - MINUTE_MS}`, '+inf')
+      pipeline.hmget(tpm, 'level', 'ts')
+      pipeline.hget(d, 'used')
+      pipeline.hget(m, 'used')
+      pipeline.zcount(inflight, `(${now}`, '+inf')
+      pipeline.hget(reserved, '_sum')
+    }
+    const results = ((await pipeline.exec()) ?? []).map(([err, value]) => {
+      if (err) throw err
+      return value
+    })
+    const out: Record<string, ScopeStatus> = {}
+    scopes.forEach((scope, i) => {
+      const [requests, bucket, d, m, inflight, reserved] = results.slice(i * 6, i * 6 + 6) as [number, (string | null)[], string | null, string | null, number, string | null]
+      out[scope.id] = describeStatus(scope.limits, {
+        requests,
+        tokensMinute: (limit) => {
+          if (bucket[0] === null || bucket[0] === undefined) return 0
+          const level = Math.min(limit, Number(bucket[0]) + ((now - Number(bucket[1])) * limit) / MINUTE_MS)
+          return Math.ceil(limit - level)
+        },
+        day: Number(d ?? 0),
+        month: Number(m ?? 0),
+        inflight,
+        reserved: Math.max(0, Number(reserved ?? 0)),
+      })
+    })
+    return out
+  }
+
+  async usage(q: UsageQuery): Promise<UsageRow[]> {
+    const days = daysBetween(q.from, q.to)
+    const sources = await Promise.all(
+      q.teams.map(async (team) => {
+        const pipeline = this.client.pipeline()
+        for (const day of days) pipeline.hgetall(this.teamKey(team, `usage:${day}`))
+        const results = (await pipeline.exec()) ?? []
+        return results.map(([err, value], i) => {
+          if (err) throw err
+          return { team, day: days[i]!, fields: Object.entries(value as Record<string, string>).map(([f, v]) => [f, Number(v)] as [string, number]) }
+        })
+      }),
+    )
+    return aggregateUsage(sources.flat(), q)
+  }
+
+  async audit(e: AuditEntry): Promise<void> {
+    await this.client.xadd(
+      `${this.prefix}audit`, 'MAXLEN', '~', this.auditMaxLen, '*',
+      'time', e.time, 'request_id', e.request_id, 'team', e.team, 'key_id', e.key_id, 'model', e.model,
+      'endpoint', e.endpoint, 'status', e.status, 'prompt_tokens', e.prompt_tokens,
+      'completion_tokens', e.completion_tokens, 'total_tokens', e.total_tokens,
+      'estimated', e.estimated ? 1 : 0, 'latency_ms', e.latency_ms,
+    )
+  }
+}

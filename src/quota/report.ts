@@ -1,0 +1,44 @@
+import type { UsageQuery, UsageRow } from './types.js'
+
+/**
+ * Usage is kept per team and UTC day as counters named `<key id>\t<model>\t<metric>`, metric one of
+ * r (requests), p (prompt tokens), c (completion tokens), t (total tokens), e (estimated requests).
+ */
+
+export const usageField = (keyId: string, model: string) => `${keyId}\t${model}\t`
+
+const METRICS: Record<string, keyof UsageRow> = {
+  r: 'requests',
+  p: 'prompt_tokens',
+  c: 'completion_tokens',
+  t: 'total_tokens',
+  e: 'estimated_requests',
+}
+
+/** Sums the counters of each (team, day) into rows grouped as the query asks, filtered by key and model. */
+export function aggregateUsage(
+  sources: { team: string; day: string; fields: Iterable<[string, number]> }[],
+  q: UsageQuery,
+): UsageRow[] {
+  const rows = new Map<string, UsageRow>()
+  for (const { team, day, fields } of sources) {
+    for (const [field, value] of fields) {
+      const [key, model, metric] = field.split('\t')
+      const column = metric === undefined ? undefined : METRICS[metric]
+      if (key === undefined || model === undefined || column === undefined) continue
+      if (q.key !== undefined && key !== q.key) continue
+      if (q.model !== undefined && model !== q.model) continue
+      const group = {
+        team,
+        ...(q.groupBy.includes('day') ? { day } : {}),
+        ...(q.groupBy.includes('model') ? { model } : {}),
+        ...(q.groupBy.includes('key') ? { key } : {}),
+      }
+      const id = JSON.stringify(group)
+      let row = rows.get(id)
+      if (!row) rows.set(id, (row = { ...group, requests: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, estimated_requests: 0 }))
+      ;(row[column] as number) += Number(value)
+    }
+  }
+  return [...rows.values()].sort((a, b) => JSON.stringify([a.team, a.day, a.model, a.key]).localeCompare(JSON.stringify([b.team, b.day, b.model, b.key])))
+}

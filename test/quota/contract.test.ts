@@ -1,0 +1,147 @@
+import { Redis } from 'ioredis'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import type { Limits } from '../../src/limits.js'
+import { MemoryQuotas } from '../../src/quota/memory.js'
+import { RedisQuotas } from '../../src/quota/redis.js'
+import { LEASE_MS, type AdmitResult, type QuotaEngine, type Scope, type Ticket } from '../../src/quota/types.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+
+/** One contract, two engines: the embedded one and Redis's Lua scripts, under an injected clock. */
+
+let redis: RedisServer
+let client: Redis
+let n = 0
+
+beforeAll(async () => {
+  redis = await startRedis()
+  client = new Redis(redis.url)
+})
+afterAll(async () => {
+  client.disconnect()
+  await redis.stop()
+})
+
+const T0 = Date.parse('2026-03-10T12:00:00Z')
+const team = (limits: Limits): Scope => ({ id: 'team', label: "team 'ml'", limits })
+const key = (limits: Limits): Scope => ({ id: 'key:key_1', label: "key key_1 of team 'ml'", limits })
+
+function ok(result: AdmitResult): Ticket {
+  if (!result.ok) throw new Error(`refused: ${JSON.stringify(result.refusal)}`)
+  return result.ticket
+}
+function refused(result: AdmitResult) {
+  if (result.ok) throw new Error('admitted')
+  return result.refusal
+}
+
+describe.each([
+  ['memory', () => new MemoryQuotas() as QuotaEngine],
+  ['redis', () => new RedisQuotas({ client, prefix: `q${++n}:` }) as QuotaEngine],
+])('%s quotas', (_name, make) => {
+  let q: QuotaEngine
+  let seq = 0
+  beforeEach(() => {
+    q = make()
+  })
+  const admit = (scopes: Scope[], tokens: number, now: number) => q.admit({ team: 'ml', requestId: `r${++seq}`, scopes, tokens, now })
+  const settle = (ticket: Ticket, total: number, now: number, model = 'm', keyId = 'key_1', estimated = false) =>
+    q.settle({ ticket, keyId, model, usage: { prompt_tokens: Math.floor(total / 2), completion_tokens: total - Math.floor(total / 2), total_tokens: total }, estimated, now })
+
+  it('requests per minute slide: the oldest admission frees a place exactly a minute later', async () => {
+    const s = [team({ requests_per_minute: 3 })]
+    ok(await admit(s, 0, T0))
+    ok(await admit(s, 0, T0 + 20_000))
+    const third = await admit(s, 0, T0 + 40_000)
+    expect(third.ok && third.rate.requests).toEqual({ limit: 3, remaining: 0, resetMs: 20_000 })
+    expect(refused(await admit(s, 0, T0 + 59_999))).toMatchObject({ kind: 'requests', limit: 3, used: 3, retryAfterMs: 1, final: false })
+    ok(await admit(s, 0, T0 + 60_001))
+    expect(refused(await admit(s, 0, T0 + 60_002)).retryAfterMs).toBe(20_000 - 2 + 0)
+  })
+
+  it('tokens per minute: a bucket that refills continuously and gets back what was not used', async () => {
+    const s = [team({ tokens_per_minute: 1000 })]
+    const first = ok(await admit(s, 600, T0))
+    const r = refused(await admit(s, 600, T0))
+    expect(r).toMatchObject({ kind: 'tokens', limit: 1000, used: 600, requested: 600, retryAfterMs: 12_000, final: false })
+    await settle(first, 100, T0)
+    const again = await admit(s, 600, T0)
+    expect(again.ok && again.rate.tokens).toEqual({ limit: 1000, remaining: 300, resetMs: 42_000 })
+    expect(refused(await admit(s, 1001, T0 + 600_000))).toMatchObject({ kind: 'tokens', final: true })
+  })
+
+  it('tokens per day count reservations in flight, settle to real usage, and come back at midnight UTC', async () => {
+    const s = [team({ tokens_per_day: 1000 })]
+    const a = ok(await admit(s, 400, T0))
+    const b = ok(await admit(s, 400, T0))
+    expect(refused(await admit(s, 400, T0))).toMatchObject({ kind: 'tokens_per_day', used: 800, final: false })
+    await settle(a, 300, T0 + 1)
+    await settle(b, 300, T0 + 2)
+    const c = ok(await admit(s, 400, T0 + 3))
+    await settle(c, 400, T0 + 4)
+    const spent = refused(await admit(s, 1, T0 + 5))
+    const midnight = Date.parse('2026-03-11T00:00:00Z')
+    expect(spent).toMatchObject({ kind: 'tokens_per_day', limit: 1000, used: 1000, requested: 1, final: true, resetsAt: midnight, retryAfterMs: midnight - T0 - 5 })
+    ok(await admit(s, 1000, midnight))
+  })
+
+  it('tokens per month work the same way over the UTC month', async () => {
+    const s = [team({ tokens_per_month: 500 })]
+    await settle(ok(await admit(s, 500, T0)), 500, T0)
+    expect(refused(await admit(s, 1, Date.parse('2026-03-31T23:59:59Z')))).toMatchObject({ kind: 'tokens_per_month', final: true })
+    ok(await admit(s, 1, Date.parse('2026-04-01T00:00:00Z')))
+  })
+
+  it('concurrency: one slot per request in flight, freed at settlement', async () => {
+    const s = [team({ concurrent_requests: 2 })]
+    const a = ok(await admit(s, 0, T0))
+    ok(await admit(s, 0, T0))
+    expect(refused(await admit(s, 0, T0))).toMatchObject({ kind: 'concurrency', limit: 2, used: 2 })
+    await settle(a, 0, T0)
+    ok(await admit(s, 0, T0))
+  })
+
+  it('slots are leases: renewed while in flight, and released when an instance stops renewing', async () => {
+    const s = [team({ concurrent_requests: 1, tokens_per_day: 100 })]
+    const a = ok(await admit(s, 100, T0))
+    await q.renew([a], T0 + LEASE_MS - 1)
+    expect(refused(await admit(s, 0, T0 + LEASE_MS + 1)).kind).toBe('concurrency')
+    // No renewal after that: the lease lapses and takes its reservation with it.
+    ok(await admit(s, 100, T0 + 2 * LEASE_MS))
+  })
+
+  it('every scope must admit; a refusal by one counts in none', async () => {
+    const scopes = [team({ requests_per_minute: 10 }), key({ requests_per_minute: 1 })]
+    const first = await admit(scopes, 0, T0)
+    expect(first.ok && first.rate.requests).toEqual({ limit: 1, remaining: 0, resetMs: 60_000 })
+    expect(refused(await admit(scopes, 0, T0)).scope).toBe("key key_1 of team 'ml'")
+    const teamOnly = await admit([team({ requests_per_minute: 10 })], 0, T0)
+    expect(teamOnly.ok && teamOnly.rate.requests?.remaining).toBe(8)
+  })
+
+  it('a limit of zero refuses for good', async () => {
+    expect(refused(await admit([team({ requests_per_minute: 0 })], 0, T0)).final).toBe(true)
+  })
+
+  it('reports usage grouped and filtered, and the current use of each limit', async () => {
+    const s = [team({ tokens_per_day: 10_000, concurrent_requests: 5, requests_per_minute: 100 })]
+    await settle(ok(await admit(s, 10, T0)), 100, T0, 'a', 'key_1')
+    await settle(ok(await admit(s, 10, T0)), 50, T0, 'b', 'key_2', true)
+    await settle(ok(await admit(s, 10, T0 + 86_400_000)), 7, T0 + 86_400_000, 'a', 'key_1')
+    const held = ok(await admit(s, 30, T0 + 86_400_000))
+
+    const all = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: [] })
+    expect(all).toEqual([{ team: 'ml', requests: 3, prompt_tokens: 25 + 3 + 50, completion_tokens: 50 + 25 + 4 - 3 + 3, total_tokens: 157, estimated_requests: 1 }])
+    const byDayModel = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: ['day', 'model'] })
+    expect(byDayModel.map((r) => [r.day, r.model, r.total_tokens])).toEqual([['2026-03-10', 'a', 100], ['2026-03-10', 'b', 50], ['2026-03-11', 'a', 7]])
+    const filtered = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', key: 'key_2', groupBy: ['key'] })
+    expect(filtered).toEqual([{ team: 'ml', key: 'key_2', requests: 1, prompt_tokens: 25, completion_tokens: 25, total_tokens: 50, estimated_requests: 1 }])
+
+    const status = await q.status('ml', s, T0 + 86_400_000 + 1)
+    expect(status.team).toEqual({
+      requests_per_minute: { limit: 100, used: 2, remaining: 98 },
+      tokens_per_day: { limit: 10_000, used: 7, remaining: 10_000 - 7 - 30, in_flight: 30 },
+      concurrent_requests: { limit: 5, used: 1, remaining: 4 },
+    })
+    await settle(held, 0, T0 + 86_400_000 + 2)
+  })
+})
