@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { DestinationStream, Logger } from 'pino'
-import type { Config } from './config.js'
+import type { Config, TeamSeed } from './config.js'
 import './context.js'
 import { createLogger } from './logger.js'
 import { clientAuth } from './plugins/client-auth.js'
@@ -11,6 +11,13 @@ import { adminRoutes } from './routes/admin.js'
 import { healthRoutes } from './routes/health.js'
 import { modelRoutes } from './routes/models.js'
 import { proxyRoutes } from './routes/proxy.js'
+import rateLimit from '@fastify/rate-limit'
+import { Cluster } from 'ioredis'
+import { LeaseKeeper } from './quota/leases.js'
+import { MemoryQuotas } from './quota/memory.js'
+import { RedisQuotas } from './quota/redis.js'
+import type { QuotaEngine } from './quota/types.js'
+import { usageRoutes } from './routes/usage.js'
 import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
 import type { Store } from './store/types.js'
@@ -20,6 +27,8 @@ import { ModelRouter } from './upstream/router.js'
 export interface AppDeps {
   /** A store to use instead of the one the config names; the caller closes it. */
   store?: Store
+  /** Quotas to use; by default Redis quotas on a Redis store's client, else in memory. */
+  quotas?: QuotaEngine
   /** Where log lines go (default: stdout). */
   logStream?: DestinationStream
   logger?: Logger
@@ -30,9 +39,29 @@ export interface AppDeps {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 function createStore(config: Config, log: Logger): Store {
+  if (config.redisClusterNodes) {
+    const client = new Cluster(config.redisClusterNodes, { redisOptions: { maxRetriesPerRequest: 2, connectTimeout: 5_000 } })
+    return new RedisStore({ client, log, ownsClient: true })
+  }
   if (config.redisUrl) return new RedisStore({ url: config.redisUrl, log })
   log.warn('no REDIS_URL: using the embedded store; its teams and keys live in this process only and are gone when it exits')
   return new MemoryStore()
+}
+
+/** Teams declared in the config file exist, with the file's limits. */
+async function seedTeam(store: Store, seed: TeamSeed, now: () => number): Promise<void> {
+  const at = new Date(now()).toISOString()
+  const created = await store.createTeam({
+    id: seed.id,
+    name: seed.name ?? seed.id,
+    limits: seed.limits,
+    model_limits: seed.model_limits,
+    created_at: at,
+    updated_at: at,
+  })
+  if (!created) {
+    await store.updateTeam(seed.id, { limits: seed.limits, model_limits: seed.model_limits, ...(seed.name ? { name: seed.name } : {}) }, at)
+  }
 }
 
 /** Builds the gateway from a complete config; nothing here reads the environment. */
@@ -55,6 +84,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // Streams may run for many minutes; the upstream timeouts bound them instead.
     requestTimeout: 0,
     return503OnClosing: true,
+    // A hop count is valid at run time; Fastify's types leave numbers out.
+    trustProxy: config.trustProxy as boolean | string,
   })
 
   // Any content type is read as JSON (curl -d sends form encoding by default); a body that is
@@ -69,18 +100,34 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     if (!u.hasKeys && u.name === 'nvidia') logger.warn("no NVIDIA_API_KEY: requests routed to upstream 'nvidia' answer 503 until one is set")
   }
   const router = new ModelRouter(config)
+  const redis = store instanceof RedisStore ? store.client : null
+  const quotas =
+    deps.quotas ??
+    (redis
+      ? new RedisQuotas({ client: redis, usageRetentionDays: config.quotas.usageRetentionDays, auditMaxLen: config.quotas.auditMaxLen })
+      : new MemoryQuotas())
+  const leases = new LeaseKeeper(quotas, now, app.log)
+
+  // Failed authentications per client IP, shared through Redis when there is one: the
+  // "count only failures, check before" pattern @fastify/rate-limit supports with increment: false.
+  await app.register(rateLimit, { global: false, skipOnError: true, ...(redis ? { redis, nameSpace: 'tg:authfail:' } : {}) })
+  const authFailures = app.createRateLimit({ max: config.quotas.authFailuresPerMinute, timeWindow: 60_000 })
+
+  for (const seed of config.teams) await seedTeam(store, seed, now)
 
   await app.register(healthRoutes, { store })
   await app.register(async (v1) => {
-    v1.addHook('onRequest', clientAuth(store, now))
-    await v1.register(proxyRoutes, { router, upstreams })
+    v1.addHook('onRequest', clientAuth(store, now, authFailures))
+    await v1.register(proxyRoutes, { router, upstreams, quotas, leases, now, completionReservation: config.quotas.completionReservation })
     await v1.register(modelRoutes, { config, upstreams, now })
+    await v1.register(usageRoutes, { store, quotas, now, adminToken: null })
   })
   if (config.adminToken !== null) {
-    await app.register(adminRoutes, { store, adminToken: config.adminToken, now })
+    await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now })
   }
 
   app.addHook('onClose', async () => {
+    leases.close()
     await Promise.all([...upstreams.values()].map((u) => u.close()))
     if (ownStore) await store.close()
   })

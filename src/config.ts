@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { z } from 'zod'
+import { limitsSchema, type Limits } from './limits.js'
 import { describeIssues } from './validation.js'
 
 /**
@@ -36,6 +37,24 @@ export interface ModelConfig {
   defaults: Record<string, unknown>
 }
 
+export interface QuotaSettings {
+  /** Completion tokens reserved when a request sets no max_tokens and its model has no default. */
+  completionReservation: number
+  usageRetentionDays: number
+  /** Approximate cap of the Redis audit stream. */
+  auditMaxLen: number
+  /** Failed authentications allowed per client IP and minute before that IP gets 429s. */
+  authFailuresPerMinute: number
+}
+
+/** A team declared in the config file: created at start if missing, its limits set from the file. */
+export interface TeamSeed {
+  id: string
+  name?: string
+  limits: Limits
+  model_limits: Record<string, Limits>
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
 export interface Config {
@@ -44,6 +63,10 @@ export interface Config {
   logLevel: LogLevel
   bodyLimitBytes: number
   redisUrl: string | null
+  /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES); when set, used instead of REDIS_URL. */
+  redisClusterNodes: { host: string; port: number }[] | null
+  /** Fastify's trustProxy: whether (or which) proxies' X-Forwarded-For to believe for client IPs. */
+  trustProxy: boolean | number | string
   adminToken: string | null
   upstreams: Record<string, UpstreamConfig>
   models: Record<string, ModelConfig>
@@ -51,6 +74,8 @@ export interface Config {
   /** Where a model that is neither configured nor an alias goes; null answers 404 instead. */
   defaultUpstream: string | null
   modelsCacheMs: number
+  quotas: QuotaSettings
+  teams: TeamSeed[]
   /** The file the config came from, for the start-up log. */
   configFile: string | null
 }
@@ -122,6 +147,24 @@ const fileSchema = z.strictObject({
     .optional(),
   aliases: z.record(z.string().min(1), z.string().min(1)).optional(),
   models_cache_seconds: z.int().min(0).max(86_400).optional(),
+  quotas: z
+    .strictObject({
+      default_completion_tokens: z.int().min(1).max(10_000_000).optional(),
+      usage_retention_days: z.int().min(1).max(3_650).optional(),
+      audit_max_len: z.int().min(0).max(100_000_000).optional(),
+      auth_failures_per_minute: z.int().min(1).max(1_000_000).optional(),
+    })
+    .optional(),
+  teams: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'team ids are 1 to 64 letters, digits, ".", "_" or "-"' }),
+      z.strictObject({
+        name: z.string().min(1).max(200).optional(),
+        limits: limitsSchema.optional(),
+        model_limits: z.record(z.string().min(1), limitsSchema).optional(),
+      }),
+    )
+    .optional(),
 })
 
 type FileConfig = z.infer<typeof fileSchema>
@@ -162,6 +205,27 @@ function urlFromEnv(env: Env, name: string, protocols: string[], problems: strin
     problems.push(`${name}: not a valid URL`)
   }
   return raw
+}
+
+/** `host:port,host:port`: the seed nodes of a Redis Cluster. */
+function parseClusterNodes(raw: string | undefined, problems: string[]): { host: string; port: number }[] | null {
+  if (!raw?.trim()) return null
+  const nodes: { host: string; port: number }[] = []
+  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const match = /^(.+):(\d{1,5})$/.exec(part)
+    const port = match ? Number(match[2]) : NaN
+    if (!match || port < 1 || port > 65_535) problems.push(`REDIS_CLUSTER_NODES: ${JSON.stringify(part)} is not host:port`)
+    else nodes.push({ host: match[1]!, port })
+  }
+  return nodes.length > 0 ? nodes : null
+}
+
+function parseTrustProxy(raw: string | undefined): boolean | number | string {
+  const value = raw?.trim()
+  if (!value || value === 'false') return false
+  if (value === 'true') return true
+  if (/^\d+$/.test(value)) return Number(value)
+  return value
 }
 
 function readConfigFile(path: string, readFile: ReadFile, problems: string[]): FileConfig {
@@ -205,6 +269,8 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const redisUrl = urlFromEnv(env, 'REDIS_URL', ['redis:', 'rediss:'], problems)
   const nvidiaBaseUrl = urlFromEnv(env, 'NVIDIA_BASE_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_BASE_URL
 
+  const redisClusterNodes = parseClusterNodes(env.REDIS_CLUSTER_NODES, problems)
+  const trustProxy = parseTrustProxy(env.TRUST_PROXY)
   const adminToken = env.ADMIN_TOKEN?.trim() || null
   if (adminToken !== null && adminToken.length < 16) {
     problems.push('ADMIN_TOKEN: must be at least 16 characters (use e.g. `openssl rand -hex 32`)')
@@ -292,6 +358,20 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
     aliases,
     defaultUpstream,
     modelsCacheMs: (file.models_cache_seconds ?? 60) * 1000,
+    redisClusterNodes,
+    trustProxy,
+    quotas: {
+      completionReservation: file.quotas?.default_completion_tokens ?? 4096,
+      usageRetentionDays: file.quotas?.usage_retention_days ?? 400,
+      auditMaxLen: file.quotas?.audit_max_len ?? 100_000,
+      authFailuresPerMinute: file.quotas?.auth_failures_per_minute ?? 30,
+    },
+    teams: Object.entries(file.teams ?? {}).map(([id, t]) => ({
+      id,
+      ...(t.name !== undefined ? { name: t.name } : {}),
+      limits: t.limits ?? {},
+      model_limits: t.model_limits ?? {},
+    })),
     configFile,
   }
 }

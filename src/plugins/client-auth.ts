@@ -1,33 +1,47 @@
 import type { onRequestAsyncHookHandler } from 'fastify'
-import { invalidApiKey, storeUnavailable } from '../errors.js'
+import type { FastifyRequest } from 'fastify'
+import { GatewayError, invalidApiKey, storeUnavailable } from '../errors.js'
 import { bearerToken, hashClientKey, looksLikeClientKey } from '../keys.js'
 import type { Store } from '../store/types.js'
+
+/** @fastify/rate-limit's limiter: counts (or, with increment: false, reads) failures per IP. */
+export type FailureLimiter = (
+  request: FastifyRequest,
+  options?: { increment?: boolean },
+) => Promise<{ isAllowed: boolean; isExceeded?: boolean; ttlInSeconds?: number }>
 
 /**
  * Authenticates a client key (`Authorization: Bearer tg-…`) against the store and puts its team
  * and key id on the request. Runs at onRequest, before the body is read. Messages never echo the
  * key.
  */
-export function clientAuth(store: Store, now: () => number): onRequestAsyncHookHandler {
+export function clientAuth(store: Store, now: () => number, failures: FailureLimiter): onRequestAsyncHookHandler {
   return async (request) => {
     const token = bearerToken(request.headers.authorization)
+    const lookup = token !== null && looksLikeClientKey(token) ? store.authenticate(hashClientKey(token)) : Promise.resolve(null)
+    // The failure count of this IP is read beside the lookup (no extra wait) and only a failure
+    // adds to it, so one address cannot guess keys at speed.
+    const [seen, found] = await Promise.allSettled([failures(request, { increment: false }), lookup])
+    if (seen.status === 'fulfilled' && seen.value.isExceeded) {
+      const retry = Math.max(1, seen.value.ttlInSeconds ?? 60)
+      throw new GatewayError(429, `Too many failed authentications from your address. Please try again in ${retry}s.`, {
+        type: 'requests',
+        code: 'auth_rate_limited',
+        headers: { 'retry-after': String(retry), 'retry-after-ms': String(retry * 1000) },
+      })
+    }
+    if (found.status === 'rejected') throw storeUnavailable(found.reason)
+    const fail = async (message: string): Promise<never> => {
+      await failures(request).catch(() => undefined)
+      throw invalidApiKey(message)
+    }
     if (token === null) {
-      throw invalidApiKey(
-        "You didn't provide an API key. Send it as 'Authorization: Bearer tg-…' (the OpenAI clients do this for you).",
-      )
+      return fail("You didn't provide an API key. Send it as 'Authorization: Bearer tg-…' (the OpenAI clients do this for you).")
     }
-    if (!looksLikeClientKey(token)) throw invalidApiKey('Incorrect API key provided.')
-    let principal
-    try {
-      principal = await store.authenticate(hashClientKey(token))
-    } catch (err) {
-      throw storeUnavailable(err)
-    }
-    if (principal === null) throw invalidApiKey('Incorrect API key provided, or the key has been revoked.')
+    const principal = found.value
+    if (principal === null) return fail('Incorrect API key provided, or the key has been revoked.')
     const { key } = principal
-    if (key.expires_at !== null && Date.parse(key.expires_at) <= now()) {
-      throw invalidApiKey('This API key has expired.')
-    }
+    if (key.expires_at !== null && Date.parse(key.expires_at) <= now()) return fail('This API key has expired.')
     request.tg.team = key.team
     request.tg.keyId = key.id
     request.principal = principal

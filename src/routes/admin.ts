@@ -3,7 +3,9 @@ import { z } from 'zod'
 import { GatewayError, invalidRequest, notFound, storeUnavailable } from '../errors.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
 import { limitsPatchSchema, limitsSchema, mergeLimits, type Limits, type LimitsPatch } from '../limits.js'
+import type { QuotaEngine } from '../quota/types.js'
 import type { ApiKeyRecord, Store, Team } from '../store/types.js'
+import { adminUsageRoute, quotaView } from './usage.js'
 import { describeIssues, firstIssuePath } from '../validation.js'
 
 /**
@@ -13,6 +15,7 @@ import { describeIssues, firstIssuePath } from '../validation.js'
 
 export interface AdminOptions {
   store: Store
+  quotas: QuotaEngine
   adminToken: string
   now: () => number
 }
@@ -97,7 +100,7 @@ const keyView = (key: ApiKeyRecord) => ({
 
 const teamNotFound = (id: string) => notFound(`No team with id '${id}'.`, 'team_not_found', 'id')
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, adminToken, now }) => {
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas, adminToken, now }) => {
   const iso = () => new Date(now()).toISOString()
 
   app.addHook('onRequest', async (request) => {
@@ -132,8 +135,11 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
   app.get<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
     const team = await stored(store.getTeam(request.params.id))
     if (!team) throw teamNotFound(request.params.id)
-    return teamView(team)
+    // Each limit with its current use and what remains.
+    return { ...teamView(team), quota: await quotaView(quotas, team, now()) }
   })
+
+  await app.register(adminUsageRoute, { store, quotas, now })
 
   app.patch<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
     const body = parseBody(patchTeamBody, request.body)

@@ -1,5 +1,13 @@
+import { randomUUID } from 'node:crypto'
+import { pipeline } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { GatewayError, invalidRequest, modelNotFound } from '../errors.js'
+import { GatewayError, invalidRequest, modelNotFound, storeUnavailable } from '../errors.js'
+import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
+import type { LeaseKeeper } from '../quota/leases.js'
+import { utcDay, utcMonth } from '../quota/periods.js'
+import type { QuotaEngine, Ticket, Usage } from '../quota/types.js'
+import { BodyTap, UsageTap } from '../stream/usage-tap.js'
+import { countText, estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
 import { readLimited, type UpstreamClient } from '../upstream/client.js'
 import { applyDefaults, type ModelRouter } from '../upstream/router.js'
@@ -47,6 +55,11 @@ export const ENDPOINTS: readonly Endpoint[] = [
 export interface ProxyOptions {
   router: ModelRouter
   upstreams: Map<string, UpstreamClient>
+  quotas: QuotaEngine
+  leases: LeaseKeeper
+  now: () => number
+  /** Completion tokens reserved when a request sets no max_tokens and its model has no default. */
+  completionReservation: number
 }
 
 function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
@@ -101,25 +114,87 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       })
     }
 
-    const payload = JSON.stringify(applyDefaults(body, resolved, endpoint.defaults))
+    const upstreamBody = applyDefaults(body, resolved, endpoint.defaults)
+    // Usage of a stream comes only when asked for: ask, and take that event out again for a
+    // client that did not ask itself. A client that asked gets the stream untouched.
+    const clientAskedUsage = (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true
+    const stripUsage = ctx.stream && endpoint.name !== 'embeddings' && !clientAskedUsage
+    if (stripUsage) upstreamBody.stream_options = { ...(upstreamBody.stream_options as object | undefined), include_usage: true }
+
+    const principal = request.principal!
+    const promptTokens = estimatePromptTokens(endpoint.name, body)
+    const tokens = reservationTokens(endpoint.name, upstreamBody, promptTokens, opts.completionReservation)
+    const scopes = scopesFor(principal, resolved.model.name)
+    const started = opts.now()
+    const requestId = randomUUID()
+    let ticket: Ticket
+    if (scopes.length === 0) {
+      ticket = { team: principal.team.id, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) }
+    } else {
+      let result
+      try {
+        result = await opts.quotas.admit({ team: principal.team.id, requestId, scopes, tokens, now: started })
+      } catch (err) {
+        throw storeUnavailable(err)
+      }
+      if (!result.ok) throw refusalError(result.refusal)
+      ticket = result.ticket
+      reply.headers(rateLimitHeaders(result.rate))
+      opts.leases.add(ticket)
+    }
+
+    // From here on, the request settles exactly once, when its response closes, however it ends.
+    let failed = false
+    let streamTap: UsageTap | null = null
+    let bodyTap: BodyTap | null = null
+    reply.raw.once('close', () => {
+      opts.leases.remove(ticket)
+      const aborted = !reply.raw.writableFinished
+      let usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }
+      let estimated = false
+      if (!failed) {
+        const reported = streamTap?.usage ?? bodyTap?.usage() ?? null
+        if (reported) usage = reported
+        else {
+          const completion = streamTap ? countText(streamTap.generatedText()) : 0
+          usage = { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion }
+          estimated = true
+        }
+      }
+      const now = opts.now()
+      const status = aborted ? 499 : reply.statusCode
+      const model = resolved.model.name
+      opts.quotas
+        .settle({ ticket, keyId: principal.key.id, model, usage, estimated, now })
+        .catch((err: unknown) => request.log.error({ err, request_id: requestId }, 'could not record usage'))
+      opts.quotas
+        .audit({
+          time: new Date(now).toISOString(), request_id: request.id, team: ticket.team, key_id: principal.key.id, model,
+          endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
+        })
+        .catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
+    })
+
     const controller = abortOnClientClose(reply)
     let res
     try {
       res = await upstream.request({
         path: endpoint.upstreamPath,
         method: 'POST',
-        body: payload,
+        body: JSON.stringify(upstreamBody),
         accept: ctx.stream ? 'text/event-stream' : 'application/json',
         requestId: request.id,
         signal: controller.signal,
       })
     } catch (err) {
+      failed = true
       if (controller.signal.aborted) throw clientGone()
       throw mapTransportError(upstream.name, err)
     }
     ctx.upstreamStatus = res.statusCode
 
     if (res.statusCode >= 400 || res.statusCode === 202) {
+      failed = true
       let text: string
       try {
         text = await readLimited(res.body)
@@ -148,16 +223,21 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     }
 
     const contentType = res.headers['content-type']
+    const isEventStream = typeof contentType === 'string' && contentType.startsWith('text/event-stream')
     reply.code(res.statusCode)
     reply.header('content-type', typeof contentType === 'string' ? contentType : ctx.stream ? 'text/event-stream' : 'application/json')
-    if (ctx.stream) {
+    let tap: UsageTap | BodyTap
+    if (isEventStream) {
       reply.header('cache-control', 'no-cache')
       reply.header('x-accel-buffering', 'no')
-    } else if (typeof res.headers['content-length'] === 'string') {
-      reply.header('content-length', res.headers['content-length'])
+      tap = streamTap = new UsageTap(stripUsage ? 'strip' : 'observe')
+    } else {
+      const length = res.headers['content-length']
+      if (typeof length === 'string') reply.header('content-length', length)
+      tap = bodyTap = new BodyTap()
     }
-    // The body stream goes out as it arrives: no buffering, no decoding, no re-framing.
-    return reply.send(res.body)
+    // The body goes out as it arrives: no buffering, no decoding, no re-framing; the tap only reads.
+    return reply.send(pipeline(res.body, tap, () => {}))
   }
 }
 

@@ -65,8 +65,9 @@ function teamFromHash(h: Record<string, string>): Team | null {
 }
 
 export interface RedisStoreOptions {
-  /** A client to use (not closed by the store), or a URL to connect to (closed by close()). */
+  /** A client to use (closed by close() only with ownsClient), or a URL to connect to (closed by close()). */
   client?: Redis | Cluster
+  ownsClient?: boolean
   url?: string
   /** Namespace of every key; lets several gateways or tests share one Redis. */
   prefix?: string
@@ -84,7 +85,7 @@ export class RedisStore implements Store {
   constructor(options: RedisStoreOptions) {
     if (options.client) {
       this.client = options.client
-      this.ownsClient = false
+      this.ownsClient = options.ownsClient ?? false
     } else if (options.url) {
       this.client = new Redis(options.url, {
         // Fail a command rather than queue it for long: a request should get a clear 503, not hang.
@@ -93,6 +94,10 @@ export class RedisStore implements Store {
         lazyConnect: false,
       })
       this.ownsClient = true
+    } else {
+      throw new Error('RedisStore needs a client or a url')
+    }
+    if (this.ownsClient) {
       let down = false
       this.client.on('error', (err: Error) => {
         if (down) return
@@ -104,8 +109,6 @@ export class RedisStore implements Store {
         down = false
         options.log?.info({}, 'redis connection restored')
       })
-    } else {
-      throw new Error('RedisStore needs a client or a url')
     }
     this.dir = `${options.prefix ?? 'tg:'}{dir}:`
     const scripts = {} as Record<ScriptName, ScriptFn>

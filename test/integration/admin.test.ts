@@ -32,7 +32,7 @@ describe('teams', () => {
     const team = (await created.json()) as Record<string, unknown>
     expect(team).toMatchObject({ object: 'team', id: 'research', name: 'Research', limits: { requests_per_minute: 100, tokens_per_day: 1_000_000 } })
 
-    expect(await (await gw.admin('GET', '/admin/teams/research')).json()).toEqual(team)
+    expect(await (await gw.admin('GET', '/admin/teams/research')).json()).toMatchObject(team)
     const list = (await (await gw.admin('GET', '/admin/teams')).json()) as { data: { id: string }[] }
     expect(list.data.map((t) => t.id)).toContain('research')
 

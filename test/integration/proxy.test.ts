@@ -113,12 +113,17 @@ async function readAll(res: Response): Promise<Buffer> {
   return Buffer.from(await res.arrayBuffer())
 }
 
+/** The upstream's bytes without its usage-only event: what a client that did not ask for usage gets. */
+function withoutUsageEvent(sent: Buffer): Buffer {
+  const text = sent.toString('utf8')
+  const usageEvent = /data: \{[^\n]*"choices":\[\],"usage":\{[^\n]*\}\n\n/
+  expect(text).toMatch(usageEvent)
+  return Buffer.from(text.replace(usageEvent, ''), 'utf8')
+}
+
 describe('streaming', () => {
-  it.each([
-    ['without include_usage', {}],
-    ['with include_usage', { stream_options: { include_usage: true } }],
-  ])('passes the SSE through byte for byte (%s)', async (_label, extra) => {
-    const res = await post('/v1/chat/completions', { model: MINIMAX, messages, stream: true, ...extra })
+  it('passes the SSE through byte for byte when the client asked for usage itself', async () => {
+    const res = await post('/v1/chat/completions', { model: MINIMAX, messages, stream: true, stream_options: { include_usage: true } })
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
     const received = await readAll(res)
@@ -129,9 +134,28 @@ describe('streaming', () => {
     expect(received.toString('utf8')).toContain('data: [DONE]\n\n')
   })
 
+  it('asks for usage itself when the client did not, and removes exactly that one event', async () => {
+    const res = await post('/v1/chat/completions', { model: MINIMAX, messages, stream: true })
+    expect(res.status).toBe(200)
+    const received = await readAll(res)
+    expect(lastRequest().body!.stream_options).toEqual({ include_usage: true })
+    expect(received.equals(withoutUsageEvent(upstream.streams.at(-1)!))).toBe(true)
+    expect(received.toString('utf8')).not.toMatch(/"usage":\{/)
+  })
+
+  it('keeps the client\'s other stream options when it adds include_usage', async () => {
+    const res = await post('/v1/chat/completions', { model: LLAMA, messages, stream: true, stream_options: { include_usage: false } })
+    expect(res.status).toBe(200)
+    const received = await readAll(res)
+    expect(lastRequest().body!.stream_options).toEqual({ include_usage: true })
+    expect(received.equals(withoutUsageEvent(upstream.streams.at(-1)!))).toBe(true)
+  })
+
   it('streams completions byte for byte too', async () => {
-    const res = await post('/v1/completions', { model: LLAMA, prompt: 'x', stream: true })
-    expect((await readAll(res)).equals(upstream.streams.at(-1)!)).toBe(true)
+    const asked = await post('/v1/completions', { model: LLAMA, prompt: 'x', stream: true, stream_options: { include_usage: true } })
+    expect((await readAll(asked)).equals(upstream.streams.at(-1)!)).toBe(true)
+    const notAsked = await post('/v1/completions', { model: LLAMA, prompt: 'x', stream: true })
+    expect((await readAll(notAsked)).equals(withoutUsageEvent(upstream.streams.at(-1)!))).toBe(true)
   })
 
   it('delivers bytes as they arrive, before the upstream has finished', async () => {

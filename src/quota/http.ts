@@ -1,0 +1,106 @@
+import { GatewayError } from '../errors.js'
+import type { Limits } from '../limits.js'
+import type { ApiKeyRecord, Principal, Team } from '../store/types.js'
+import type { RateState, Refusal, Scope } from './types.js'
+
+/** Quotas at the HTTP edge: which scopes a request answers to, OpenAI's headers and 429s. */
+
+const hasLimits = (limits: Limits | undefined): limits is Limits => limits !== undefined && Object.keys(limits).length > 0
+
+export const teamScope = (team: Team): Scope | null =>
+  hasLimits(team.limits) ? { id: 'team', label: `team '${team.id}'`, limits: team.limits } : null
+
+export function modelScope(team: Team, model: string): Scope | null {
+  const limits = team.model_limits[model]
+  return hasLimits(limits) ? { id: `model:${model}`, label: `model '${model}' in team '${team.id}'`, limits } : null
+}
+
+export const keyScope = (team: Team, key: ApiKeyRecord): Scope | null =>
+  hasLimits(key.limits) ? { id: `key:${key.id}`, label: `key ${key.id} of team '${team.id}'`, limits: key.limits } : null
+
+const present = (scopes: (Scope | null)[]): Scope[] => scopes.filter((s): s is Scope => s !== null)
+
+/** The scopes that limit a request: its team, its team's limits for the model, its key. */
+export function scopesFor(principal: Principal, model: string): Scope[] {
+  return present([teamScope(principal.team), modelScope(principal.team, model), keyScope(principal.team, principal.key)])
+}
+
+/** Every scope of a team (itself and each model it limits), and of one key if given. */
+export function allScopes(team: Team, key?: ApiKeyRecord): Scope[] {
+  return present([teamScope(team), ...Object.keys(team.model_limits).map((m) => modelScope(team, m)), key ? keyScope(team, key) : null])
+}
+
+/** A duration as OpenAI writes it (Go's format): `120ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`. */
+export function goDuration(ms: number): string {
+  const total = Math.max(0, Math.round(ms))
+  if (total < 1000) return `${total}ms`
+  const hours = Math.floor(total / 3_600_000)
+  const minutes = Math.floor((total % 3_600_000) / 60_000)
+  const seconds = `${Number(((total % 60_000) / 1000).toFixed(3))}s`
+  if (hours > 0) return `${hours}h${minutes}m${seconds}`
+  if (minutes > 0) return `${minutes}m${seconds}`
+  return seconds
+}
+
+export function rateLimitHeaders(rate: RateState): Record<string, string> {
+  const headers: Record<string, string> = {}
+  if (rate.requests) {
+    headers['x-ratelimit-limit-requests'] = String(rate.requests.limit)
+    headers['x-ratelimit-remaining-requests'] = String(rate.requests.remaining)
+    headers['x-ratelimit-reset-requests'] = goDuration(rate.requests.resetMs)
+  }
+  if (rate.tokens) {
+    headers['x-ratelimit-limit-tokens'] = String(rate.tokens.limit)
+    headers['x-ratelimit-remaining-tokens'] = String(rate.tokens.remaining)
+    headers['x-ratelimit-reset-tokens'] = goDuration(rate.tokens.resetMs)
+  }
+  return headers
+}
+
+const NAMES = {
+  requests: 'requests per minute (RPM)',
+  tokens: 'tokens per minute (TPM)',
+  tokens_per_day: 'tokens per day (TPD)',
+  tokens_per_month: 'tokens per month',
+  concurrency: 'concurrent requests',
+} as const
+
+/** The 429 a refusal becomes: which limit, the limit, used, requested, and when to retry. */
+export function refusalError(r: Refusal): GatewayError {
+  const seconds = goDuration(r.retryAfterMs)
+  const headers: Record<string, string> = {
+    'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))),
+    'retry-after-ms': String(Math.max(0, Math.round(r.retryAfterMs))),
+  }
+  const counts = `Limit ${r.limit}, Used ${r.used}, Requested ${r.requested}.`
+  if (r.final) headers['x-should-retry'] = 'false'
+
+  if (r.kind === 'concurrency') {
+    return new GatewayError(429, `Too many concurrent requests on ${r.scope}: Limit ${r.limit}, In flight ${r.used}. Please try again in ${seconds}.`, {
+      type: 'requests',
+      code: 'concurrency_limit_exceeded',
+      headers,
+    })
+  }
+  if ((r.kind === 'tokens_per_day' || r.kind === 'tokens_per_month') && r.final) {
+    const when = r.resetsAt === undefined ? '' : ` It resets at ${new Date(r.resetsAt).toISOString()}.`
+    return new GatewayError(429, `You exceeded the ${NAMES[r.kind]} quota of ${r.scope}: ${counts}${when}`, {
+      type: 'insufficient_quota',
+      code: 'insufficient_quota',
+      headers,
+    })
+  }
+  if (r.kind === 'tokens' && r.final) {
+    return new GatewayError(429, `Request too large for ${NAMES.tokens} on ${r.scope}: Limit ${r.limit}, Requested ${r.requested}. Lower max_tokens or shorten the prompt.`, {
+      type: 'tokens',
+      code: 'rate_limit_exceeded',
+      headers,
+    })
+  }
+  const inFlight = r.kind === 'tokens_per_day' || r.kind === 'tokens_per_month' ? ' (Used includes tokens reserved by requests in flight.)' : ''
+  return new GatewayError(429, `Rate limit reached for ${NAMES[r.kind]} on ${r.scope}: ${counts}${inFlight} Please try again in ${seconds}.`, {
+    type: r.kind === 'requests' ? 'requests' : 'tokens',
+    code: 'rate_limit_exceeded',
+    headers,
+  })
+}
