@@ -70,3 +70,51 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
     },
   }
 }
+
+export interface RedisCluster {
+  nodes: { host: string; port: number }[]
+  /** REDIS_CLUSTER_NODES for the gateway. */
+  env: string
+  stop(): Promise<void>
+}
+
+/** A real three-master Redis Cluster of redis-server processes on loopback ports. */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = mkdtempSync(join(tmpdir(), 'tg-cluster-'))
+  const servers: RedisServer[] = []
+  try {
+    for (let i = 0; i < masters; i++) {
+      servers.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}.conf`), '--dir', dir]))
+    }
+    const clients = servers.map((s) => new Redis(s.url))
+    const SLOTS = 16_384
+    await Promise.all(
+      clients.map((c, i) => c.call('CLUSTER', 'ADDSLOTSRANGE', String(Math.floor((i * SLOTS) / masters)), String(Math.floor(((i + 1) * SLOTS) / masters) - 1))),
+    )
+    for (const s of servers.slice(1)) await clients[0]!.call('CLUSTER', 'MEET', '127.0.0.1', String(s.port))
+    const deadline = Date.now() + 20_000
+    for (;;) {
+      const infos = await Promise.all(clients.map((c) => c.call('CLUSTER', 'INFO') as Promise<string>))
+      if (infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${masters}`))) break
+      if (Date.now() > deadline) throw new Error(`the Redis Cluster did not come up:\n${infos.join('\n')}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    for (const c of clients) c.disconnect()
+  } catch (err) {
+    await Promise.all(servers.map((s) => s.stop()))
+    rmSync(dir, { recursive: true, force: true })
+    throw err
+  }
+  const nodes = servers.map((s) => ({ host: '127.0.0.1', port: s.port }))
+  return {
+    nodes,
+    env: nodes.map((n) => `${n.host}:${n.port}`).join(','),
+    async stop() {
+      await Promise.all(servers.map((s) => s.stop()))
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
