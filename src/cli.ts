@@ -13,12 +13,15 @@ export const USAGE = `Usage: tollgate <command>
   teams get <id>
   teams update <id> [--name NAME] [--limits JSON]
   teams delete <id>
-  keys create --team <id> [--name NAME] [--expires-at ISO-8601]
+  keys create --team <id> [--name NAME] [--expires-at ISO-8601] [--limits JSON]
   keys list --team <id>
+  keys update <key-id> [--name NAME] [--limits JSON]
   keys revoke <key-id>
+  usage [--team ID] [--key KEY-ID] [--model NAME] [--from YYYY-MM-DD] [--to YYYY-MM-DD]
+        [--group-by day,model,key] [--format json|csv]
 
 Environment: TOLLGATE_URL (default http://127.0.0.1:8080), ADMIN_TOKEN (required).
---limits takes JSON, e.g. '{"requests_per_minute":100,"tokens_per_day":2000000}'.
+--limits takes JSON, e.g. '{"requests_per_minute":100,"tokens_per_day":2000000}'; null removes one.
 `
 
 export interface CliIO {
@@ -69,9 +72,27 @@ export function planCall(argv: string[]): Call {
       limits: { type: 'string' },
       team: { type: 'string' },
       'expires-at': { type: 'string' },
+      key: { type: 'string' },
+      model: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      'group-by': { type: 'string' },
+      format: { type: 'string' },
     },
   })
   const enc = encodeURIComponent
+  if (noun === 'usage') {
+    if (verb !== undefined && !verb.startsWith('-')) throw new UsageError(`unexpected arguments: ${verb}`)
+    const { values: q } = parseArgs({
+      args: argv.slice(1),
+      strict: true,
+      options: Object.fromEntries(['team', 'key', 'model', 'from', 'to', 'group-by', 'format'].map((o) => [o, { type: 'string' as const }])),
+    })
+    const query = new URLSearchParams()
+    for (const [option, value] of Object.entries(q)) if (typeof value === 'string') query.set(option.replace('-', '_'), value)
+    const qs = query.toString()
+    return { method: 'GET', path: `/admin/usage${qs ? `?${qs}` : ''}` }
+  }
   const key = `${noun ?? ''} ${verb ?? ''}`
   switch (key) {
     case 'teams create': {
@@ -90,14 +111,25 @@ export function planCall(argv: string[]): Call {
     }
     case 'teams delete':
       return { method: 'DELETE', path: `/admin/teams/${enc(one(positionals, 'team id'))}` }
-    case 'keys create':
+    case 'keys create': {
       if (!values.team) throw new UsageError('keys create needs --team <id>')
       if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`)
+      const limits = parseLimits(values.limits)
       return {
         method: 'POST',
         path: `/admin/teams/${enc(values.team)}/keys`,
-        body: { ...(values.name ? { name: values.name } : {}), ...(values['expires-at'] ? { expires_at: values['expires-at'] } : {}) },
+        body: {
+          ...(values.name ? { name: values.name } : {}),
+          ...(values['expires-at'] ? { expires_at: values['expires-at'] } : {}),
+          ...(limits ? { limits } : {}),
+        },
       }
+    }
+    case 'keys update': {
+      const limits = parseLimits(values.limits)
+      if (values.name === undefined && limits === undefined) throw new UsageError('give --name and/or --limits')
+      return { method: 'PATCH', path: `/admin/keys/${enc(one(positionals, 'key id'))}`, body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) } }
+    }
     case 'keys list':
       if (!values.team) throw new UsageError('keys list needs --team <id>')
       return { method: 'GET', path: `/admin/teams/${enc(values.team)}/keys` }
@@ -151,6 +183,10 @@ export async function main(argv: string[], env: Record<string, string | undefine
   }
   if (res.status === 204) {
     io.stdout(`${call.method === 'DELETE' && call.path.startsWith('/admin/keys/') ? 'revoked' : 'deleted'}\n`)
+    return 0
+  }
+  if (!(res.headers.get('content-type') ?? '').includes('json')) {
+    io.stdout(text) // CSV and the like, as sent
     return 0
   }
   const data = JSON.parse(text) as Record<string, unknown>

@@ -8,7 +8,7 @@ import type { Store } from '../store/types.js'
 export type FailureLimiter = (
   request: FastifyRequest,
   options?: { increment?: boolean },
-) => Promise<{ isAllowed: boolean; isExceeded?: boolean; ttlInSeconds?: number }>
+) => Promise<{ isAllowed: boolean; isExceeded?: boolean; remaining?: number; ttlInSeconds?: number }>
 
 /**
  * Authenticates a client key (`Authorization: Bearer tg-…`) against the store and puts its team
@@ -22,7 +22,8 @@ export function clientAuth(store: Store, now: () => number, failures: FailureLim
     // The failure count of this IP is read beside the lookup (no extra wait) and only a failure
     // adds to it, so one address cannot guess keys at speed.
     const [seen, found] = await Promise.allSettled([failures(request, { increment: false }), lookup])
-    if (seen.status === 'fulfilled' && seen.value.isExceeded) {
+    // The peek reads the count without adding to it: `remaining` 0 means the limit is used up.
+    if (seen.status === 'fulfilled' && !seen.value.isAllowed && (seen.value.isExceeded || seen.value.remaining === 0)) {
       const retry = Math.max(1, seen.value.ttlInSeconds ?? 60)
       throw new GatewayError(429, `Too many failed authentications from your address. Please try again in ${retry}s.`, {
         type: 'requests',

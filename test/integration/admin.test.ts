@@ -74,6 +74,34 @@ describe('teams', () => {
     if (typeof id === 'string') expect((await gw.admin('GET', `/admin/teams/${encodeURIComponent(id)}`)).status).toBe(404)
   })
 
+  it.each([
+    ['a negative model limit', { id: 'm1', model_limits: { 'a/b': { tokens_per_day: -1 } } }, 'model_limits["a/b"].tokens_per_day'],
+    ['an unknown model limit', { id: 'm2', model_limits: { 'a/b': { tokens_per_hour: 1 } } }, 'model_limits["a/b"].tokens_per_hour'],
+    ['model limits not an object', { id: 'm3', model_limits: { 'a/b': 5 } }, 'model_limits["a/b"]'],
+  ])('refuses %s with a 400 naming the field, storing nothing', async (_label, body, param) => {
+    const res = await gw.admin('POST', '/admin/teams', body)
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as Envelope).error.param).toBe(param)
+    expect((await gw.admin('GET', `/admin/teams/${body.id}`)).status).toBe(404)
+  })
+
+  it('keeps per-model limits, patches them, and shows each limit with its use', async () => {
+    const created = await gw.admin('POST', '/admin/teams', { id: 'models', limits: { tokens_per_day: 1000 }, model_limits: { 'a/b': { requests_per_minute: 5 } } })
+    expect(created.status).toBe(201)
+    await gw.admin('PATCH', '/admin/teams/models', { model_limits: { 'a/b': { concurrent_requests: 1 }, 'c/d': { tokens_per_minute: 10 } } })
+    const team = (await (await gw.admin('GET', '/admin/teams/models')).json()) as Record<string, unknown>
+    expect(team.model_limits).toEqual({ 'a/b': { requests_per_minute: 5, concurrent_requests: 1 }, 'c/d': { tokens_per_minute: 10 } })
+    expect(team.quota).toEqual({
+      team: { tokens_per_day: { limit: 1000, used: 0, remaining: 1000, in_flight: 0 } },
+      models: {
+        'a/b': { requests_per_minute: { limit: 5, used: 0, remaining: 5 }, concurrent_requests: { limit: 1, used: 0, remaining: 1 } },
+        'c/d': { tokens_per_minute: { limit: 10, used: 0, remaining: 10 } },
+      },
+    })
+    await gw.admin('PATCH', '/admin/teams/models', { model_limits: { 'a/b': null } })
+    expect(((await (await gw.admin('GET', '/admin/teams/models')).json()) as { model_limits: object }).model_limits).toEqual({ 'c/d': { tokens_per_minute: 10 } })
+  })
+
   it('refuses a bad patch, changing nothing', async () => {
     await gw.admin('POST', '/admin/teams', { id: 'patchy', limits: { requests_per_minute: 5 } })
     const res = await gw.admin('PATCH', '/admin/teams/patchy', { limits: { requests_per_minute: -5 } })
@@ -117,6 +145,28 @@ describe('keys', () => {
     const res = await gw.admin('POST', '/admin/teams/ml/keys', body)
     expect(res.status).toBe(400)
     expect(((await res.json()) as Envelope).error.param).toBe(param)
+  })
+
+  it('sets and patches limits of a key; bad ones are a 400 that stores nothing', async () => {
+    await gw.admin('POST', '/admin/teams', { id: 'keyed' })
+    const bad = await gw.admin('POST', '/admin/teams/keyed/keys', { limits: { concurrent_requests: 1.5 } })
+    expect(bad.status).toBe(400)
+    expect(((await bad.json()) as Envelope).error.param).toBe('limits.concurrent_requests')
+    expect(((await (await gw.admin('GET', '/admin/teams/keyed/keys')).json()) as { data: unknown[] }).data).toHaveLength(0)
+
+    const created = (await (await gw.admin('POST', '/admin/teams/keyed/keys', { limits: { requests_per_minute: 1 } })).json()) as { id: string; key: string; limits: object }
+    expect(created.limits).toEqual({ requests_per_minute: 1 })
+    expect((await chat(gw, created.key)).status).toBe(200)
+    const limited = await chat(gw, created.key)
+    expect(limited.status).toBe(429)
+    expect(((await limited.json()) as Envelope).error.message).toContain(`key ${created.id} of team 'keyed'`)
+
+    const patched = await gw.admin('PATCH', `/admin/keys/${created.id}`, { limits: { requests_per_minute: null, tokens_per_day: 100_000 } })
+    expect(await patched.json()).toMatchObject({ limits: { tokens_per_day: 100_000 } })
+    expect((await chat(gw, created.key)).status).toBe(200)
+    const badPatch = await gw.admin('PATCH', `/admin/keys/${created.id}`, { limits: { tokens_per_day: -1 } })
+    expect(badPatch.status).toBe(400)
+    expect(((await (await gw.admin('GET', `/admin/keys/${created.id}`)).json()) as { limits: object }).limits).toEqual({ tokens_per_day: 100_000 })
   })
 
   it('refuses a key for a missing team with a 404', async () => {

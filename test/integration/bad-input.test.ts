@@ -121,6 +121,25 @@ describe('client authentication', () => {
   })
 })
 
+describe('failed authentications', () => {
+  it('are limited per client IP: past the limit even a good key waits', async () => {
+    await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': 'quotas:\n  auth_failures_per_minute: 3\n' } }, async (other) => {
+      const good = (await other.createKey()).key
+      const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] })
+      const bad = { authorization: `Bearer tg-${'B'.repeat(43)}` }
+      // Successes do not count.
+      for (let i = 0; i < 5; i++) expect((await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)).status).toBe(200)
+      const statuses = []
+      for (let i = 0; i < 5; i++) statuses.push((await rawRequest(other.url + '/v1/chat/completions', 'POST', bad, body)).status)
+      expect(statuses).toEqual([401, 401, 401, 429, 429])
+      const blocked = await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)
+      expect(blocked.status).toBe(429)
+      expect(JSON.parse(blocked.body.toString()).error.code).toBe('auth_rate_limited')
+      expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0)
+    })
+  })
+})
+
 describe('routes', () => {
   it('unknown routes are a 404 in JSON', async () => {
     const res = await fetch(gw.url + '/v2/whatever')

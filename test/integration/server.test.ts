@@ -77,10 +77,18 @@ describe('a running gateway', () => {
     expect(listed.out).toContain(id)
     expect(listed.out).not.toContain(key)
 
+    const updated = capture()
+    expect(await cli(['keys', 'update', id, '--limits', '{"concurrent_requests":3}'], env, updated)).toBe(0)
+    expect(JSON.parse(updated.out)).toMatchObject({ id, limits: { concurrent_requests: 3 } })
+
     const revoked = capture()
     expect(await cli(['keys', 'revoke', id], env, revoked)).toBe(0)
     expect(revoked.out.trim()).toBe('revoked')
     await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError)
+
+    const usage = capture()
+    expect(await cli(['usage', '--team', 'ml', '--group-by', 'model', '--format', 'csv'], env, usage)).toBe(0)
+    expect(usage.out).toMatch(/^team,model,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests\nml,minimaxai\/minimax-m2.1,1,\d+,\d+,\d+,0\n$/)
 
     const teams = capture()
     expect(await cli(['teams', 'list'], env, teams)).toBe(0)
