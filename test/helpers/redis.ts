@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
@@ -117,4 +118,21 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * For a test file: a redis-server started before its tests and stopped after them, with one
+ * client. Read `.client` inside tests (it exists once beforeAll has run).
+ */
+export function useRedis(): { client: Redis; server: RedisServer } {
+  const handle = {} as { client: Redis; server: RedisServer }
+  beforeAll(async () => {
+    handle.server = await startRedis()
+    handle.client = new Redis(handle.server.url)
+  })
+  afterAll(async () => {
+    handle.client.disconnect()
+    await handle.server.stop()
+  })
+  return handle
 }

@@ -1,25 +1,14 @@
-import { Redis } from 'ioredis'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import type { Limits } from '../../src/limits.js'
 import { MemoryQuotas } from '../../src/quota/memory.js'
 import { RedisQuotas } from '../../src/quota/redis.js'
 import { LEASE_MS, type AdmitResult, type QuotaEngine, type Scope, type Ticket } from '../../src/quota/types.js'
-import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { useRedis } from '../helpers/redis.js'
 
 /** One contract, two engines: the embedded one and Redis's Lua scripts, under an injected clock. */
 
-let redis: RedisServer
-let client: Redis
+const redis = useRedis()
 let n = 0
-
-beforeAll(async () => {
-  redis = await startRedis()
-  client = new Redis(redis.url)
-})
-afterAll(async () => {
-  client.disconnect()
-  await redis.stop()
-})
 
 const T0 = Date.parse('2026-03-10T12:00:00Z')
 const team = (limits: Limits): Scope => ({ id: 'team', label: "team 'ml'", limits })
@@ -36,7 +25,7 @@ function refused(result: AdmitResult) {
 
 describe.each([
   ['memory', () => new MemoryQuotas() as QuotaEngine],
-  ['redis', () => new RedisQuotas({ client, prefix: `q${++n}:` }) as QuotaEngine],
+  ['redis', () => new RedisQuotas({ client: redis.client, prefix: `q${++n}:` }) as QuotaEngine],
 ])('%s quotas', (_name, make) => {
   let q: QuotaEngine
   let seq = 0

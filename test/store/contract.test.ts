@@ -1,25 +1,14 @@
-import { Redis } from 'ioredis'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { hashClientKey } from '../../src/keys.js'
 import { MemoryStore } from '../../src/store/memory.js'
 import { RedisStore } from '../../src/store/redis.js'
 import type { ApiKeyRecord, Store, Team } from '../../src/store/types.js'
-import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { useRedis } from '../helpers/redis.js'
 
 /** One contract, two stores: the embedded one and Redis (a real redis-server on a free port). */
 
-let redis: RedisServer
-let client: Redis
+const redis = useRedis()
 let prefixCounter = 0
-
-beforeAll(async () => {
-  redis = await startRedis()
-  client = new Redis(redis.url)
-})
-afterAll(async () => {
-  client.disconnect()
-  await redis.stop()
-})
 
 const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({ id, name: id.toUpperCase(), limits: {}, model_limits: {}, created_at: at, updated_at: at })
 const key = (id: string, teamId: string, secret: string, at = '2026-01-01T00:00:00.000Z'): ApiKeyRecord => ({
@@ -30,7 +19,7 @@ const findKey = async (store: Store, hash: string) => (await store.authenticate(
 
 describe.each([
   ['memory', () => new MemoryStore() as Store],
-  ['redis', () => new RedisStore({ client, prefix: `t${++prefixCounter}:` }) as Store],
+  ['redis', () => new RedisStore({ client: redis.client, prefix: `t${++prefixCounter}:` }) as Store],
 ])('%s store', (_name, make) => {
   let store: Store
   beforeEach(() => {
@@ -126,23 +115,23 @@ describe.each([
 
 describe('redis store specifics', () => {
   it('keeps every directory key under one hash tag, so its scripts run on a cluster', async () => {
-    const store = new RedisStore({ client, prefix: 'tagcheck:' })
+    const store = new RedisStore({ client: redis.client, prefix: 'tagcheck:' })
     await store.createTeam(team('ml'))
     await store.createKey(key('key_1', 'ml', 's'))
-    const keys = await client.keys('tagcheck:*')
+    const keys = await redis.client.keys('tagcheck:*')
     expect(keys.length).toBeGreaterThanOrEqual(5)
     for (const k of keys) expect(k.startsWith('tagcheck:{dir}:')).toBe(true)
   })
 
   it('stores only the hash of a key, never the plaintext', async () => {
-    const store = new RedisStore({ client, prefix: 'plain:' })
+    const store = new RedisStore({ client: redis.client, prefix: 'plain:' })
     await store.createTeam(team('ml'))
     await store.createKey(key('key_1', 'ml', 'tg-the-plaintext-secret'))
     const dump: string[] = []
-    for (const k of await client.keys('plain:*')) {
-      const type = await client.type(k)
-      if (type === 'hash') dump.push(JSON.stringify(await client.hgetall(k)))
-      else if (type === 'set') dump.push(JSON.stringify(await client.smembers(k)))
+    for (const k of await redis.client.keys('plain:*')) {
+      const type = await redis.client.type(k)
+      if (type === 'hash') dump.push(JSON.stringify(await redis.client.hgetall(k)))
+      else if (type === 'set') dump.push(JSON.stringify(await redis.client.smembers(k)))
     }
     expect(dump.join('\n')).not.toContain('tg-the-plaintext-secret')
     expect(dump.join('\n')).toContain(hashClientKey('tg-the-plaintext-secret'))
