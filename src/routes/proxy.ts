@@ -137,7 +137,16 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       } catch (err) {
         throw storeUnavailable(err)
       }
-      if (!result.ok) throw refusalError(result.refusal)
+      if (!result.ok) {
+        opts.quotas
+          .audit({
+            time: new Date(started).toISOString(), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
+            model: resolved.model.name, endpoint: endpoint.name, status: 429, prompt_tokens: 0, completion_tokens: 0,
+            total_tokens: 0, estimated: false, latency_ms: opts.now() - started,
+          })
+          .catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
+        throw refusalError(result.refusal)
+      }
       ticket = result.ticket
       reply.headers(rateLimitHeaders(result.rate))
       opts.leases.add(ticket)
