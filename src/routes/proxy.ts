@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto'
-import { pipeline } from 'node:stream'
+import { pipeline, type Transform } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError, invalidRequest, modelNotFound, storeUnavailable } from '../errors.js'
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
 import type { LeaseKeeper } from '../quota/leases.js'
 import { utcDay, utcMonth } from '../quota/periods.js'
-import type { QuotaEngine, Ticket, Usage } from '../quota/types.js'
-import { BodyTap, UsageTap } from '../stream/usage-tap.js'
-import { countText, estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
+import type { AdmitResult, AuditEntry, QuotaEngine, Usage } from '../quota/types.js'
+import type { Principal } from '../store/types.js'
+import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
+import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
 import { readLimited, type UpstreamClient } from '../upstream/client.js'
 import { applyDefaults, type ModelRouter } from '../upstream/router.js'
@@ -124,64 +125,33 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const principal = request.principal!
     const promptTokens = estimatePromptTokens(endpoint.name, body)
     const tokens = reservationTokens(endpoint.name, upstreamBody, promptTokens, opts.completionReservation)
-    const scopes = scopesFor(principal, resolved.model.name)
     const started = opts.now()
-    const requestId = randomUUID()
-    let ticket: Ticket
-    if (scopes.length === 0) {
-      ticket = { team: principal.team.id, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) }
-    } else {
-      let result
-      try {
-        result = await opts.quotas.admit({ team: principal.team.id, requestId, scopes, tokens, now: started })
-      } catch (err) {
-        throw storeUnavailable(err)
-      }
-      if (!result.ok) {
-        opts.quotas
-          .audit({
-            time: new Date(started).toISOString(), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
-            model: resolved.model.name, endpoint: endpoint.name, status: 429, prompt_tokens: 0, completion_tokens: 0,
-            total_tokens: 0, estimated: false, latency_ms: opts.now() - started,
-          })
-          .catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
-        throw refusalError(result.refusal)
-      }
-      ticket = result.ticket
-      reply.headers(rateLimitHeaders(result.rate))
-      opts.leases.add(ticket)
+    const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
+      time: new Date(now).toISOString(), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
+      model: resolved.model.name, endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
+    })
+    const audit = (entry: AuditEntry) =>
+      opts.quotas.audit(entry).catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
+
+    const admitted = await admit(opts, principal, resolved.model.name, tokens, started)
+    if (!admitted.ok) {
+      void audit(record(429, NO_USAGE, false, opts.now()))
+      throw refusalError(admitted.refusal)
     }
+    const { ticket } = admitted
+    reply.headers(rateLimitHeaders(admitted.rate))
 
     // From here on, the request settles exactly once, when its response closes, however it ends.
-    let failed = false
-    let streamTap: UsageTap | null = null
-    let bodyTap: BodyTap | null = null
+    const meter = new UsageMeter(promptTokens)
+    opts.leases.add(ticket)
     reply.raw.once('close', () => {
       opts.leases.remove(ticket)
-      const aborted = !reply.raw.writableFinished
-      let usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }
-      let estimated = false
-      if (!failed) {
-        const reported = streamTap?.usage ?? bodyTap?.usage() ?? null
-        if (reported) usage = reported
-        else {
-          const completion = streamTap ? countText(streamTap.generatedText()) : 0
-          usage = { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion }
-          estimated = true
-        }
-      }
+      const { usage, estimated } = meter.result()
       const now = opts.now()
-      const status = aborted ? 499 : reply.statusCode
-      const model = resolved.model.name
       opts.quotas
-        .settle({ ticket, keyId: principal.key.id, model, usage, estimated, now })
-        .catch((err: unknown) => request.log.error({ err, request_id: requestId }, 'could not record usage'))
-      opts.quotas
-        .audit({
-          time: new Date(now).toISOString(), request_id: request.id, team: ticket.team, key_id: principal.key.id, model,
-          endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
-        })
-        .catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
+        .settle({ ticket, keyId: principal.key.id, model: resolved.model.name, usage, estimated, now })
+        .catch((err: unknown) => request.log.error({ err, request_id: ticket.requestId }, 'could not record usage'))
+      void audit(record(reply.raw.writableFinished ? reply.statusCode : 499, usage, estimated, now))
     })
 
     const controller = abortOnClientClose(reply)
@@ -196,14 +166,14 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
         signal: controller.signal,
       })
     } catch (err) {
-      failed = true
+      meter.fail()
       if (controller.signal.aborted) throw clientGone()
       throw mapTransportError(upstream.name, err)
     }
     ctx.upstreamStatus = res.statusCode
 
     if (res.statusCode >= 400 || res.statusCode === 202) {
-      failed = true
+      meter.fail()
       let text: string
       try {
         text = await readLimited(res.body)
@@ -235,18 +205,38 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const isEventStream = typeof contentType === 'string' && contentType.startsWith('text/event-stream')
     reply.code(res.statusCode)
     reply.header('content-type', typeof contentType === 'string' ? contentType : ctx.stream ? 'text/event-stream' : 'application/json')
-    let tap: UsageTap | BodyTap
+    let tap: Transform
     if (isEventStream) {
       reply.header('cache-control', 'no-cache')
       reply.header('x-accel-buffering', 'no')
-      tap = streamTap = new UsageTap(stripUsage ? 'strip' : 'observe')
+      tap = meter.tapStream(stripUsage)
     } else {
       const length = res.headers['content-length']
       if (typeof length === 'string') reply.header('content-length', length)
-      tap = bodyTap = new BodyTap()
+      tap = meter.tapBody()
     }
     // The body goes out as it arrives: no buffering, no decoding, no re-framing; the tap only reads.
     return reply.send(pipeline(res.body, tap, () => {}))
+  }
+}
+
+const NO_USAGE: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }
+
+/**
+ * Admits a request against the quotas of its team, its model in the team and its key. A request
+ * nothing limits needs no round trip: it gets a ticket for usage accounting only.
+ */
+async function admit(opts: ProxyOptions, principal: Principal, model: string, tokens: number, now: number): Promise<AdmitResult> {
+  const scopes = scopesFor(principal, model)
+  const team = principal.team.id
+  const requestId = randomUUID()
+  if (scopes.length === 0) {
+    return { ok: true, rate: {}, ticket: { team, requestId, scopes, tokens, day: utcDay(now), month: utcMonth(now) } }
+  }
+  try {
+    return await opts.quotas.admit({ team, requestId, scopes, tokens, now })
+  } catch (err) {
+    throw storeUnavailable(err)
   }
 }
 
