@@ -18,6 +18,7 @@ import { MemoryQuotas } from './quota/memory.js'
 import { RedisQuotas } from './quota/redis.js'
 import type { QuotaEngine } from './quota/types.js'
 import { usageRoutes } from './routes/usage.js'
+import { KeyActivity } from './store/key-activity.js'
 import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
 import type { Store } from './store/types.js'
@@ -107,6 +108,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       ? new RedisQuotas({ client: redis, usageRetentionDays: config.quotas.usageRetentionDays, auditMaxLen: config.quotas.auditMaxLen })
       : new MemoryQuotas())
   const leases = new LeaseKeeper(quotas, now, app.log)
+  const activity = new KeyActivity(store, app.log)
 
   // Failed authentications per client IP, shared through Redis when there is one: the
   // "count only failures, check before" pattern @fastify/rate-limit supports with increment: false.
@@ -117,17 +119,18 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   await app.register(healthRoutes, { store })
   await app.register(async (v1) => {
-    v1.addHook('onRequest', clientAuth(store, now, authFailures))
+    v1.addHook('onRequest', clientAuth(store, now, authFailures, activity))
     await v1.register(proxyRoutes, { router, upstreams, quotas, leases, now, completionReservation: config.quotas.completionReservation })
     await v1.register(modelRoutes, { config, upstreams, now })
     await v1.register(usageRoutes, { store, quotas, now, adminToken: null })
   })
   if (config.adminToken !== null) {
-    await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now })
+    await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now, rotationGraceSeconds: config.keys.rotationGraceSeconds })
   }
 
   app.addHook('onClose', async () => {
     leases.close()
+    await activity.close()
     await Promise.all([...upstreams.values()].map((u) => u.close()))
     if (ownStore) await store.close()
   })

@@ -75,6 +75,7 @@ export interface Config {
   defaultUpstream: string | null
   modelsCacheMs: number
   quotas: QuotaSettings
+  keys: { rotationGraceSeconds: number }
   teams: TeamSeed[]
   /** The file the config came from, for the start-up log. */
   configFile: string | null
@@ -155,6 +156,7 @@ const fileSchema = z.strictObject({
       auth_failures_per_minute: z.int().min(1).max(1_000_000).optional(),
     })
     .optional(),
+  keys: z.strictObject({ rotation_grace_seconds: z.int().min(0).max(30 * 86_400).optional() }).optional(),
   teams: z
     .record(
       z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'team ids are 1 to 64 letters, digits, ".", "_" or "-"' }),
@@ -366,6 +368,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       auditMaxLen: file.quotas?.audit_max_len ?? 100_000,
       authFailuresPerMinute: file.quotas?.auth_failures_per_minute ?? 30,
     },
+    keys: { rotationGraceSeconds: file.keys?.rotation_grace_seconds ?? 86_400 },
     teams: Object.entries(file.teams ?? {}).map(([id, t]) => ({
       id,
       ...(t.name !== undefined ? { name: t.name } : {}),

@@ -2,6 +2,7 @@ import type { onRequestAsyncHookHandler } from 'fastify'
 import type { FastifyRequest } from 'fastify'
 import { GatewayError, invalidApiKey, storeUnavailable } from '../errors.js'
 import { bearerToken, hashClientKey, looksLikeClientKey } from '../keys.js'
+import type { KeyActivity } from '../store/key-activity.js'
 import type { Store } from '../store/types.js'
 
 /** @fastify/rate-limit's limiter: counts (or, with increment: false, reads) failures per IP. */
@@ -15,7 +16,7 @@ export type FailureLimiter = (
  * and key id on the request. Runs at onRequest, before the body is read. Messages never echo the
  * key.
  */
-export function clientAuth(store: Store, now: () => number, failures: FailureLimiter): onRequestAsyncHookHandler {
+export function clientAuth(store: Store, now: () => number, failures: FailureLimiter, activity: KeyActivity): onRequestAsyncHookHandler {
   return async (request) => {
     const token = bearerToken(request.headers.authorization)
     const lookup = token !== null && looksLikeClientKey(token) ? store.authenticate(hashClientKey(token)) : Promise.resolve(null)
@@ -43,6 +44,7 @@ export function clientAuth(store: Store, now: () => number, failures: FailureLim
     if (principal === null) return fail('Incorrect API key provided, or the key has been revoked.')
     const { key } = principal
     if (key.expires_at !== null && Date.parse(key.expires_at) <= now()) return fail('This API key has expired.')
+    activity.used(key.id, now())
     request.tg.team = key.team
     request.tg.keyId = key.id
     request.principal = principal

@@ -18,6 +18,8 @@ export interface AdminOptions {
   quotas: QuotaEngine
   adminToken: string
   now: () => number
+  /** How long a rotated key keeps working by default. */
+  rotationGraceSeconds: number
 }
 
 const TEAM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
@@ -48,6 +50,9 @@ const createKeyBody = z.strictObject({
   name: displayName.nullable().optional(),
   expires_at: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z' }).nullable().optional(),
   limits: limitsSchema.optional(),
+})
+const rotateKeyBody = z.strictObject({
+  grace_seconds: z.int({ error: 'must be a whole number of seconds' }).min(0, { error: 'must not be negative' }).max(30 * 86_400, { error: 'must be at most 30 days' }).optional(),
 })
 const patchKeyBody = z
   .strictObject({ name: displayName.nullable().optional(), limits: limitsPatchSchema.optional() })
@@ -96,11 +101,32 @@ const keyView = (key: ApiKeyRecord) => ({
   created_at: key.created_at,
   expires_at: key.expires_at,
   revoked_at: key.revoked_at,
+  last_used_at: key.last_used_at,
+  replaced_by: key.replaced_by,
 })
+
+/** A fresh key record and its plaintext (which only the creating answer ever shows). */
+function newKey(team: string, name: string | null, limits: Limits, expiresAt: string | null, createdAt: string): { record: ApiKeyRecord; plaintext: string } {
+  const plaintext = generateClientKey()
+  const record: ApiKeyRecord = {
+    id: generateKeyId(),
+    team,
+    name,
+    hash: hashClientKey(plaintext),
+    hint: keyHint(plaintext),
+    limits,
+    created_at: createdAt,
+    expires_at: expiresAt,
+    revoked_at: null,
+    last_used_at: null,
+    replaced_by: null,
+  }
+  return { record, plaintext }
+}
 
 const teamNotFound = (id: string) => notFound(`No team with id '${id}'.`, 'team_not_found', 'id')
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas, adminToken, now }) => {
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas, adminToken, now, rotationGraceSeconds }) => {
   const iso = () => new Date(now()).toISOString()
 
   app.addHook('onRequest', async (request) => {
@@ -166,21 +192,28 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
     if (expiresAt !== null && Date.parse(expiresAt) <= now()) {
       throw invalidRequest('Invalid request body: expires_at: must be in the future', 'expires_at', 'invalid_value')
     }
-    const plaintext = generateClientKey()
-    const record: ApiKeyRecord = {
-      id: generateKeyId(),
-      team: request.params.id,
-      name: body.name ?? null,
-      hash: hashClientKey(plaintext),
-      hint: keyHint(plaintext),
-      limits: body.limits ?? {},
-      created_at: iso(),
-      expires_at: expiresAt,
-      revoked_at: null,
-    }
+    const { record, plaintext } = newKey(request.params.id, body.name ?? null, body.limits ?? {}, expiresAt, iso())
     if (!(await stored(store.createKey(record)))) throw teamNotFound(request.params.id)
     // The only time the plaintext leaves the gateway.
     return reply.code(201).send({ ...keyView(record), key: plaintext })
+  })
+
+  // Rotation: a new key with the same team, name and limits; the old one keeps working for the
+  // grace period (its expiry moves no later than that), then fails like any expired key.
+  app.post<{ Params: { id: string } }>('/admin/keys/:id/rotate', async (request, reply) => {
+    const body = parseBody(rotateKeyBody, request.body)
+    const old = KEY_ID.test(request.params.id) ? await stored(store.getKey(request.params.id)) : null
+    if (!old) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    const at = now()
+    if (old.revoked_at !== null || (old.expires_at !== null && Date.parse(old.expires_at) <= at)) {
+      throw new GatewayError(409, `Key '${old.id}' is revoked or expired; create a new key instead.`, { type: 'invalid_request_error', code: 'key_inactive', param: 'id' })
+    }
+    const { record, plaintext } = newKey(old.team, old.name, old.limits, old.expires_at, new Date(at).toISOString())
+    if (!(await stored(store.createKey(record)))) throw teamNotFound(old.team)
+    const graceEnds = at + (body.grace_seconds ?? rotationGraceSeconds) * 1000
+    const oldExpiry = old.expires_at === null ? graceEnds : Math.min(Date.parse(old.expires_at), graceEnds)
+    const updated = await stored(store.updateKey(old.id, { expires_at: new Date(oldExpiry).toISOString(), replaced_by: record.id }))
+    return reply.code(201).send({ ...keyView(record), key: plaintext, replaces: updated ? keyView(updated) : null })
   })
 
   app.get<{ Params: { id: string } }>('/admin/teams/:id/keys', async (request) => {

@@ -73,7 +73,16 @@ export class MemoryStore implements Store {
     if (!key) return null
     if (patch.name !== undefined) key.name = patch.name
     if (patch.limits !== undefined) key.limits = { ...patch.limits }
+    if (patch.expires_at !== undefined) key.expires_at = patch.expires_at
+    if (patch.replaced_by !== undefined) key.replaced_by = patch.replaced_by
     return structuredClone(key)
+  }
+
+  async touchKeys(lastUsed: Map<string, string>): Promise<void> {
+    for (const [id, at] of lastUsed) {
+      const key = this.keys.get(id)
+      if (key) key.last_used_at = at
+    }
   }
 
   async listKeys(team: string): Promise<ApiKeyRecord[]> {

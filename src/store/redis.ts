@@ -15,7 +15,7 @@ import type { ApiKeyRecord, KeyPatch, Principal, Store, Team, TeamPatch } from '
  *   <prefix>{dir}:keyhash:<sha256>  hash: the same record, while the key is active
  */
 
-const SCRIPTS = ['create_team', 'update_team', 'delete_team', 'create_key', 'revoke_key', 'update_key', 'authenticate'] as const
+const SCRIPTS = ['create_team', 'update_team', 'delete_team', 'create_key', 'revoke_key', 'update_key', 'authenticate', 'touch_keys'] as const
 type ScriptName = (typeof SCRIPTS)[number]
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>
 
@@ -23,7 +23,7 @@ function loadScript(name: ScriptName): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
 }
 
-const KEY_FIELDS = ['id', 'team', 'name', 'hash', 'hint', 'created_at', 'expires_at', 'revoked_at'] as const
+const KEY_FIELDS = ['id', 'team', 'name', 'hash', 'hint', 'created_at', 'expires_at', 'revoked_at', 'last_used_at', 'replaced_by'] as const
 
 function keyToFields(key: ApiKeyRecord): string[] {
   return [...KEY_FIELDS.flatMap((f) => [f, key[f] ?? '']), 'limits', JSON.stringify(key.limits)]
@@ -49,6 +49,8 @@ function keyFromHash(h: Record<string, string>): ApiKeyRecord | null {
     created_at: h.created_at ?? '',
     expires_at: h.expires_at || null,
     revoked_at: h.revoked_at || null,
+    last_used_at: h.last_used_at || null,
+    replaced_by: h.replaced_by || null,
   }
 }
 
@@ -180,8 +182,16 @@ export class RedisStore implements Store {
     const fields: string[] = []
     if (patch.name !== undefined) fields.push('name', patch.name ?? '')
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
+    if (patch.expires_at !== undefined) fields.push('expires_at', patch.expires_at ?? '')
+    if (patch.replaced_by !== undefined) fields.push('replaced_by', patch.replaced_by ?? '')
     if (fields.length > 0 && (await this.scripts.update_key(1, this.k(`key:${id}`), this.dir, ...fields)) !== 1) return null
     return this.getKey(id)
+  }
+
+  async touchKeys(lastUsed: Map<string, string>): Promise<void> {
+    if (lastUsed.size === 0) return
+    const ids = [...lastUsed.keys()]
+    await this.scripts.touch_keys(ids.length, ...ids.map((id) => this.k(`key:${id}`)), ...ids.map((id) => lastUsed.get(id)!))
   }
 
   async listKeys(team: string): Promise<ApiKeyRecord[]> {

@@ -29,6 +29,10 @@ export interface ApiKeyRecord {
   created_at: string
   expires_at: string | null
   revoked_at: string | null
+  /** When a request last used it (written in batches, so up to a minute behind). */
+  last_used_at: string | null
+  /** The key that replaced this one in a rotation; this one works until its expires_at. */
+  replaced_by: string | null
 }
 
 export interface TeamPatch {
@@ -40,6 +44,8 @@ export interface TeamPatch {
 export interface KeyPatch {
   name?: string | null
   limits?: Limits
+  expires_at?: string | null
+  replaced_by?: string | null
 }
 
 /** What authentication needs: the active key and its team, read together. */
@@ -66,6 +72,8 @@ export interface Store {
   /** null when there is no such key. */
   updateKey(id: string, patch: KeyPatch): Promise<ApiKeyRecord | null>
   listKeys(team: string): Promise<ApiKeyRecord[]>
+  /** Records when keys were last used (key id → ISO time); keys that are gone are skipped. */
+  touchKeys(lastUsed: Map<string, string>): Promise<void>
   /** Revoked keys fail at once; false when there is no such key. Revoking twice is fine. */
   revokeKey(id: string, now: string): Promise<boolean>
   /** Throws when the store cannot be reached. */

@@ -119,7 +119,7 @@ describe('keys', () => {
     const res = await gw.admin('POST', '/admin/teams/ml/keys', { name: 'laptop', expires_at: '2099-01-01T00:00:00Z' })
     expect(res.status).toBe(201)
     const created = (await res.json()) as Record<string, string>
-    expect(Object.keys(created).sort()).toEqual(['created_at', 'expires_at', 'hint', 'id', 'key', 'limits', 'name', 'object', 'revoked_at', 'team'])
+    expect(Object.keys(created).sort()).toEqual(['created_at', 'expires_at', 'hint', 'id', 'key', 'last_used_at', 'limits', 'name', 'object', 'replaced_by', 'revoked_at', 'team'])
     expect(created.key).toMatch(/^tg-[A-Za-z0-9]{43}$/)
     expect(created).toMatchObject({ team: 'ml', name: 'laptop', expires_at: '2099-01-01T00:00:00.000Z' })
 
@@ -239,6 +239,55 @@ describe('admin authentication', () => {
     await withGateway({ upstream, env: { ADMIN_TOKEN: undefined } }, async (other) => {
       const res = await fetch(other.url + '/admin/teams', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
       expect(res.status).toBe(404)
+    })
+  })
+})
+
+describe('key rotation and last use', () => {
+  it('a rotated key keeps working for the grace period, then fails; the new one works throughout', async () => {
+    let now = Date.parse('2026-07-01T00:00:00Z')
+    await withGateway({ upstream, env: { REDIS_URL: redis.url }, now: () => now }, async (clocked) => {
+      await clocked.admin('POST', '/admin/teams', { id: 'rotating' })
+      const old = (await (await clocked.admin('POST', '/admin/teams/rotating/keys', { name: 'ci', limits: { concurrent_requests: 3 } })).json()) as { id: string; key: string }
+      const res = await clocked.admin('POST', `/admin/keys/${old.id}/rotate`, { grace_seconds: 3600 })
+      expect(res.status).toBe(201)
+      const fresh = (await res.json()) as { id: string; key: string; name: string; limits: object; replaces: { id: string; expires_at: string; replaced_by: string } }
+      expect(fresh).toMatchObject({ name: 'ci', limits: { concurrent_requests: 3 } })
+      expect(fresh.key).not.toBe(old.key)
+      expect(fresh.replaces).toMatchObject({ id: old.id, expires_at: '2026-07-01T01:00:00.000Z', replaced_by: fresh.id })
+
+      expect((await chat(clocked, old.key)).status).toBe(200)
+      expect((await chat(clocked, fresh.key)).status).toBe(200)
+      now += 3600 * 1000 + 1
+      expect((await chat(clocked, old.key)).status).toBe(401)
+      expect((await chat(clocked, fresh.key)).status).toBe(200)
+
+      expect((await clocked.admin('POST', `/admin/keys/${old.id}/rotate`, {})).status).toBe(409)
+      expect((await clocked.admin('POST', `/admin/keys/${fresh.id}/rotate`, { grace_seconds: -1 })).status).toBe(400)
+    })
+  })
+
+  it('the default grace period comes from the config', async () => {
+    const now = Date.parse('2026-07-01T00:00:00Z')
+    await withGateway({ upstream, now: () => now, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': 'keys:\n  rotation_grace_seconds: 60\n' } }, async (other) => {
+      await other.admin('POST', '/admin/teams', { id: 'graceful' })
+      const old = (await (await other.admin('POST', '/admin/teams/graceful/keys', {})).json()) as { id: string }
+      const fresh = (await (await other.admin('POST', `/admin/keys/${old.id}/rotate`, {})).json()) as { replaces: { expires_at: string } }
+      expect(fresh.replaces.expires_at).toBe('2026-07-01T00:01:00.000Z')
+    })
+  })
+
+  it('last_used_at is written in batches, not on every request', async () => {
+    await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (other) => {
+      const { id, key } = await other.createKey('touched')
+      const before = await (await other.admin('GET', `/admin/keys/${id}`)).json()
+      expect(before).toMatchObject({ last_used_at: null })
+      for (let i = 0; i < 5; i++) expect((await chat(other, key)).status).toBe(200)
+      // Not yet written: the batch goes at its interval or at shutdown.
+      expect(await (await gw.admin('GET', `/admin/keys/${id}`)).json()).toMatchObject({ last_used_at: null })
+      await other.app.close()
+      const after = (await (await gw.admin('GET', `/admin/keys/${id}`)).json()) as { last_used_at: string }
+      expect(Date.parse(after.last_used_at)).toBeGreaterThan(Date.now() - 60_000)
     })
   })
 })
