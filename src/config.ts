@@ -62,6 +62,8 @@ export interface Config {
   host: string
   logLevel: LogLevel
   bodyLimitBytes: number
+  /** On SIGTERM/SIGINT, how long requests in flight may take to finish before they are cut. */
+  drainTimeoutMs: number
   redisUrl: string | null
   /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES); when set, used instead of REDIS_URL. */
   redisClusterNodes: { host: string; port: number }[] | null
@@ -260,6 +262,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
 
   const port = intFromEnv(env, 'PORT', 8080, 0, 65_535, problems)
   const bodyLimitBytes = intFromEnv(env, 'BODY_LIMIT_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024, problems)
+  const drainTimeoutMs = intFromEnv(env, 'DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000, problems)
   const host = env.HOST?.trim() || '0.0.0.0'
 
   const logLevelRaw = (env.LOG_LEVEL?.trim() || 'info').toLowerCase()
@@ -353,6 +356,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
     host,
     logLevel,
     bodyLimitBytes,
+    drainTimeoutMs,
     redisUrl,
     adminToken,
     upstreams,

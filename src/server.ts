@@ -31,11 +31,21 @@ async function main(): Promise<void> {
     'tollgate ready',
   )
 
+  // Graceful shutdown: stop accepting, let requests and streams in flight finish (up to the drain
+  // timeout, then cut what is left, which still settles its usage), flush buffers, close Redis.
   let closing = false
   const shutdown = (signal: string) => {
     if (closing) return
     closing = true
-    app.log.info({ signal }, 'shutting down')
+    app.log.info({ signal, drain_timeout_ms: config.drainTimeoutMs }, 'shutting down: draining requests in flight')
+    // Connections turn idle as their last response ends; close each as soon as it does.
+    const idle = setInterval(() => app.server.closeIdleConnections(), 100)
+    idle.unref()
+    const cut = setTimeout(() => {
+      app.log.warn('drain timeout reached: closing the connections still open')
+      app.server.closeAllConnections()
+    }, config.drainTimeoutMs)
+    cut.unref()
     app.close().then(
       () => process.exit(0),
       (err: unknown) => {

@@ -1,26 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main as cli, type CliIO } from '../../src/cli.js'
 import { FakeUpstream, STREAM_TEXT } from '../helpers/fake-upstream.js'
 import { freePort } from '../helpers/redis.js'
+import { startServer } from '../helpers/process.js'
 import { waitFor } from '../helpers/wait.js'
 
 /** The entry file as a real process: configuration errors, start-up, the CLI, and SIGTERM. */
 
 const ADMIN = 'server-test-admin-token-000000000'
-
-function startServer(env: Record<string, string>): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-  return { child, output: () => out }
-}
 
 function capture(): CliIO & { out: string; err: string } {
   const io = { out: '', err: '', stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t) }

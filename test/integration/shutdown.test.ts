@@ -1,0 +1,86 @@
+import { once } from 'node:events'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FakeUpstream } from '../helpers/fake-upstream.js'
+import { startServer } from '../helpers/process.js'
+import { freePort } from '../helpers/redis.js'
+import { waitFor } from '../helpers/wait.js'
+
+/** SIGTERM while streams are open: every stream completes, then the process exits 0. */
+
+const ADMIN = 'shutdown-test-admin-token-0000000'
+let upstream: FakeUpstream
+
+beforeAll(async () => {
+  upstream = await new FakeUpstream().start()
+})
+afterAll(async () => {
+  await upstream.close()
+})
+
+async function keyFor(url: string): Promise<string> {
+  await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => null))?.status === 200, 'the gateway to start', 20_000)
+  const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
+  await fetch(`${url}/admin/teams`, { method: 'POST', headers: admin, body: '{"id":"ml"}' })
+  return ((await (await fetch(`${url}/admin/teams/ml/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string }).key
+}
+
+describe('graceful shutdown', () => {
+  it('lets 20 open streams finish, refuses new work, and exits 0', async () => {
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    const { child, output } = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    try {
+      const key = await keyFor(url)
+
+      upstream.sliceDelayMs = 3 // each stream takes a couple of seconds
+      const streams = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          fetch(`${url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+          }),
+        ),
+      )
+      expect(streams.map((r) => r.status)).toEqual(Array(20).fill(200))
+      const bodies = streams.map((r) => r.text())
+      await waitFor(() => upstream.streams.length >= 20, 'all 20 streams to be under way')
+
+      child.kill('SIGTERM')
+      await waitFor(() => output().includes('shutting down'), 'the shutdown to begin')
+      // New work is refused while the streams drain.
+      const late = await fetch(`${url}/healthz`).then((r) => r.status, () => 'refused')
+      expect([503, 'refused']).toContain(late)
+
+      for (const text of await Promise.all(bodies)) expect(text.endsWith('data: [DONE]\n\n')).toBe(true)
+      const [code] = (await once(child, 'exit')) as [number]
+      expect(code).toBe(0)
+    } finally {
+      upstream.sliceDelayMs = 0
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+  })
+
+  it('cuts what is still open at the drain timeout, and still exits 0', async () => {
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    const { child } = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, DRAIN_TIMEOUT_MS: '300', NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    try {
+      const key = await keyFor(url)
+      upstream.enqueue({ kind: 'stall-after', events: 3 })
+      const res = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+      })
+      expect(res.status).toBe(200)
+      const body = res.text().catch(() => 'cut')
+      child.kill('SIGTERM')
+      const [code] = (await once(child, 'exit')) as [number]
+      expect(code).toBe(0)
+      expect(await body).not.toContain('[DONE]')
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+  })
+})
