@@ -23,6 +23,7 @@ import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
 import type { Store } from './store/types.js'
 import { UpstreamClient } from './upstream/client.js'
+import { MemoryKeyPool, RedisKeyPool, type KeyPool } from './upstream/key-pool.js'
 import { ModelRouter } from './upstream/router.js'
 
 export interface AppDeps {
@@ -108,6 +109,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       ? new RedisQuotas({ client: redis, usageRetentionDays: config.quotas.usageRetentionDays, auditMaxLen: config.quotas.auditMaxLen })
       : new MemoryQuotas())
   const leases = new LeaseKeeper(quotas, now, app.log)
+  const pools = new Map<string, KeyPool>(
+    Object.values(config.upstreams).map((u) => [u.name, redis ? new RedisKeyPool(u, redis) : new MemoryKeyPool(u)]),
+  )
   const activity = new KeyActivity(store, app.log)
 
   // Failed authentications per client IP, shared through Redis when there is one: the
@@ -120,7 +124,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(healthRoutes, { store })
   await app.register(async (v1) => {
     v1.addHook('onRequest', clientAuth(store, now, authFailures, activity))
-    await v1.register(proxyRoutes, { router, upstreams, quotas, leases, now, completionReservation: config.quotas.completionReservation })
+    await v1.register(proxyRoutes, { router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation })
     await v1.register(modelRoutes, { config, upstreams, now })
     await v1.register(usageRoutes, { store, quotas, now, adminToken: null })
   })

@@ -24,7 +24,15 @@ export interface UpstreamConfig {
   /** Base URL including its path prefix, without a trailing slash: https://integrate.api.nvidia.com/v1 */
   baseUrl: string
   apiKeys: string[]
+  /** Requests per minute each key may make (null: no budget), aligned with apiKeys. */
+  keyBudgets: (number | null)[]
   timeouts: Timeouts
+  /** Retries before the first byte reaches the client (connection errors, 429, 500/502/503/504). */
+  retries: number
+  /** First backoff; it doubles per retry (with jitter), up to 8 times this. */
+  retryBaseMs: number
+  /** How long a request may wait for a key with room in its budget before it gets a 429. */
+  keyWaitMs: number
 }
 
 export interface ModelConfig {
@@ -35,6 +43,8 @@ export interface ModelConfig {
   upstreamModel: string
   /** Request fields filled in when the client left them out (chat and completions only). */
   defaults: Record<string, unknown>
+  /** Models tried in order when this one's retries are spent. */
+  fallbacks: string[]
 }
 
 export interface QuotaSettings {
@@ -94,6 +104,7 @@ export class ConfigError extends Error {
 
 export const DEFAULT_NVIDIA_BASE_URL = 'https://integrate.api.nvidia.com/v1'
 export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 300_000, idleMs: 120_000 }
+export const DEFAULT_RETRY = { retries: 2, retryBaseMs: 250, keyWaitMs: 10_000 }
 
 /**
  * Built-in model defaults, from each model card's recommended parameters. Only fields the NVIDIA
@@ -134,6 +145,10 @@ const fileSchema = z.strictObject({
         timeouts: z
           .strictObject({ connect_ms: timeoutMs.optional(), headers_ms: timeoutMs.optional(), idle_ms: timeoutMs.optional() })
           .optional(),
+        key_requests_per_minute: z.union([z.int().min(1), z.array(z.int().min(1).nullable())]).optional(),
+        retries: z.int().min(0).max(10).optional(),
+        retry_base_ms: z.int().min(0).max(60_000).optional(),
+        key_wait_ms: z.int().min(0).max(600_000).optional(),
       }),
     )
     .optional(),
@@ -145,6 +160,7 @@ const fileSchema = z.strictObject({
         upstream: z.string().optional(),
         upstream_model: z.string().min(1).optional(),
         defaults: defaultsSchema.optional(),
+        fallbacks: z.array(z.string().min(1)).max(10).optional(),
       }),
     )
     .optional(),
@@ -286,12 +302,18 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const where = configFile ?? 'config'
 
   // Upstreams: the built-in `nvidia` one from the environment, unless the file defines its own.
+  const nvidiaKeys = parseKeys(env.NVIDIA_API_KEY)
+  const nvidiaBudget = env.NVIDIA_KEY_REQUESTS_PER_MINUTE?.trim() ? intFromEnv(env, 'NVIDIA_KEY_REQUESTS_PER_MINUTE', 0, 1, 1_000_000, problems) : null
+  const nvidiaRetries = intFromEnv(env, 'NVIDIA_RETRIES', DEFAULT_RETRY.retries, 0, 10, problems)
   const upstreams: Record<string, UpstreamConfig> = {
     nvidia: {
       name: 'nvidia',
       baseUrl: nvidiaBaseUrl.replace(/\/+$/, ''),
-      apiKeys: parseKeys(env.NVIDIA_API_KEY),
+      apiKeys: nvidiaKeys,
+      keyBudgets: nvidiaKeys.map(() => nvidiaBudget),
       timeouts: { ...DEFAULT_TIMEOUTS },
+      ...DEFAULT_RETRY,
+      retries: nvidiaRetries,
     },
   }
   for (const [name, u] of Object.entries(file.upstreams ?? {})) {
@@ -299,10 +321,19 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
     if (u.api_key_env && parseKeys(env[u.api_key_env]).length === 0) {
       problems.push(`${where}: upstreams.${name}.api_key_env: environment variable ${u.api_key_env} is not set`)
     }
+    const apiKeys = keyEnv ? parseKeys(env[keyEnv]) : []
+    const budgets = u.key_requests_per_minute ?? (name === 'nvidia' ? (nvidiaBudget ?? undefined) : undefined)
+    if (Array.isArray(budgets) && budgets.length !== apiKeys.length) {
+      problems.push(`${where}: upstreams.${name}.key_requests_per_minute: ${budgets.length} budgets for ${apiKeys.length} keys`)
+    }
     upstreams[name] = {
       name,
       baseUrl: u.base_url.replace(/\/+$/, ''),
-      apiKeys: keyEnv ? parseKeys(env[keyEnv]) : [],
+      apiKeys,
+      keyBudgets: apiKeys.map((_, i) => (Array.isArray(budgets) ? (budgets[i] ?? null) : (budgets ?? null))),
+      retries: u.retries ?? (name === 'nvidia' ? nvidiaRetries : DEFAULT_RETRY.retries),
+      retryBaseMs: u.retry_base_ms ?? DEFAULT_RETRY.retryBaseMs,
+      keyWaitMs: u.key_wait_ms ?? DEFAULT_RETRY.keyWaitMs,
       timeouts: {
         connectMs: u.timeouts?.connect_ms ?? DEFAULT_TIMEOUTS.connectMs,
         headersMs: u.timeouts?.headers_ms ?? DEFAULT_TIMEOUTS.headersMs,
@@ -320,7 +351,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const models: Record<string, ModelConfig> = {}
   if (defaultUpstream !== null && upstreams[defaultUpstream]) {
     for (const [name, defaults] of Object.entries(BUILTIN_MODEL_DEFAULTS)) {
-      models[name] = { name, upstream: defaultUpstream, upstreamModel: name, defaults: { ...defaults } }
+      models[name] = { name, upstream: defaultUpstream, upstreamModel: name, defaults: { ...defaults }, fallbacks: [] }
     }
   }
   for (const [name, m] of Object.entries(file.models ?? {})) {
@@ -333,7 +364,15 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       problems.push(`${where}: models["${name}"].upstream: no upstream named ${JSON.stringify(upstream)}`)
       continue
     }
-    models[name] = { name, upstream, upstreamModel: m.upstream_model ?? name, defaults: { ...(m.defaults ?? {}) } }
+    models[name] = { name, upstream, upstreamModel: m.upstream_model ?? name, defaults: { ...(m.defaults ?? {}) }, fallbacks: m.fallbacks ?? [] }
+  }
+  for (const model of Object.values(models)) {
+    for (const fallback of model.fallbacks) {
+      if (fallback === model.name) problems.push(`${where}: models["${model.name}"].fallbacks: a model cannot fall back to itself`)
+      else if (!models[fallback] && !(file.aliases ?? {})[fallback] && defaultUpstream === null) {
+        problems.push(`${where}: models["${model.name}"].fallbacks: no model named ${JSON.stringify(fallback)}`)
+      }
+    }
   }
 
   const aliases: Record<string, string> = {}

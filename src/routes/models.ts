@@ -62,7 +62,7 @@ export class ModelCatalog {
       accept: 'application/json',
       requestId: 'models-list',
       headersTimeoutMs: UPSTREAM_LIST_TIMEOUT_MS,
-    })
+    }, client.config.apiKeys[0])
     const text = await res.body.text()
     if (res.statusCode !== 200) throw new Error(`upstream answered ${res.statusCode}`)
     const data = JSON.parse(text) as { data?: unknown }

@@ -11,7 +11,9 @@ import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
 import { readLimited, type UpstreamClient } from '../upstream/client.js'
-import { applyDefaults, type ModelRouter } from '../upstream/router.js'
+import { ClientGone, dispatch, type Dispatched } from '../upstream/dispatch.js'
+import type { KeyPool } from '../upstream/key-pool.js'
+import { applyDefaults, type ModelRouter, type ResolvedModel } from '../upstream/router.js'
 
 /**
  * POST /v1/chat/completions, /v1/completions, /v1/embeddings: check the body, resolve the model,
@@ -56,6 +58,7 @@ export const ENDPOINTS: readonly Endpoint[] = [
 export interface ProxyOptions {
   router: ModelRouter
   upstreams: Map<string, UpstreamClient>
+  pools: Map<string, KeyPool>
   quotas: QuotaEngine
   leases: LeaseKeeper
   now: () => number
@@ -105,9 +108,9 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
 
     const resolved = opts.router.resolve(ctx.model)
     if (resolved === null) throw modelNotFound(ctx.model)
-    const upstream = opts.upstreams.get(resolved.upstream.name)
-    if (!upstream) throw modelNotFound(ctx.model)
-    if (!upstream.hasKeys && resolved.upstream.name === 'nvidia') {
+    const primary = opts.upstreams.get(resolved.upstream.name)
+    if (!primary) throw modelNotFound(ctx.model)
+    if (!primary.hasKeys && resolved.upstream.name === 'nvidia') {
       throw new GatewayError(503, "The gateway has no API key for upstream 'nvidia'; its operator must set NVIDIA_API_KEY.", {
         type: 'server_error',
         code: 'upstream_not_configured',
@@ -115,12 +118,19 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       })
     }
 
-    const upstreamBody = applyDefaults(body, resolved, endpoint.defaults)
     // Usage of a stream comes only when asked for: ask, and take that event out again for a
     // client that did not ask itself. A client that asked gets the stream untouched.
     const clientAskedUsage = (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true
     const stripUsage = ctx.stream && endpoint.name !== 'embeddings' && !clientAskedUsage
-    if (stripUsage) upstreamBody.stream_options = { ...(upstreamBody.stream_options as object | undefined), include_usage: true }
+    const bodyFor = (r: ResolvedModel) => {
+      const out = applyDefaults(body, r, endpoint.defaults)
+      if (stripUsage) out.stream_options = { ...(out.stream_options as object | undefined), include_usage: true }
+      return out
+    }
+    const upstreamBody = bodyFor(resolved)
+    const candidates = [resolved, ...resolved.model.fallbacks.map((name) => opts.router.resolve(name)).filter((r): r is ResolvedModel => r !== null)]
+    /** The model that answered: usage is recorded against it. */
+    let answeredBy = resolved.model.name
 
     const principal = request.principal!
     const promptTokens = estimatePromptTokens(endpoint.name, body)
@@ -128,7 +138,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const started = opts.now()
     const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
       time: new Date(now).toISOString(), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
-      model: resolved.model.name, endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
+      model: answeredBy, endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
     })
     const audit = (entry: AuditEntry) =>
       opts.quotas.audit(entry).catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
@@ -149,27 +159,33 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       const { usage, estimated } = meter.result()
       const now = opts.now()
       opts.quotas
-        .settle({ ticket, keyId: principal.key.id, model: resolved.model.name, usage, estimated, now })
+        .settle({ ticket, keyId: principal.key.id, model: answeredBy, usage, estimated, now })
         .catch((err: unknown) => request.log.error({ err, request_id: ticket.requestId }, 'could not record usage'))
       void audit(record(reply.raw.writableFinished ? reply.statusCode : 499, usage, estimated, now))
     })
 
     const controller = abortOnClientClose(reply)
-    let res
+    let dispatched: Dispatched
     try {
-      res = await upstream.request({
+      dispatched = await dispatch({
+        candidates,
+        body: (r) => JSON.stringify(r === resolved ? upstreamBody : bodyFor(r)),
+        clients: opts.upstreams,
+        pools: opts.pools,
         path: endpoint.upstreamPath,
-        method: 'POST',
-        body: JSON.stringify(upstreamBody),
         accept: ctx.stream ? 'text/event-stream' : 'application/json',
         requestId: request.id,
         signal: controller.signal,
+        now: opts.now,
+        log: request.log,
       })
     } catch (err) {
       meter.fail()
-      if (controller.signal.aborted) throw clientGone()
-      throw mapTransportError(upstream.name, err)
+      if (err instanceof ClientGone || controller.signal.aborted) throw clientGone()
+      throw err
     }
+    const { res, client: upstream } = dispatched
+    answeredBy = dispatched.resolved.model.name
     ctx.upstreamStatus = res.statusCode
 
     if (res.statusCode >= 400 || res.statusCode === 202) {

@@ -26,7 +26,6 @@ export class UpstreamClient {
   private readonly pool: Pool
   private readonly basePath: string
   private readonly keys: readonly string[]
-  private nextKey = 0
 
   constructor(readonly config: UpstreamConfig) {
     this.name = config.name
@@ -45,22 +44,14 @@ export class UpstreamClient {
     return this.keys.length > 0
   }
 
-  /** Round robin over the stored keys. */
-  private pickKey(): string | undefined {
-    if (this.keys.length === 0) return undefined
-    const key = this.keys[this.nextKey % this.keys.length]
-    this.nextKey = (this.nextKey + 1) % this.keys.length
-    return key
-  }
-
-  request(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+  /** Sends a request with the given stored key (chosen by the key pool), or none. */
+  request(req: UpstreamRequest, key: string | undefined): Promise<Dispatcher.ResponseData> {
     const headers: Record<string, string> = {
       accept: req.accept,
       'user-agent': USER_AGENT,
       'x-request-id': req.requestId,
     }
     if (req.body !== undefined) headers['content-type'] = 'application/json'
-    const key = this.pickKey()
     if (key !== undefined) headers.authorization = `Bearer ${key}`
     return this.pool.request({
       path: this.basePath + req.path,

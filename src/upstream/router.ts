@@ -21,7 +21,7 @@ export class ModelRouter {
     const fallback = this.config.defaultUpstream
     const upstream = fallback === null ? undefined : this.config.upstreams[fallback]
     if (!upstream) return null
-    return { requested, model: { name, upstream: upstream.name, upstreamModel: name, defaults: {} }, upstream }
+    return { requested, model: { name, upstream: upstream.name, upstreamModel: name, defaults: {}, fallbacks: [] }, upstream }
   }
 }
 

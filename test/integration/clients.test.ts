@@ -16,7 +16,7 @@ let key: string
 beforeAll(async () => {
   upstream = await new FakeUpstream().start()
   const config = `aliases:\n  minimax: ${MINIMAX}\n`
-  gw = await startGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': config } })
+  gw = await startGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml', NVIDIA_RETRIES: '0' }, files: { '/c.yaml': config } })
   key = (await gw.createKey()).key
   client = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 })
 })

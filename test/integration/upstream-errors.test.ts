@@ -12,7 +12,7 @@ let key: string
 
 beforeAll(async () => {
   upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream })
+  gw = await startGateway({ upstream, env: { NVIDIA_RETRIES: '0' } })
   key = (await gw.createKey()).key
 })
 afterAll(async () => {

@@ -14,7 +14,7 @@ let gw: TestGateway
 
 beforeAll(async () => {
   upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream })
+  gw = await startGateway({ upstream, env: { NVIDIA_RETRIES: '0' } })
 })
 afterAll(async () => {
   await gw.close()

@@ -24,7 +24,9 @@ describe('built-in defaults (no config file)', () => {
     expect(config.models['minimaxai/minimax-m2.1']).toEqual({
       name: 'minimaxai/minimax-m2.1', upstream: 'nvidia', upstreamModel: 'minimaxai/minimax-m2.1',
       defaults: { temperature: 1, top_p: 0.95, max_tokens: 8192 },
+      fallbacks: [],
     })
+    expect(config.upstreams.nvidia).toMatchObject({ keyBudgets: [], retries: 2, retryBaseMs: 250, keyWaitMs: 10_000 })
   })
 
   it('reads the contract environment variables', () => {
@@ -81,6 +83,7 @@ models_cache_seconds: 5
     expect(config.models['my-llama']).toEqual({
       name: 'my-llama', upstream: 'local', upstreamModel: 'meta/llama-3.1-8b-instruct',
       defaults: { max_tokens: 512, seed: 7, chat_template_kwargs: { thinking: true } },
+      fallbacks: [],
     })
     expect(config.aliases).toEqual({ minimax: 'minimaxai/minimax-m2.1', fast: 'my-llama' })
     expect(config.modelsCacheMs).toBe(5000)
@@ -133,6 +136,30 @@ upstreams:
     expect(text).toContain('models["c/d"].upstream: required when default_upstream is null')
     expect(text).toContain('aliases["x"]: no model named "y"')
     expect(text).toContain('api_key_env: environment variable NOT_SET_ANYWHERE is not set')
+  })
+
+  it('reads key budgets, retries and fallbacks, and checks them', () => {
+    const yaml = `
+upstreams:
+  nvidia:
+    base_url: http://127.0.0.1:1/v1
+    key_requests_per_minute: [40, null, 1000]
+    retries: 3
+    retry_base_ms: 10
+    key_wait_ms: 500
+models:
+  a/b:
+    fallbacks: [c/d, minimaxai/minimax-m2.1]
+`
+    const config = loadConfig({ TOLLGATE_CONFIG: '/c', NVIDIA_API_KEY: 'k1,k2,k3' }, () => yaml)
+    expect(config.upstreams.nvidia).toMatchObject({ keyBudgets: [40, null, 1000], retries: 3, retryBaseMs: 10, keyWaitMs: 500 })
+    expect(config.models['a/b']!.fallbacks).toEqual(['c/d', 'minimaxai/minimax-m2.1'])
+    expect(loadConfig({ NVIDIA_API_KEY: 'k1,k2', NVIDIA_KEY_REQUESTS_PER_MINUTE: '40', NVIDIA_RETRIES: '0' }).upstreams.nvidia).toMatchObject({ keyBudgets: [40, 40], retries: 0 })
+
+    const mismatch = problems({ TOLLGATE_CONFIG: '/c', NVIDIA_API_KEY: 'k1,k2' }, { '/c': 'upstreams:\n  nvidia:\n    base_url: http://x/v1\n    key_requests_per_minute: [1]\n' })
+    expect(mismatch.join('\n')).toContain('key_requests_per_minute: 1 budgets for 2 keys')
+    const self = problems({ TOLLGATE_CONFIG: '/c' }, { '/c': 'models:\n  a/b:\n    fallbacks: [a/b]\n' })
+    expect(self.join('\n')).toContain('cannot fall back to itself')
   })
 
   it('reports YAML syntax errors with the line, and a missing file', () => {

@@ -1,0 +1,140 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Dispatcher } from 'undici'
+import { GatewayError } from '../errors.js'
+import type { UpstreamClient } from './client.js'
+import { mapTransportError } from './errors.js'
+import type { KeyPool } from './key-pool.js'
+import type { ResolvedModel } from './router.js'
+
+/**
+ * Sends one client request upstream, before any byte has reached the client: with the key that has
+ * the most room, retrying connection errors, 429 and 500/502/503/504 with backoff and jitter on
+ * another key where there is one, then each fallback model in turn. Returns the answer to pass on
+ * (which may still be an error, the last one) and the model that gave it.
+ */
+
+export interface DispatchOptions {
+  candidates: ResolvedModel[]
+  body: (resolved: ResolvedModel) => string
+  clients: Map<string, UpstreamClient>
+  pools: Map<string, KeyPool>
+  path: string
+  accept: string
+  requestId: string
+  signal: AbortSignal
+  now: () => number
+  log: FastifyBaseLogger
+}
+
+export interface Dispatched {
+  res: Dispatcher.ResponseData
+  resolved: ResolvedModel
+  client: UpstreamClient
+}
+
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504])
+/** Transport failures where the request surely or probably never reached the model. */
+const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
+
+export class ClientGone extends Error {}
+
+/** Exponential backoff with jitter: base · 2^attempt, capped at 8 · base, then 50–100 % of it. */
+export function backoffMs(base: number, attempt: number, random = Math.random): number {
+  return Math.round(Math.min(base * 2 ** attempt, base * 8) * (0.5 + random() / 2))
+}
+
+/** `retry-after` in seconds or as an HTTP date, in ms from now; null when absent or unreadable. */
+export function retryAfterMs(header: string | string[] | undefined, now: number): number | null {
+  if (typeof header !== 'string') return null
+  if (/^\d+(\.\d+)?$/.test(header.trim())) return Math.round(Number(header) * 1000)
+  const at = Date.parse(header)
+  return Number.isNaN(at) ? null : Math.max(0, at - now)
+}
+
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0) return
+  try {
+    await sleep(ms, undefined, { signal })
+  } catch {
+    throw new ClientGone()
+  }
+}
+
+/** A key with room in its budget, waiting for one up to the upstream's bound. */
+async function pickKey(pool: KeyPool | undefined, client: UpstreamClient, o: DispatchOptions) {
+  if (!pool || pool.size === 0) return { index: -1, key: undefined as string | undefined, label: 'none' }
+  const deadline = o.now() + client.config.keyWaitMs
+  for (;;) {
+    const picked = await pool.pick(o.now())
+    if (picked.ok) return picked
+    if (picked.retryAfterMs === null) {
+      throw new GatewayError(502, `Upstream '${client.name}' refuses every one of the gateway's keys; its operator must fix them.`, {
+        type: 'server_error',
+        code: 'upstream_auth_failed',
+        headers: { 'x-should-retry': 'false' },
+      })
+    }
+    if (o.now() + picked.retryAfterMs > deadline) {
+      const seconds = Math.max(1, Math.ceil(picked.retryAfterMs / 1000))
+      throw new GatewayError(429, `Every key of upstream '${client.name}' is at its request budget. Please try again in ${seconds}s.`, {
+        type: 'requests',
+        code: 'upstream_keys_exhausted',
+        headers: { 'retry-after': String(seconds), 'retry-after-ms': String(picked.retryAfterMs) },
+      })
+    }
+    await pause(picked.retryAfterMs, o.signal)
+  }
+}
+
+export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
+  // Every attempt there may be: each candidate model, its first try and its retries.
+  const plan: { resolved: ResolvedModel; attempt: number }[] = []
+  for (const resolved of o.candidates) {
+    const client = o.clients.get(resolved.upstream.name)
+    if (!client) continue
+    for (let attempt = 0; attempt <= client.config.retries; attempt++) plan.push({ resolved, attempt })
+  }
+
+  for (let step = 0; step < plan.length; step++) {
+    const { resolved, attempt } = plan[step]!
+    const client = o.clients.get(resolved.upstream.name)!
+    const pool = o.pools.get(client.name)
+    const last = step === plan.length - 1
+    const sameModelNext = !last && plan[step + 1]!.resolved === resolved
+    const picked = await pickKey(pool, client, o)
+
+    let res: Dispatcher.ResponseData
+    try {
+      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), accept: o.accept, requestId: o.requestId, signal: o.signal }, picked.key)
+    } catch (err) {
+      if (o.signal.aborted) throw new ClientGone()
+      const code = (err as { code?: string }).code ?? ''
+      if (last || !RETRYABLE_CODES.has(code)) throw mapTransportError(client.name, err)
+      o.log.warn({ upstream: client.name, model: resolved.model.name, attempt, code }, 'upstream connection failed; retrying')
+      if (sameModelNext) await pause(backoffMs(client.config.retryBaseMs, attempt), o.signal)
+      continue
+    }
+
+    const status = res.statusCode
+    if ((status === 401 || status === 403) && pool && picked.index >= 0) {
+      o.log.error({ upstream: client.name, key: picked.label, upstream_status: status }, `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`)
+      await pool.refuse(picked.index, o.now()).catch(() => undefined)
+      if (last || pool.size < 2) return { res, resolved, client }
+      await res.body.dump().catch(() => undefined)
+      continue
+    }
+    if (!RETRYABLE_STATUS.has(status) || last) return { res, resolved, client }
+
+    const wait = retryAfterMs(res.headers['retry-after'], o.now())
+    if (status === 429 && pool && picked.index >= 0) {
+      await pool.coolDown(picked.index, o.now() + (wait ?? backoffMs(client.config.retryBaseMs * 4, attempt))).catch(() => undefined)
+    }
+    await res.body.dump().catch(() => undefined)
+    o.log.warn({ upstream: client.name, model: resolved.model.name, attempt, upstream_status: status }, 'upstream answered an error; retrying')
+    // Another key is tried at once; the same one (or a lone key) only after a backoff.
+    const otherKey = status === 429 && pool !== undefined && pool.size > 1
+    if (sameModelNext && !otherKey) await pause(backoffMs(client.config.retryBaseMs, attempt), o.signal)
+  }
+  throw new GatewayError(502, 'No upstream could take the request.', { type: 'server_error', code: 'upstream_unreachable' })
+}

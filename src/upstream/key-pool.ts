@@ -1,0 +1,142 @@
+import { createHash, randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { Cluster, Redis } from 'ioredis'
+import type { UpstreamConfig } from '../config.js'
+
+/**
+ * The upstream keys of one upstream, shared by every gateway instance: each request goes out with
+ * the key that has the most room in its requests-per-minute budget (counted in Redis when there is
+ * one), keys answering 429 cool down, keys the upstream refuses leave the rotation.
+ */
+
+export type Pick = { ok: true; index: number; key: string; label: string } | { ok: false; retryAfterMs: number | null }
+
+export interface KeyPool {
+  readonly size: number
+  /** Chooses a key and counts one request against it; or says when one will have room (null: none ever). */
+  pick(now: number): Promise<Pick>
+  /** A 429: leave this key alone until then. */
+  coolDown(index: number, untilMs: number): Promise<void>
+  /**
+   * A 401/403: the upstream refuses this key, which leaves the rotation, unless it is the last
+   * usable one (then it stays: every request would fail either way, and it recovers the moment the
+   * operator fixes it upstream).
+   */
+  refuse(index: number, now: number): Promise<void>
+}
+
+const MINUTE = 60_000
+/** A refused key is tried again after this long (the operator may have fixed it upstream). */
+export const REFUSED_FOR_MS = 15 * MINUTE
+
+/** Safe to log and to use in Redis key names: never the key itself. */
+export const fingerprint = (key: string) => createHash('sha256').update(key).digest('hex').slice(0, 12)
+
+export class MemoryKeyPool implements KeyPool {
+  private readonly logs: number[][]
+  private readonly coolUntil: number[]
+  private readonly refusedUntil: number[]
+  private offset = 0
+
+  constructor(private readonly config: UpstreamConfig) {
+    this.logs = config.apiKeys.map(() => [])
+    this.coolUntil = config.apiKeys.map(() => 0)
+    this.refusedUntil = config.apiKeys.map(() => 0)
+  }
+
+  get size(): number {
+    return this.config.apiKeys.length
+  }
+
+  async pick(now: number): Promise<Pick> {
+    const n = this.size
+    let best = -1
+    let bestRoom = 0
+    let wait: number | null = null
+    this.offset = (this.offset + 1) % Math.max(1, n)
+    for (let j = 0; j < n; j++) {
+      const i = (j + this.offset) % n
+      if (this.refusedUntil[i]! > now) continue
+      if (this.coolUntil[i]! > now) {
+        wait = Math.min(wait ?? Infinity, this.coolUntil[i]! - now)
+        continue
+      }
+      const budget = this.config.keyBudgets[i] ?? null
+      let room = Infinity
+      if (budget !== null) {
+        const log = (this.logs[i] = this.logs[i]!.filter((t) => t > now - MINUTE))
+        room = budget - log.length
+        if (room <= 0) wait = Math.min(wait ?? Infinity, (log[0] ?? now) + MINUTE - now)
+      }
+      if (room > 0 && room > bestRoom) {
+        best = i
+        bestRoom = room
+      }
+    }
+    if (best < 0) return { ok: false, retryAfterMs: wait === null ? null : Math.max(1, Math.ceil(wait)) }
+    if (this.config.keyBudgets[best] !== null && this.config.keyBudgets[best] !== undefined) this.logs[best]!.push(now)
+    const key = this.config.apiKeys[best]!
+    return { ok: true, index: best, key, label: fingerprint(key) }
+  }
+
+  async coolDown(index: number, untilMs: number): Promise<void> {
+    this.coolUntil[index] = Math.max(this.coolUntil[index] ?? 0, untilMs)
+  }
+
+  async refuse(index: number, now: number): Promise<void> {
+    const usable = this.refusedUntil.filter((until, i) => i !== index && until <= now).length
+    if (usable > 0) this.refusedUntil[index] = now + REFUSED_FOR_MS
+  }
+}
+
+type Script = (...args: (string | number)[]) => Promise<unknown>
+
+export class RedisKeyPool implements KeyPool {
+  private readonly fingerprints: string[]
+  private readonly script: Script
+  private offset = 0
+
+  constructor(
+    private readonly config: UpstreamConfig,
+    private readonly client: Redis | Cluster,
+    private readonly prefix = 'tg:',
+  ) {
+    this.fingerprints = config.apiKeys.map(fingerprint)
+    client.defineCommand('tollgate_pick_key', { lua: readFileSync(new URL('./lua/pick_key.lua', import.meta.url), 'utf8') })
+    const commands = client as unknown as Record<string, Script>
+    this.script = (...args) => commands.tollgate_pick_key!.call(client, ...args)
+  }
+
+  get size(): number {
+    return this.config.apiKeys.length
+  }
+
+  /** All of one upstream's pool state shares the hash tag {u:<name>}: one slot on a cluster. */
+  private k(suffix: string): string {
+    return `${this.prefix}{u:${this.config.name}}:${suffix}`
+  }
+
+  async pick(now: number): Promise<Pick> {
+    const n = this.size
+    if (n === 0) return { ok: false, retryAfterMs: null }
+    this.offset = (this.offset + 1) % n
+    const keys = [this.k('cool'), this.k('refused'), ...this.fingerprints.map((fp) => this.k(`key:${fp}:rpm`))]
+    const args = this.fingerprints.flatMap((fp, i) => [fp, this.config.keyBudgets[i] ?? -1])
+    const [ok, value] = (await this.script(keys.length, ...keys, now, randomUUID(), n, this.offset, ...args)) as [number, number]
+    if (ok === 1) return { ok: true, index: value, key: this.config.apiKeys[value]!, label: this.fingerprints[value]! }
+    return { ok: false, retryAfterMs: value < 0 ? null : value }
+  }
+
+  async coolDown(index: number, untilMs: number): Promise<void> {
+    const fp = this.fingerprints[index]!
+    await this.client.hset(this.k('cool'), fp, String(untilMs))
+    await this.client.pexpire(this.k('cool'), 10 * MINUTE)
+  }
+
+  async refuse(index: number, _now: number): Promise<void> {
+    const refused = this.k('refused')
+    await this.client.hset(refused, this.fingerprints[index]!, '1')
+    await this.client.pexpire(refused, REFUSED_FOR_MS)
+    if ((await this.client.hlen(refused)) >= this.size) await this.client.hdel(refused, this.fingerprints[index]!)
+  }
+}
