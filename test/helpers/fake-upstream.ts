@@ -55,6 +55,9 @@ export function pieces(text: string): string[] {
   return out
 }
 
+/** Which stored key a recorded request carried. */
+export const keyOf = (r: Recorded) => String(r.headers.authorization ?? '').replace(/^Bearer /, '')
+
 export class FakeUpstream {
   readonly requests: Recorded[] = []
   /** Exact bytes of each streamed body, in order. */
@@ -69,6 +72,8 @@ export class FakeUpstream {
   private port = 0
   /** Delay between stream slices; 0 writes them on consecutive turns of the event loop. */
   sliceDelayMs = 0
+  /** Keys that get 429 (with this retry-after, in seconds) while they are in here. */
+  readonly limitedKeys = new Map<string, string>()
 
   constructor(readonly apiKeys: string[] = ['nvapi-test-upstream-key-0001']) {}
 
@@ -130,6 +135,12 @@ export class FakeUpstream {
     }
     if (!this.apiKeys.some((k) => auth === `Bearer ${k}`)) {
       return this.json(res, 403, { status: 403, title: 'Forbidden', detail: 'Authorization failed' })
+    }
+
+    const limited = this.limitedKeys.get(auth.slice('Bearer '.length))
+    if (limited !== undefined) {
+      res.setHeader('retry-after', limited)
+      return this.json(res, 429, { status: 429, title: 'Too Many Requests' })
     }
 
     const behaviour = this.behaviours.shift()
