@@ -16,14 +16,16 @@ import { Cluster } from 'ioredis'
 import { LeaseKeeper } from './quota/leases.js'
 import { MemoryQuotas } from './quota/memory.js'
 import { RedisQuotas } from './quota/redis.js'
+import { ResilientQuotas } from './quota/resilient.js'
 import type { QuotaEngine } from './quota/types.js'
 import { usageRoutes } from './routes/usage.js'
 import { KeyActivity } from './store/key-activity.js'
 import { MemoryStore } from './store/memory.js'
-import { RedisStore } from './store/redis.js'
+import { PrincipalCache } from './store/principal-cache.js'
+import { REDIS_OPTIONS, RedisStore } from './store/redis.js'
 import type { Store } from './store/types.js'
 import { UpstreamClient } from './upstream/client.js'
-import { MemoryKeyPool, RedisKeyPool, type KeyPool } from './upstream/key-pool.js'
+import { FallbackKeyPool, MemoryKeyPool, RedisKeyPool, type KeyPool } from './upstream/key-pool.js'
 import { ModelRouter } from './upstream/router.js'
 
 export interface AppDeps {
@@ -42,7 +44,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 function createStore(config: Config, log: Logger): Store {
   if (config.redisClusterNodes) {
-    const client = new Cluster(config.redisClusterNodes, { redisOptions: { maxRetriesPerRequest: 2, connectTimeout: 5_000 } })
+    const client = new Cluster(config.redisClusterNodes, { enableOfflineQueue: false, redisOptions: REDIS_OPTIONS })
     return new RedisStore({ client, log, ownsClient: true })
   }
   if (config.redisUrl) return new RedisStore({ url: config.redisUrl, log })
@@ -102,28 +104,58 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     if (!u.hasKeys && u.name === 'nvidia') logger.warn("no NVIDIA_API_KEY: requests routed to upstream 'nvidia' answer 503 until one is set")
   }
   const router = new ModelRouter(config)
-  const redis = store instanceof RedisStore ? store.client : null
-  const quotas =
-    deps.quotas ??
-    (redis
-      ? new RedisQuotas({ client: redis, usageRetentionDays: config.quotas.usageRetentionDays, auditMaxLen: config.quotas.auditMaxLen })
-      : new MemoryQuotas())
+  const redisStore = store instanceof RedisStore ? store : null
+  const redis = redisStore?.client ?? null
+  const redisUp = () => redisStore?.up ?? true
+  // With Redis, quotas and key budgets survive an outage as the failure mode says (resilient.ts).
+  const resilient = redis
+    ? new ResilientQuotas({
+        primary: new RedisQuotas({ client: redis, usageRetentionDays: config.quotas.usageRetentionDays, auditMaxLen: config.quotas.auditMaxLen }),
+        up: redisUp,
+        mode: config.redisFailureMode,
+        bufferMax: config.usageBufferMax,
+        log: app.log,
+      })
+    : null
+  const quotas: QuotaEngine = deps.quotas ?? resilient ?? new MemoryQuotas()
   const leases = new LeaseKeeper(quotas, now, app.log)
   const pools = new Map<string, KeyPool>(
-    Object.values(config.upstreams).map((u) => [u.name, redis ? new RedisKeyPool(u, redis) : new MemoryKeyPool(u)]),
+    Object.values(config.upstreams).map((u) => [
+      u.name,
+      redis ? new FallbackKeyPool(u, new RedisKeyPool(u, redis), redisUp) : new MemoryKeyPool(u),
+    ]),
   )
   const activity = new KeyActivity(store, app.log)
+  const fallbackPrincipals = redisStore && config.redisFailureMode === 'open' ? new PrincipalCache() : null
+
+  if (redisStore) {
+    // Redis back: write what waited, and seed the config's teams if that could not happen at start.
+    redis!.on('ready', () => void resilient?.flush())
+    if (!(await redisStore.ready(5_000))) {
+      logger.warn({ failure_mode: config.redisFailureMode }, 'redis is not reachable yet; starting anyway and retrying')
+      redis!.once('ready', () => {
+        void (async () => {
+          for (const seed of config.teams) await seedTeam(store, seed, now)
+        })().catch((err: unknown) => logger.error({ err }, 'could not create the teams of the config file'))
+      })
+    } else {
+      for (const seed of config.teams) await seedTeam(store, seed, now)
+    }
+  } else {
+    for (const seed of config.teams) await seedTeam(store, seed, now)
+  }
 
   // Failed authentications per client IP, shared through Redis when there is one: the
   // "count only failures, check before" pattern @fastify/rate-limit supports with increment: false.
   await app.register(rateLimit, { global: false, skipOnError: true, ...(redis ? { redis, nameSpace: 'tg:authfail:' } : {}) })
   const authFailures = app.createRateLimit({ max: config.quotas.authFailuresPerMinute, timeWindow: 60_000 })
 
-  for (const seed of config.teams) await seedTeam(store, seed, now)
-
-  await app.register(healthRoutes, { store })
+  await app.register(healthRoutes, {
+    store,
+    redis: redisStore ? { up: redisUp, mode: config.redisFailureMode, buffer: () => ({ waiting: resilient?.buffered ?? 0, dropped: resilient?.dropped ?? 0 }) } : null,
+  })
   await app.register(async (v1) => {
-    v1.addHook('onRequest', clientAuth(store, now, authFailures, activity))
+    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, fallback: fallbackPrincipals }))
     await v1.register(proxyRoutes, { router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation })
     await v1.register(modelRoutes, { config, upstreams, now })
     await v1.register(usageRoutes, { store, quotas, now, adminToken: null })
@@ -135,6 +167,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onClose', async () => {
     leases.close()
     await activity.close()
+    resilient?.close()
+    await resilient?.flush()
+    if (resilient && resilient.buffered > 0) app.log.error({ waiting: resilient.buffered }, 'usage still waiting for redis at shutdown is lost')
     await Promise.all([...upstreams.values()].map((u) => u.close()))
     if (ownStore) await store.close()
   })

@@ -75,6 +75,10 @@ export interface Config {
   /** On SIGTERM/SIGINT, how long requests in flight may take to finish before they are cut. */
   drainTimeoutMs: number
   redisUrl: string | null
+  /** What to do while Redis is away: serve on from memory ('open') or answer 503 ('closed'). */
+  redisFailureMode: 'open' | 'closed'
+  /** Settlements kept in memory while Redis is away, at most. */
+  usageBufferMax: number
   /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES); when set, used instead of REDIS_URL. */
   redisClusterNodes: { host: string; port: number }[] | null
   /** Fastify's trustProxy: whether (or which) proxies' X-Forwarded-For to believe for client IPs. */
@@ -291,6 +295,11 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const nvidiaBaseUrl = urlFromEnv(env, 'NVIDIA_BASE_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_BASE_URL
 
   const redisClusterNodes = parseClusterNodes(env.REDIS_CLUSTER_NODES, problems)
+  const failureMode = (env.REDIS_FAILURE_MODE?.trim() || 'open').toLowerCase()
+  if (failureMode !== 'open' && failureMode !== 'closed') {
+    problems.push(`REDIS_FAILURE_MODE: must be open or closed, got ${JSON.stringify(env.REDIS_FAILURE_MODE)}`)
+  }
+  const usageBufferMax = intFromEnv(env, 'USAGE_BUFFER_MAX', 100_000, 0, 100_000_000, problems)
   const trustProxy = parseTrustProxy(env.TRUST_PROXY)
   const adminToken = env.ADMIN_TOKEN?.trim() || null
   if (adminToken !== null && adminToken.length < 16) {
@@ -397,6 +406,8 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
     bodyLimitBytes,
     drainTimeoutMs,
     redisUrl,
+    redisFailureMode: failureMode === 'closed' ? 'closed' : 'open',
+    usageBufferMax,
     adminToken,
     upstreams,
     models,

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import { GatewayError, invalidApiKey, storeUnavailable } from '../errors.js'
 import { bearerToken, hashClientKey, looksLikeClientKey } from '../keys.js'
 import type { KeyActivity } from '../store/key-activity.js'
+import type { PrincipalCache } from '../store/principal-cache.js'
 import type { Store } from '../store/types.js'
 
 /** @fastify/rate-limit's limiter: counts (or, with increment: false, reads) failures per IP. */
@@ -16,10 +17,31 @@ export type FailureLimiter = (
  * and key id on the request. Runs at onRequest, before the body is read. Messages never echo the
  * key.
  */
-export function clientAuth(store: Store, now: () => number, failures: FailureLimiter, activity: KeyActivity): onRequestAsyncHookHandler {
+export interface ClientAuthOptions {
+  store: Store
+  now: () => number
+  failures: FailureLimiter
+  activity: KeyActivity
+  /** Fail-open: the last principal seen per key serves while the store is away. */
+  fallback: PrincipalCache | null
+}
+
+export function clientAuth({ store, now, failures, activity, fallback }: ClientAuthOptions): onRequestAsyncHookHandler {
+  const authenticate = async (hash: string) => {
+    try {
+      const principal = await store.authenticate(hash)
+      if (principal) fallback?.set(hash, principal)
+      else fallback?.delete(hash)
+      return principal
+    } catch (err) {
+      const cached = fallback?.get(hash)
+      if (cached) return cached
+      throw err
+    }
+  }
   return async (request) => {
     const token = bearerToken(request.headers.authorization)
-    const lookup = token !== null && looksLikeClientKey(token) ? store.authenticate(hashClientKey(token)) : Promise.resolve(null)
+    const lookup = token !== null && looksLikeClientKey(token) ? authenticate(hashClientKey(token)) : Promise.resolve(null)
     // The failure count of this IP is read beside the lookup (no extra wait) and only a failure
     // adds to it, so one address cannot guess keys at speed.
     const [seen, found] = await Promise.allSettled([failures(request, { increment: false }), lookup])

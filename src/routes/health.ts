@@ -3,8 +3,17 @@ import type { Store } from '../store/types.js'
 
 const READY_TIMEOUT_MS = 2_000
 
-/** /healthz: the process is up. /readyz: config loaded and the store answers. */
-export const healthRoutes: FastifyPluginAsync<{ store: Store }> = async (app, { store }) => {
+export interface HealthOptions {
+  store: Store
+  /** With Redis: its state, the failure mode, and the usage waiting for it. */
+  redis: { up: () => boolean; mode: 'open' | 'closed'; buffer: () => { waiting: number; dropped: number } } | null
+}
+
+/**
+ * /healthz: the process is up. /readyz: config loaded and the store answers; with Redis away it is
+ * 503 in fail-closed mode and 200 `degraded` in fail-open mode (the gateway still serves).
+ */
+export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { store, redis }) => {
   app.get('/healthz', async () => ({ status: 'ok' }))
 
   app.get('/readyz', async (request, reply) => {
@@ -16,10 +25,13 @@ export const healthRoutes: FastifyPluginAsync<{ store: Store }> = async (app, { 
           timer = setTimeout(() => reject(new Error(`no answer in ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
         }),
       ])
-      return { status: 'ready', store: store.kind }
+      return { status: 'ready', store: store.kind, ...(redis ? { redis: 'up', failure_mode: redis.mode, usage_buffer: redis.buffer() } : {}) }
     } catch (err) {
       request.log.warn({ err: (err as Error).message }, 'store not reachable')
-      return reply.code(503).send({ status: 'unavailable', store: store.kind, error: 'store unreachable' })
+      if (redis?.mode === 'open') {
+        return { status: 'degraded', store: store.kind, redis: 'down', failure_mode: 'open', usage_buffer: redis.buffer() }
+      }
+      return reply.code(503).send({ status: 'unavailable', store: store.kind, error: 'store unreachable', ...(redis ? { redis: 'down', failure_mode: redis.mode } : {}) })
     } finally {
       clearTimeout(timer)
     }

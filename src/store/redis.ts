@@ -66,6 +66,17 @@ function teamFromHash(h: Record<string, string>): Team | null {
   }
 }
 
+/**
+ * While Redis is away, commands fail at once instead of queueing (the gateway then serves on
+ * from memory, or answers 503, as configured), and none waits long for an answer.
+ */
+export const REDIS_OPTIONS = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  commandTimeout: 2_000,
+  connectTimeout: 5_000,
+} as const
+
 export interface RedisStoreOptions {
   /** A client to use (closed by close() only with ownsClient), or a URL to connect to (closed by close()). */
   client?: Redis | Cluster
@@ -89,12 +100,7 @@ export class RedisStore implements Store {
       this.client = options.client
       this.ownsClient = options.ownsClient ?? false
     } else if (options.url) {
-      this.client = new Redis(options.url, {
-        // Fail a command rather than queue it for long: a request should get a clear 503, not hang.
-        maxRetriesPerRequest: 2,
-        connectTimeout: 5_000,
-        lazyConnect: false,
-      })
+      this.client = new Redis(options.url, REDIS_OPTIONS)
       this.ownsClient = true
     } else {
       throw new Error('RedisStore needs a client or a url')
@@ -209,6 +215,27 @@ export class RedisStore implements Store {
 
   async ping(): Promise<void> {
     await this.client.ping()
+  }
+
+  /** Connected and ready for commands. */
+  get up(): boolean {
+    return this.client.status === 'ready'
+  }
+
+  /** Resolves true once ready, or false after `timeoutMs`. */
+  async ready(timeoutMs: number): Promise<boolean> {
+    if (this.up) return true
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.client.off('ready', onReady)
+        resolve(false)
+      }, timeoutMs)
+      const onReady = () => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      this.client.once('ready', onReady)
+    })
   }
 
   async close(): Promise<void> {

@@ -140,3 +140,41 @@ export class RedisKeyPool implements KeyPool {
     if ((await this.client.hlen(refused)) >= this.size) await this.client.hdel(refused, this.fingerprints[index]!)
   }
 }
+
+/** While Redis is away, keys are picked by per-instance budgets, so requests keep going out. */
+export class FallbackKeyPool implements KeyPool {
+  private readonly local: MemoryKeyPool
+
+  constructor(
+    config: UpstreamConfig,
+    private readonly primary: KeyPool,
+    private readonly up: () => boolean,
+  ) {
+    this.local = new MemoryKeyPool(config)
+  }
+
+  get size(): number {
+    return this.primary.size
+  }
+
+  async pick(now: number): Promise<Pick> {
+    if (this.up()) {
+      try {
+        return await this.primary.pick(now)
+      } catch {
+        // fall through to the local budgets
+      }
+    }
+    return this.local.pick(now)
+  }
+
+  async coolDown(index: number, untilMs: number): Promise<void> {
+    await this.local.coolDown(index, untilMs)
+    if (this.up()) await this.primary.coolDown(index, untilMs).catch(() => undefined)
+  }
+
+  async refuse(index: number, now: number): Promise<void> {
+    await this.local.refuse(index, now)
+    if (this.up()) await this.primary.refuse(index, now).catch(() => undefined)
+  }
+}

@@ -35,9 +35,10 @@ export interface RedisServer {
   stop(): Promise<void>
 }
 
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+export async function startRedis(extraArgs: string[] = [], fixedPort?: number): Promise<RedisServer> {
   const binary = redisServerBinary()
-  const port = await freePort()
+  const port = fixedPort ?? (await freePort())
+  // Later arguments win: extraArgs may turn persistence on.
   const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
     stdio: 'ignore',
   })

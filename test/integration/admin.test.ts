@@ -206,13 +206,19 @@ describe('several instances on one Redis', () => {
     })
   })
 
-  it('/readyz reports the Redis store, and 503 when it is gone', async () => {
+  it.each([
+    ['open', 200, { status: 'degraded', store: 'redis', redis: 'down', failure_mode: 'open' }],
+    ['closed', 503, { status: 'unavailable', store: 'redis', redis: 'down', failure_mode: 'closed' }],
+  ])('/readyz reports Redis, and its loss in fail-%s mode', async (mode, status, body) => {
     const own = await startRedis()
-    await withGateway({ upstream, env: { REDIS_URL: own.url } }, async (other) => {
-      expect(await (await fetch(other.url + '/readyz')).json()).toEqual({ status: 'ready', store: 'redis' })
+    await withGateway({ upstream, env: { REDIS_URL: own.url, REDIS_FAILURE_MODE: mode } }, async (other) => {
+      expect(await (await fetch(other.url + '/readyz')).json()).toEqual({
+        status: 'ready', store: 'redis', redis: 'up', failure_mode: mode, usage_buffer: { waiting: 0, dropped: 0 },
+      })
       await own.stop()
       const res = await fetch(other.url + '/readyz')
-      expect(res.status).toBe(503)
+      expect(res.status).toBe(status)
+      expect(await res.json()).toMatchObject(body)
       expect(await fetch(other.url + '/healthz').then((r) => r.status)).toBe(200)
     })
   })

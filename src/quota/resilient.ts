@@ -1,0 +1,145 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { MemoryQuotas } from './memory.js'
+import type {
+  Admission,
+  AdmitResult,
+  AuditEntry,
+  QuotaEngine,
+  Scope,
+  ScopeStatus,
+  Settlement,
+  Ticket,
+  UsageQuery,
+  UsageRow,
+} from './types.js'
+
+/**
+ * Quotas that outlive a Redis outage. Fail-open (the default): while Redis is away, admissions
+ * are decided by per-instance limits in memory, and every settlement that Redis missed waits in a
+ * bounded buffer, written when Redis is back (anything dropped past the bound is counted and
+ * logged). Fail-closed: admissions fail, and the gateway answers 503.
+ */
+
+export type FailureMode = 'open' | 'closed'
+
+export interface ResilientQuotasOptions {
+  primary: QuotaEngine
+  /** Whether Redis is connected right now. */
+  up: () => boolean
+  mode: FailureMode
+  bufferMax: number
+  log: FastifyBaseLogger
+}
+
+export class ResilientQuotas implements QuotaEngine {
+  private readonly local = new MemoryQuotas()
+  /** Requests admitted in memory while Redis was away. */
+  private readonly localTickets = new Set<string>()
+  private buffer: Settlement[] = []
+  private flushing: Promise<void> | null = null
+  dropped = 0
+  private readonly timer: NodeJS.Timeout
+
+  constructor(private readonly o: ResilientQuotasOptions) {
+    // Besides Redis's 'ready' event, retry now and then: a write can fail just after a reconnect
+    // (Redis still loading its data, say).
+    this.timer = setInterval(() => {
+      if (this.buffer.length > 0 && this.o.up()) void this.flush()
+    }, 1_000)
+    this.timer.unref()
+  }
+
+  close(): void {
+    clearInterval(this.timer)
+  }
+
+  get buffered(): number {
+    return this.buffer.length
+  }
+
+  async admit(a: Admission): Promise<AdmitResult> {
+    if (this.o.up()) {
+      try {
+        return await this.o.primary.admit(a)
+      } catch (err) {
+        if (this.o.mode === 'closed') throw err
+        this.o.log.warn({ err: (err as Error).message }, 'redis failed during admission; admitting from per-instance limits')
+      }
+    } else if (this.o.mode === 'closed') {
+      throw new Error('redis is down and the failure mode is closed')
+    }
+    const result = await this.local.admit(a)
+    if (result.ok) this.localTickets.add(a.requestId)
+    return result
+  }
+
+  async settle(s: Settlement): Promise<void> {
+    const local = this.localTickets.delete(s.ticket.requestId)
+    if (local) {
+      await this.local.settle(s)
+      // Redis never saw this request: it settles there with nothing reserved, only the usage.
+      this.enqueue({ ...s, ticket: { ...s.ticket, tokens: 0 } })
+      return
+    }
+    if (this.buffer.length > 0 || !this.o.up()) {
+      this.enqueue(s) // keep the order: nothing overtakes what is already waiting
+      return
+    }
+    try {
+      await this.o.primary.settle(s)
+    } catch {
+      this.enqueue(s)
+    }
+  }
+
+  private enqueue(s: Settlement): void {
+    this.buffer.push(s)
+    if (this.buffer.length > this.o.bufferMax) {
+      const over = this.buffer.length - this.o.bufferMax
+      this.buffer.splice(0, over)
+      this.dropped += over
+      this.o.log.error({ dropped_total: this.dropped, buffer_max: this.o.bufferMax }, 'usage buffer full: oldest usage records dropped')
+    }
+  }
+
+  /** Writes what waited while Redis was away, in order. Safe to call at any time. */
+  flush(): Promise<void> {
+    this.flushing ??= (async () => {
+      let written = 0
+      while (this.buffer.length > 0 && this.o.up()) {
+        const next = this.buffer[0]!
+        try {
+          await this.o.primary.settle(next)
+        } catch (err) {
+          this.o.log.warn({ err: (err as Error).message, waiting: this.buffer.length }, 'could not write buffered usage yet')
+          break
+        }
+        this.buffer.shift()
+        written++
+      }
+      if (written > 0) this.o.log.info({ written, waiting: this.buffer.length }, 'buffered usage written to redis')
+    })().finally(() => {
+      this.flushing = null
+    })
+    return this.flushing
+  }
+
+  async renew(tickets: Ticket[], now: number): Promise<void> {
+    const local = tickets.filter((t) => this.localTickets.has(t.requestId))
+    const remote = tickets.filter((t) => !this.localTickets.has(t.requestId))
+    await this.local.renew(local, now)
+    if (remote.length > 0 && this.o.up()) await this.o.primary.renew(remote, now)
+  }
+
+  status(team: string, scopes: Scope[], now: number): Promise<Record<string, ScopeStatus>> {
+    return this.o.primary.status(team, scopes, now)
+  }
+
+  usage(query: UsageQuery): Promise<UsageRow[]> {
+    return this.o.primary.usage(query)
+  }
+
+  async audit(entry: AuditEntry): Promise<void> {
+    if (this.o.up()) await this.o.primary.audit(entry)
+  }
+}

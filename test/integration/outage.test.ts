@@ -1,0 +1,110 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FakeUpstream } from '../helpers/fake-upstream.js'
+import { withGateway, type Envelope } from '../helpers/gateway.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { waitFor } from '../helpers/wait.js'
+
+/** Redis killed in the middle of a load and started again: nothing answered badly, nothing lost. */
+
+const LLAMA = 'meta/llama-3.1-8b-instruct'
+const messages = [{ role: 'user', content: 'hi' }]
+
+let upstream: FakeUpstream
+let dir: string
+
+beforeAll(async () => {
+  upstream = await new FakeUpstream().start()
+  dir = mkdtempSync(join(tmpdir(), 'tg-outage-'))
+})
+afterAll(async () => {
+  await upstream.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+// Redis keeps its data across the kill (append-only file, fsync always), as production Redis would.
+const persistent = (sub: string) => ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', join(dir, sub)]
+
+async function startPersistent(sub: string, port?: number): Promise<RedisServer> {
+  const { mkdirSync } = await import('node:fs')
+  mkdirSync(join(dir, sub), { recursive: true })
+  return startRedis(persistent(sub), port)
+}
+
+describe('a Redis outage', () => {
+  it('fail-open: every request answered, and usage totals equal the upstream\'s once Redis is back', async () => {
+    let redis = await startPersistent('open')
+    await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (gw) => {
+      await gw.admin('POST', '/admin/teams', { id: 'outage', limits: { requests_per_minute: 100_000, tokens_per_day: 100_000_000, concurrent_requests: 100 } })
+      const { key } = (await (await gw.admin('POST', '/admin/teams/outage/keys', {})).json()) as { key: string }
+
+      let reported = 0
+      const statuses: number[] = []
+      const one = async (i: number) => {
+        const stream = i % 3 === 0
+        const res = await fetch(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: LLAMA, messages, ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}) }),
+        })
+        statuses.push(res.status)
+        const text = await res.text()
+        if (res.status !== 200) return
+        if (stream) {
+          const line = text.split('\n').find((l) => l.includes('"choices":[],"usage":{'))!
+          reported += (JSON.parse(line.slice(6)) as { usage: { total_tokens: number } }).usage.total_tokens
+        } else {
+          reported += (JSON.parse(text) as { usage: { total_tokens: number } }).usage.total_tokens
+        }
+      }
+
+      const total = 90
+      for (let i = 0; i < total; i += 3) {
+        if (i === 30) await redis.stop() // killed (SIGKILL) with requests around it
+        if (i === 60) redis = await startPersistent('open', redis.port)
+        await Promise.all([one(i), one(i + 1), one(i + 2)])
+        if (i === 57) {
+          // Deep in the outage: still serving, and the usage waits in memory.
+          const during = (await (await fetch(`${gw.url}/readyz`)).json()) as { status: string; redis: string; usage_buffer: { waiting: number } }
+          expect(during).toMatchObject({ status: 'degraded', redis: 'down' })
+          expect(during.usage_buffer.waiting).toBeGreaterThanOrEqual(27)
+        }
+      }
+      expect(statuses).toEqual(Array(total).fill(200))
+
+      await waitFor(async () => {
+        const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { redis: string; usage_buffer: { waiting: number } }
+        return ready.redis === 'up' && ready.usage_buffer.waiting === 0
+      }, 'the buffered usage to be written', 15_000)
+      const rows = ((await (await gw.admin('GET', '/admin/usage?team=outage')).json()) as { data: { requests: number; total_tokens: number; estimated_requests: number }[] }).data
+      expect(rows).toEqual([expect.objectContaining({ requests: total, total_tokens: reported, estimated_requests: 0 })])
+      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { usage_buffer: { dropped: number } }
+      expect(ready.usage_buffer.dropped).toBe(0)
+    })
+    await redis.stop()
+  })
+
+  it('fail-closed: requests get a 503 in OpenAI\'s envelope while Redis is away, and work again after', async () => {
+    let redis = await startPersistent('closed')
+    await withGateway({ upstream, env: { REDIS_URL: redis.url, REDIS_FAILURE_MODE: 'closed' } }, async (gw) => {
+      await gw.admin('POST', '/admin/teams', { id: 'strict', limits: { requests_per_minute: 1000 } })
+      const { key } = (await (await gw.admin('POST', '/admin/teams/strict/keys', {})).json()) as { key: string }
+      const call = () =>
+        fetch(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: LLAMA, messages }),
+        })
+      expect((await call()).status).toBe(200)
+      await redis.stop()
+      const down = await call()
+      expect(down.status).toBe(503)
+      expect(((await down.json()) as Envelope).error.code).toBe('store_unavailable')
+      redis = await startPersistent('closed', redis.port)
+      await waitFor(async () => (await call()).status === 200, 'requests to work again', 15_000)
+    })
+    await redis.stop()
+  })
+})
