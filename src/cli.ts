@@ -16,6 +16,7 @@ export const USAGE = `Usage: tollgate <command>
   keys create --team <id> [--name NAME] [--expires-at ISO-8601] [--limits JSON]
   keys list --team <id>
   keys update <key-id> [--name NAME] [--limits JSON]
+  keys rotate <key-id> [--grace-seconds N]
   keys revoke <key-id>
   usage [--team ID] [--key KEY-ID] [--model NAME] [--from YYYY-MM-DD] [--to YYYY-MM-DD]
         [--group-by day,model,key] [--format json|csv]
@@ -78,6 +79,7 @@ export function planCall(argv: string[]): Call {
       to: { type: 'string' },
       'group-by': { type: 'string' },
       format: { type: 'string' },
+      'grace-seconds': { type: 'string' },
     },
   })
   const enc = encodeURIComponent
@@ -133,6 +135,11 @@ export function planCall(argv: string[]): Call {
     case 'keys list':
       if (!values.team) throw new UsageError('keys list needs --team <id>')
       return { method: 'GET', path: `/admin/teams/${enc(values.team)}/keys` }
+    case 'keys rotate': {
+      const grace = values['grace-seconds']
+      if (grace !== undefined && !/^\d+$/.test(grace)) throw new UsageError('--grace-seconds takes a whole number of seconds')
+      return { method: 'POST', path: `/admin/keys/${enc(one(positionals, 'key id'))}/rotate`, body: grace === undefined ? {} : { grace_seconds: Number(grace) } }
+    }
     case 'keys revoke':
       return { method: 'DELETE', path: `/admin/keys/${enc(one(positionals, 'key id'))}` }
     default:

@@ -70,6 +70,12 @@ describe('a running gateway', () => {
     expect(await cli(['keys', 'update', id, '--limits', '{"concurrent_requests":3}'], env, updated)).toBe(0)
     expect(JSON.parse(updated.out)).toMatchObject({ id, limits: { concurrent_requests: 3 } })
 
+    const rotated = capture()
+    expect(await cli(['keys', 'rotate', id, '--grace-seconds', '600'], env, rotated)).toBe(0)
+    const { key: newKey, replaces } = JSON.parse(rotated.out) as { key: string; replaces: { id: string; replaced_by: string } }
+    expect(replaces.id).toBe(id)
+    expect(newKey).toMatch(/^tg-/)
+
     const revoked = capture()
     expect(await cli(['keys', 'revoke', id], env, revoked)).toBe(0)
     expect(revoked.out.trim()).toBe('revoked')
