@@ -13,6 +13,7 @@ import { modelRoutes } from './routes/models.js'
 import { proxyRoutes } from './routes/proxy.js'
 import rateLimit from '@fastify/rate-limit'
 import { Cluster } from 'ioredis'
+import { Metrics } from './metrics.js'
 import { LeaseKeeper } from './quota/leases.js'
 import { MemoryQuotas } from './quota/memory.js'
 import { RedisQuotas } from './quota/redis.js'
@@ -50,6 +51,21 @@ function createStore(config: Config, log: Logger): Store {
   if (config.redisUrl) return new RedisStore({ url: config.redisUrl, log })
   log.warn('no REDIS_URL: using the embedded store; its teams and keys live in this process only and are gone when it exits')
   return new MemoryStore()
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Metrics
+    /** The /metrics text (for a separate METRICS_PORT listener). */
+    scrape: () => Promise<string>
+  }
+}
+
+/** The metrics text, with the gauges that are read rather than counted brought up to date. */
+export async function scrape(metrics: Metrics, resilient: ResilientQuotas | null): Promise<string> {
+  metrics.usageBuffer.set(resilient?.buffered ?? 0)
+  metrics.usageDropped.set(resilient?.dropped ?? 0)
+  return metrics.registry.metrics()
 }
 
 /** Teams declared in the config file exist, with the file's limits. */
@@ -126,6 +142,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     ]),
   )
   const activity = new KeyActivity(store, app.log)
+  const metrics = new Metrics({ defaultMetrics: true })
+  app.decorate('metrics', metrics)
+  redis?.on('error', () => metrics.redisErrors.inc())
   const fallbackPrincipals = redisStore && config.redisFailureMode === 'open' ? new PrincipalCache() : null
 
   if (redisStore) {
@@ -155,15 +174,22 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     redis: redisStore ? { up: redisUp, mode: config.redisFailureMode, buffer: () => ({ waiting: resilient?.buffered ?? 0, dropped: resilient?.dropped ?? 0 }) } : null,
   })
   await app.register(async (v1) => {
-    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, fallback: fallbackPrincipals }))
-    await v1.register(proxyRoutes, { router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation })
+    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, fallback: fallbackPrincipals, onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) }))
+    await v1.register(proxyRoutes, { metrics, router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation })
     await v1.register(modelRoutes, { config, upstreams, now })
     await v1.register(usageRoutes, { store, quotas, now, adminToken: null })
   })
+  if (config.metricsPort === null) {
+    app.get('/metrics', async (_request, reply) => {
+      const text = await scrape(metrics, resilient)
+      return reply.header('content-type', metrics.registry.contentType).send(text)
+    })
+  }
   if (config.adminToken !== null) {
     await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now, rotationGraceSeconds: config.keys.rotationGraceSeconds })
   }
 
+  app.decorate('scrape', () => scrape(metrics, resilient))
   app.addHook('onClose', async () => {
     leases.close()
     await activity.close()

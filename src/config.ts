@@ -70,6 +70,8 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 export interface Config {
   port: number
   host: string
+  /** Serve /metrics on this port instead of the main one (null: on the main port). */
+  metricsPort: number | null
   logLevel: LogLevel
   bodyLimitBytes: number
   /** On SIGTERM/SIGINT, how long requests in flight may take to finish before they are cut. */
@@ -282,6 +284,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
 
   const port = intFromEnv(env, 'PORT', 8080, 0, 65_535, problems)
   const bodyLimitBytes = intFromEnv(env, 'BODY_LIMIT_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024, problems)
+  const metricsPort = env.METRICS_PORT?.trim() ? intFromEnv(env, 'METRICS_PORT', 0, 1, 65_535, problems) : null
   const drainTimeoutMs = intFromEnv(env, 'DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000, problems)
   const host = env.HOST?.trim() || '0.0.0.0'
 
@@ -402,6 +405,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   return {
     port,
     host,
+    metricsPort,
     logLevel,
     bodyLimitBytes,
     drainTimeoutMs,

@@ -8,7 +8,16 @@ export interface RequestContext {
   endpoint: string | null
   stream: boolean
   upstreamStatus: number | null
+  /** When the request arrived (process.hrtime.bigint()). */
+  started: bigint
+  /** Time upstream, from sending to its response headers (the answering attempt). */
+  upstreamMs: number | null
+  /** Time in the gateway itself before the answer started: auth, admission, forwarding. */
+  gatewayMs: number | null
 }
+
+/** Milliseconds since `started`, to 0.01 ms. */
+export const msSince = (started: bigint): number => Number((process.hrtime.bigint() - started) / 10_000n) / 100
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -19,5 +28,5 @@ declare module 'fastify' {
 }
 
 export function newRequestContext(): RequestContext {
-  return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null }
+  return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(), upstreamMs: null, gatewayMs: null }
 }

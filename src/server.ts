@@ -1,3 +1,4 @@
+import { createServer, type Server } from 'node:http'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 
@@ -21,8 +22,23 @@ async function main(): Promise<void> {
     app.log.fatal({ err }, 'could not listen')
     process.exit(1)
   }
+  let metricsServer: Server | null = null
+  if (config.metricsPort !== null) {
+    metricsServer = createServer((req, res) => {
+      if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+        return
+      }
+      app.scrape().then(
+        (text) => res.writeHead(200, { 'content-type': app.metrics.registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      )
+    })
+    metricsServer.listen(config.metricsPort, config.host)
+  }
   app.log.info(
     {
+      metrics: config.metricsPort === null ? 'main port /metrics' : `port ${config.metricsPort} /metrics`,
       store: config.redisUrl ? 'redis' : 'memory',
       upstreams: Object.values(config.upstreams).map((u) => ({ name: u.name, base_url: u.baseUrl, keys: u.apiKeys.length })),
       config_file: config.configFile,
@@ -46,6 +62,7 @@ async function main(): Promise<void> {
       app.server.closeAllConnections()
     }, config.drainTimeoutMs)
     cut.unref()
+    metricsServer?.close()
     app.close().then(
       () => process.exit(0),
       (err: unknown) => {

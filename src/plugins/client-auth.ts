@@ -24,9 +24,11 @@ export interface ClientAuthOptions {
   activity: KeyActivity
   /** Fail-open: the last principal seen per key serves while the store is away. */
   fallback: PrincipalCache | null
+  /** Told when an address is refused for too many failures. */
+  onLimited?: () => void
 }
 
-export function clientAuth({ store, now, failures, activity, fallback }: ClientAuthOptions): onRequestAsyncHookHandler {
+export function clientAuth({ store, now, failures, activity, fallback, onLimited }: ClientAuthOptions): onRequestAsyncHookHandler {
   const authenticate = async (hash: string) => {
     try {
       const principal = await store.authenticate(hash)
@@ -47,6 +49,7 @@ export function clientAuth({ store, now, failures, activity, fallback }: ClientA
     const [seen, found] = await Promise.allSettled([failures(request, { increment: false }), lookup])
     // The peek reads the count without adding to it: `remaining` 0 means the limit is used up.
     if (seen.status === 'fulfilled' && !seen.value.isAllowed && (seen.value.isExceeded || seen.value.remaining === 0)) {
+      onLimited?.()
       const retry = Math.max(1, seen.value.ttlInSeconds ?? 60)
       throw new GatewayError(429, `Too many failed authentications from your address. Please try again in ${retry}s.`, {
         type: 'requests',

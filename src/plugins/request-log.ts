@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { newRequestContext } from '../context.js'
+import { msSince, newRequestContext } from '../context.js'
 
 const QUIET_ROUTES = new Set(['/healthz', '/readyz'])
 
@@ -17,7 +17,6 @@ export function registerRequestLog(app: FastifyInstance): void {
   app.addHook('onRequest', async (request, reply) => {
     request.tg = newRequestContext()
     reply.header('x-request-id', request.id)
-    const started = process.hrtime.bigint()
     reply.raw.once('close', () => {
       const ctx = request.tg
       const finished = reply.raw.writableFinished
@@ -32,7 +31,9 @@ export function registerRequestLog(app: FastifyInstance): void {
         stream: ctx.stream,
         status: reply.statusCode,
         upstream_status: ctx.upstreamStatus,
-        duration_ms: Number((process.hrtime.bigint() - started) / 10_000n) / 100,
+        duration_ms: msSince(ctx.started),
+        gateway_ms: ctx.gatewayMs,
+        upstream_ms: ctx.upstreamMs,
         aborted: !finished,
       }
       if (QUIET_ROUTES.has(url)) request.log.debug(line, 'request')

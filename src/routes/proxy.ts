@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { pipeline, type Transform } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import { msSince } from '../context.js'
+import type { Metrics } from '../metrics.js'
 import { GatewayError, invalidRequest, modelNotFound, storeUnavailable } from '../errors.js'
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
 import type { LeaseKeeper } from '../quota/leases.js'
@@ -64,6 +66,7 @@ export interface ProxyOptions {
   now: () => number
   /** Completion tokens reserved when a request sets no max_tokens and its model has no default. */
   completionReservation: number
+  metrics: Metrics
 }
 
 function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
@@ -146,6 +149,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const admitted = await admit(opts, principal, resolved.model.name, tokens, started)
     if (!admitted.ok) {
       void audit(record(429, NO_USAGE, false, opts.now()))
+      opts.metrics.rejections.inc({ kind: admitted.refusal.kind })
       throw refusalError(admitted.refusal)
     }
     const { ticket } = admitted
@@ -154,14 +158,24 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     // From here on, the request settles exactly once, when its response closes, however it ends.
     const meter = new UsageMeter(promptTokens)
     opts.leases.add(ticket)
+    let streaming = false
     reply.raw.once('close', () => {
       opts.leases.remove(ticket)
       const { usage, estimated } = meter.result()
       const now = opts.now()
+      const status = reply.raw.writableFinished ? reply.statusCode : 499
+      // Model labels stay bounded: a name nothing serves is 'other'.
+      const model = status < 400 || opts.router.isConfigured(answeredBy) ? answeredBy : 'other'
+      const m = opts.metrics
+      m.requests.inc({ team: principal.team.id, model, endpoint: endpoint.name, status })
+      m.duration.observe({ endpoint: endpoint.name, stream: String(ctx.stream) }, msSince(ctx.started) / 1000)
+      m.tokens.inc({ team: principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
+      m.tokens.inc({ team: principal.team.id, model, kind: 'completion' }, usage.completion_tokens)
+      if (streaming) m.streamsOpen.dec()
       opts.quotas
         .settle({ ticket, keyId: principal.key.id, model: answeredBy, usage, estimated, now })
         .catch((err: unknown) => request.log.error({ err, request_id: ticket.requestId }, 'could not record usage'))
-      void audit(record(reply.raw.writableFinished ? reply.statusCode : 499, usage, estimated, now))
+      void audit(record(status, usage, estimated, now))
     })
 
     const controller = abortOnClientClose(reply)
@@ -178,6 +192,10 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
         signal: controller.signal,
         now: opts.now,
         log: request.log,
+        observe: {
+          attempt: (name, status, seconds) => opts.metrics.upstreamLatency.observe({ upstream: name, status }, seconds),
+          keyEvent: (name, event) => opts.metrics.keyEvents.inc({ upstream: name, event }),
+        },
       })
     } catch (err) {
       meter.fail()
@@ -187,6 +205,11 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const { res, client: upstream } = dispatched
     answeredBy = dispatched.resolved.model.name
     ctx.upstreamStatus = res.statusCode
+    // Server-Timing: the gateway's own share so far, and the upstream's time to headers.
+    ctx.upstreamMs = dispatched.upstreamMs
+    ctx.gatewayMs = Math.max(0, Math.round((msSince(ctx.started) - dispatched.upstreamMs) * 100) / 100)
+    opts.metrics.gatewayOverhead.observe({ endpoint: endpoint.name }, ctx.gatewayMs / 1000)
+    reply.header('server-timing', ctx.stream ? `gateway;dur=${ctx.gatewayMs}` : `gateway;dur=${ctx.gatewayMs}, upstream;dur=${ctx.upstreamMs}`)
 
     if (res.statusCode >= 400 || res.statusCode === 202) {
       meter.fail()
@@ -231,6 +254,11 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       if (typeof length === 'string') reply.header('content-length', length)
       tap = meter.tapBody()
     }
+    if (isEventStream) {
+      streaming = true
+      opts.metrics.streamsOpen.inc()
+    }
+    tap.once('data', () => opts.metrics.timeToFirstByte.observe({ endpoint: endpoint.name, stream: String(ctx.stream) }, msSince(ctx.started) / 1000))
     // The body goes out as it arrives: no buffering, no decoding, no re-framing; the tap only reads.
     return reply.send(pipeline(res.body, tap, () => {}))
   }

@@ -25,12 +25,19 @@ export interface DispatchOptions {
   signal: AbortSignal
   now: () => number
   log: FastifyBaseLogger
+  /** Told of every attempt's time to headers, and of key pool events (for metrics). */
+  observe?: {
+    attempt(upstream: string, status: number, seconds: number): void
+    keyEvent(upstream: string, event: 'cooldown' | 'refused' | 'exhausted'): void
+  }
 }
 
 export interface Dispatched {
   res: Dispatcher.ResponseData
   resolved: ResolvedModel
   client: UpstreamClient
+  /** The answering attempt's time from sending to response headers. */
+  upstreamMs: number
 }
 
 const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504])
@@ -76,6 +83,7 @@ async function pickKey(pool: KeyPool | undefined, client: UpstreamClient, o: Dis
       })
     }
     if (o.now() + picked.retryAfterMs > deadline) {
+      o.observe?.keyEvent(client.name, 'exhausted')
       const seconds = Math.max(1, Math.ceil(picked.retryAfterMs / 1000))
       throw new GatewayError(429, `Every key of upstream '${client.name}' is at its request budget. Please try again in ${seconds}s.`, {
         type: 'requests',
@@ -105,6 +113,7 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     const picked = await pickKey(pool, client, o)
 
     let res: Dispatcher.ResponseData
+    const sent = process.hrtime.bigint()
     try {
       res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), accept: o.accept, requestId: o.requestId, signal: o.signal }, picked.key)
     } catch (err) {
@@ -117,17 +126,21 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     }
 
     const status = res.statusCode
+    const upstreamMs = Number((process.hrtime.bigint() - sent) / 10_000n) / 100
+    o.observe?.attempt(client.name, status, upstreamMs / 1000)
     if ((status === 401 || status === 403) && pool && picked.index >= 0) {
+      o.observe?.keyEvent(client.name, 'refused')
       o.log.error({ upstream: client.name, key: picked.label, upstream_status: status }, `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`)
       await pool.refuse(picked.index, o.now()).catch(() => undefined)
-      if (last || pool.size < 2) return { res, resolved, client }
+      if (last || pool.size < 2) return { res, resolved, client, upstreamMs }
       await res.body.dump().catch(() => undefined)
       continue
     }
-    if (!RETRYABLE_STATUS.has(status) || last) return { res, resolved, client }
+    if (!RETRYABLE_STATUS.has(status) || last) return { res, resolved, client, upstreamMs }
 
     const wait = retryAfterMs(res.headers['retry-after'], o.now())
     if (status === 429 && pool && picked.index >= 0) {
+      o.observe?.keyEvent(client.name, 'cooldown')
       await pool.coolDown(picked.index, o.now() + (wait ?? backoffMs(client.config.retryBaseMs * 4, attempt))).catch(() => undefined)
     }
     await res.body.dump().catch(() => undefined)

@@ -11,6 +11,11 @@ export interface ResolvedModel {
 export class ModelRouter {
   constructor(private readonly config: Config) {}
 
+  /** A configured model or alias (as opposed to any name routed to the default upstream). */
+  isConfigured(name: string): boolean {
+    return this.config.models[name] !== undefined || this.config.aliases[name] !== undefined
+  }
+
   resolve(requested: string): ResolvedModel | null {
     const name = this.config.aliases[requested] ?? requested
     const configured = this.config.models[name]

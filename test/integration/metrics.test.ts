@@ -1,0 +1,96 @@
+import { once } from 'node:events'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FakeUpstream } from '../helpers/fake-upstream.js'
+import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startServer } from '../helpers/process.js'
+import { freePort } from '../helpers/redis.js'
+import { waitFor } from '../helpers/wait.js'
+
+const LLAMA = 'meta/llama-3.1-8b-instruct'
+const messages = [{ role: 'user', content: 'hi' }]
+
+let upstream: FakeUpstream
+let gw: TestGateway
+let key: string
+
+beforeAll(async () => {
+  upstream = await new FakeUpstream().start()
+  gw = await startGateway({ upstream })
+  await gw.admin('POST', '/admin/teams', { id: 'observed', limits: { requests_per_minute: 3 } })
+  key = ((await (await gw.admin('POST', '/admin/teams/observed/keys', {})).json()) as { key: string }).key
+})
+afterAll(async () => {
+  await gw.close()
+  await upstream.close()
+})
+
+const chat = (body: Record<string, unknown> = {}) =>
+  fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: LLAMA, messages, ...body }),
+  })
+
+/** The value of one sample line of the exposition text. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const match = /^([a-z_]+)(\{(.*)\})? (\S+)$/.exec(line)
+    if (!match || match[1] !== name) continue
+    const got = Object.fromEntries([...(match[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]))
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(match[4])
+  }
+  return undefined
+}
+
+describe('observability', () => {
+  it('Server-Timing splits gateway and upstream time; the log line carries the same figures', async () => {
+    const plain = await chat()
+    const timing = plain.headers.get('server-timing')!
+    expect(timing).toMatch(/^gateway;dur=\d+(\.\d+)?, upstream;dur=\d+(\.\d+)?$/)
+    await plain.text()
+    const stream = await chat({ stream: true })
+    expect(stream.headers.get('server-timing')).toMatch(/^gateway;dur=\d+(\.\d+)?$/)
+    await stream.text()
+    await waitFor(() => gw.logLines().filter((l) => l.team === 'observed' && l.msg === 'request').length >= 2, 'log lines')
+    const line = gw.logLines().find((l) => l.team === 'observed' && l.stream === false)!
+    expect(typeof line.gateway_ms).toBe('number')
+    expect(typeof line.upstream_ms).toBe('number')
+    expect(timing).toContain(`gateway;dur=${line.gateway_ms}`)
+  })
+
+  it('/metrics counts requests, tokens, rejections and streams, by team and model, and holds no key', async () => {
+    expect(await (await chat()).text()).toContain('chatcmpl')
+    const refused = await chat()
+    expect(refused.status).toBe(429)
+    await refused.text()
+    await waitFor(async () => sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', { team: 'observed' }) === 3, 'the counters')
+    const res = await fetch(`${gw.url}/metrics`)
+    expect(res.headers.get('content-type')).toContain('text/plain')
+    const text = await res.text()
+    expect(sample(text, 'tollgate_requests_total', { team: 'observed', model: LLAMA, endpoint: 'chat', status: '200' })).toBe(3)
+    expect(sample(text, 'tollgate_rejections_total', { kind: 'requests' })).toBe(1)
+    expect(sample(text, 'tollgate_tokens_total', { team: 'observed', model: LLAMA, kind: 'completion' })).toBeGreaterThan(0)
+    expect(sample(text, 'tollgate_streams_open')).toBe(0)
+    expect(sample(text, 'tollgate_time_to_first_byte_seconds_count', { endpoint: 'chat', stream: 'true' })).toBe(1)
+    expect(sample(text, 'tollgate_time_to_first_byte_seconds_count', { endpoint: 'chat', stream: 'false' })).toBe(2)
+    expect(sample(text, 'tollgate_upstream_latency_seconds_count', { upstream: 'nvidia', status: '200' })).toBe(3)
+    expect(sample(text, 'tollgate_gateway_overhead_seconds_count', { endpoint: 'chat' })).toBe(3)
+    expect(text).toContain('tollgate_process_cpu_seconds_total')
+    expect(text).not.toContain(key)
+    expect(text).not.toContain(upstream.apiKeys[0]!)
+  })
+
+  it('METRICS_PORT moves /metrics off the main port', async () => {
+    const [port, metricsPort] = [await freePort(), await freePort()]
+    const { child } = startServer({ PORT: String(port), METRICS_PORT: String(metricsPort), HOST: '127.0.0.1', NVIDIA_BASE_URL: upstream.baseUrl })
+    try {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`).catch(() => null))?.status === 200, 'the metrics port', 20_000)
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404)
+      expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toContain('tollgate_requests_total')
+    } finally {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+})
