@@ -145,7 +145,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const metrics = new Metrics({ defaultMetrics: true })
   app.decorate('metrics', metrics)
   redis?.on('error', () => metrics.redisErrors.inc())
-  const fallbackPrincipals = redisStore && config.redisFailureMode === 'open' ? new PrincipalCache() : null
+  // Keys are looked up once and cached; every change anywhere drops them at once (pub/sub).
+  const principals = new PrincipalCache()
+  store.onChange((change) => principals.invalidate(change))
 
   if (redisStore) {
     // Redis back: write what waited, and seed the config's teams if that could not happen at start.
@@ -174,7 +176,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     redis: redisStore ? { up: redisUp, mode: config.redisFailureMode, buffer: () => ({ waiting: resilient?.buffered ?? 0, dropped: resilient?.dropped ?? 0 }) } : null,
   })
   await app.register(async (v1) => {
-    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, fallback: fallbackPrincipals, onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) }))
+    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, cache: principals, serveStale: config.redisFailureMode === 'open', onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) }))
     await v1.register(proxyRoutes, { metrics, router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation })
     await v1.register(modelRoutes, { config, upstreams, now })
     await v1.register(usageRoutes, { store, quotas, now, adminToken: null })

@@ -22,22 +22,26 @@ export interface ClientAuthOptions {
   now: () => number
   failures: FailureLimiter
   activity: KeyActivity
-  /** Fail-open: the last principal seen per key serves while the store is away. */
-  fallback: PrincipalCache | null
+  /** Recently authenticated keys; with `serveStale`, also what serves while the store is away. */
+  cache: PrincipalCache
+  serveStale: boolean
   /** Told when an address is refused for too many failures. */
   onLimited?: () => void
 }
 
-export function clientAuth({ store, now, failures, activity, fallback, onLimited }: ClientAuthOptions): onRequestAsyncHookHandler {
+export function clientAuth({ store, now, failures, activity, cache, serveStale, onLimited }: ClientAuthOptions): onRequestAsyncHookHandler {
   const authenticate = async (hash: string) => {
+    const cached = cache.get(hash, now())
+    if (cached) return cached
+    const epoch = cache.epoch
     try {
       const principal = await store.authenticate(hash)
-      if (principal) fallback?.set(hash, principal)
-      else fallback?.delete(hash)
+      if (principal) cache.set(hash, principal, now(), epoch)
+      else cache.delete(hash)
       return principal
     } catch (err) {
-      const cached = fallback?.get(hash)
-      if (cached) return cached
+      const stale = serveStale ? cache.get(hash, now(), true) : undefined
+      if (stale) return stale
       throw err
     }
   }

@@ -38,6 +38,8 @@ import {
  */
 
 const DAY_MS = 86_400_000
+/** How long a settlement is remembered, so one sent twice (after a lost reply) counts once. */
+const SETTLED_MARKER_MS = 6 * 3_600_000
 const NONE = -1
 
 type Script = (...args: (string | number)[]) => Promise<unknown>
@@ -128,7 +130,7 @@ export class RedisQuotas implements QuotaEngine {
   async settle(s: Settlement): Promise<void> {
     const { ticket, usage } = s
     const keys = ticket.scopes.flatMap((scope) => this.scopeKeys(ticket.team, scope, ticket.day, ticket.month))
-    keys.push(this.teamKey(ticket.team, `usage:${ticket.day}`))
+    keys.push(this.teamKey(ticket.team, `usage:${ticket.day}`), this.teamKey(ticket.team, `settled:${ticket.requestId}`))
     const admittedAt = Date.parse(`${ticket.day}T00:00:00Z`)
     // Relative TTLs: the gateway's clock (injectable) decides the periods, Redis's only counts down.
     const ttl = (until: number) => Math.max(1_000, until - s.now)
@@ -139,6 +141,7 @@ export class RedisQuotas implements QuotaEngine {
       ...ticket.scopes.map((scope) => scope.limits.tokens_per_minute ?? NONE),
       usageField(s.keyId, s.model), usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, s.estimated ? 1 : 0,
       ttl(admittedAt + this.retentionMs),
+      SETTLED_MARKER_MS,
     )
   }
 

@@ -1,3 +1,4 @@
+import type { Invalidation } from './principal-cache.js'
 import type { ApiKeyRecord, KeyPatch, Principal, Store, Team, TeamPatch } from './types.js'
 
 /**
@@ -9,6 +10,15 @@ export class MemoryStore implements Store {
   private readonly teams = new Map<string, Team>()
   private readonly keys = new Map<string, ApiKeyRecord>()
   private readonly keyIdByHash = new Map<string, string>()
+  private readonly listeners: ((change: Invalidation) => void)[] = []
+
+  onChange(listener: (change: Invalidation) => void): void {
+    this.listeners.push(listener)
+  }
+
+  private changed(change: Invalidation): void {
+    for (const listener of this.listeners) listener(change)
+  }
 
   async createTeam(team: Team): Promise<boolean> {
     if (this.teams.has(team.id)) return false
@@ -36,6 +46,7 @@ export class MemoryStore implements Store {
       updated_at: now,
     }
     this.teams.set(id, next)
+    this.changed({ kind: 'team', id })
     return structuredClone(next)
   }
 
@@ -46,6 +57,7 @@ export class MemoryStore implements Store {
       this.keys.delete(key.id)
       this.keyIdByHash.delete(key.hash)
     }
+    this.changed({ kind: 'team', id })
     return true
   }
 
@@ -75,6 +87,7 @@ export class MemoryStore implements Store {
     if (patch.limits !== undefined) key.limits = { ...patch.limits }
     if (patch.expires_at !== undefined) key.expires_at = patch.expires_at
     if (patch.replaced_by !== undefined) key.replaced_by = patch.replaced_by
+    this.changed({ kind: 'key', id })
     return structuredClone(key)
   }
 
@@ -97,6 +110,7 @@ export class MemoryStore implements Store {
     if (!key) return false
     this.keyIdByHash.delete(key.hash)
     if (key.revoked_at === null) key.revoked_at = now
+    this.changed({ kind: 'key', id })
     return true
   }
 

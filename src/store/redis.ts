@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
-import { Redis, type Cluster } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { Limits } from '../limits.js'
+import type { Invalidation } from './principal-cache.js'
 import type { ApiKeyRecord, KeyPatch, Principal, Store, Team, TeamPatch } from './types.js'
 
 /**
@@ -94,6 +95,10 @@ export class RedisStore implements Store {
   private readonly ownsClient: boolean
   private readonly dir: string
   private readonly scripts: Record<ScriptName, ScriptFn>
+  /** Changes are broadcast here, so every instance's caches drop them at once. */
+  private readonly channel: string
+  private subscriber: Redis | Cluster | null = null
+  private readonly listeners: ((change: Invalidation) => void)[] = []
 
   constructor(options: RedisStoreOptions) {
     if (options.client) {
@@ -119,6 +124,7 @@ export class RedisStore implements Store {
       })
     }
     this.dir = `${options.prefix ?? 'tg:'}{dir}:`
+    this.channel = `${options.prefix ?? 'tg:'}changes`
     const scripts = {} as Record<ScriptName, ScriptFn>
     for (const name of SCRIPTS) {
       const command = `tollgate_${name}`
@@ -131,6 +137,41 @@ export class RedisStore implements Store {
 
   private k(suffix: string): string {
     return this.dir + suffix
+  }
+
+  onChange(listener: (change: Invalidation) => void): void {
+    this.listeners.push(listener)
+    if (this.subscriber) return
+    // A connection of its own (subscribed connections can do nothing else), queueing its
+    // SUBSCRIBE until connected. After any reconnect, changes may have been missed: say so.
+    const sub = this.client instanceof Cluster
+      ? this.client.duplicate(undefined, { enableOfflineQueue: true })
+      : this.client.duplicate({ enableOfflineQueue: true })
+    this.subscriber = sub
+    sub.on('error', () => undefined) // the main connection reports outages
+    let connectedOnce = false
+    sub.on('ready', () => {
+      if (connectedOnce) this.emit({ kind: 'all' })
+      connectedOnce = true
+    })
+    sub.on('message', (_channel: string, message: string) => {
+      try {
+        this.emit(JSON.parse(message) as Invalidation)
+      } catch {
+        this.emit({ kind: 'all' })
+      }
+    })
+    void sub.subscribe(this.channel).catch(() => undefined)
+  }
+
+  private emit(change: Invalidation): void {
+    for (const listener of this.listeners) listener(change)
+  }
+
+  /** Tells every instance (this one included) that a key or team changed. */
+  private async changed(change: Invalidation): Promise<void> {
+    this.emit(change) // at once here, whatever pub/sub does
+    await this.client.publish(this.channel, JSON.stringify(change)).catch(() => undefined)
   }
 
   async createTeam(team: Team): Promise<boolean> {
@@ -159,12 +200,16 @@ export class RedisStore implements Store {
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
     if (patch.model_limits !== undefined) fields.push('model_limits', JSON.stringify(patch.model_limits))
     const updated = await this.scripts.update_team(1, this.k(`team:${id}`), ...fields)
-    return updated === 1 ? this.getTeam(id) : null
+    if (updated !== 1) return null
+    await this.changed({ kind: 'team', id })
+    return this.getTeam(id)
   }
 
   async deleteTeam(id: string): Promise<boolean> {
     const keys = [this.k(`team:${id}`), this.k('teams'), this.k(`teamkeys:${id}`)]
-    return (await this.scripts.delete_team(3, ...keys, id, this.dir)) === 1
+    const deleted = (await this.scripts.delete_team(3, ...keys, id, this.dir)) === 1
+    if (deleted) await this.changed({ kind: 'team', id })
+    return deleted
   }
 
   async createKey(key: ApiKeyRecord): Promise<boolean> {
@@ -191,6 +236,7 @@ export class RedisStore implements Store {
     if (patch.expires_at !== undefined) fields.push('expires_at', patch.expires_at ?? '')
     if (patch.replaced_by !== undefined) fields.push('replaced_by', patch.replaced_by ?? '')
     if (fields.length > 0 && (await this.scripts.update_key(1, this.k(`key:${id}`), this.dir, ...fields)) !== 1) return null
+    await this.changed({ kind: 'key', id })
     return this.getKey(id)
   }
 
@@ -210,7 +256,9 @@ export class RedisStore implements Store {
   }
 
   async revokeKey(id: string, now: string): Promise<boolean> {
-    return (await this.scripts.revoke_key(1, this.k(`key:${id}`), this.dir, now)) === 1
+    const revoked = (await this.scripts.revoke_key(1, this.k(`key:${id}`), this.dir, now)) === 1
+    if (revoked) await this.changed({ kind: 'key', id })
+    return revoked
   }
 
   async ping(): Promise<void> {
@@ -239,6 +287,7 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.subscriber?.disconnect()
     if (this.ownsClient) await this.client.quit().catch(() => this.client.disconnect())
   }
 

@@ -1,4 +1,5 @@
 import type { Limits } from '../limits.js'
+import type { Invalidation } from './principal-cache.js'
 
 /**
  * The store contract: teams and client keys. Two implementations pass one contract suite:
@@ -76,6 +77,11 @@ export interface Store {
   touchKeys(lastUsed: Map<string, string>): Promise<void>
   /** Revoked keys fail at once; false when there is no such key. Revoking twice is fine. */
   revokeKey(id: string, now: string): Promise<boolean>
+  /**
+   * Calls `listener` for every change to a key or team made by any instance (and with
+   * `{kind: 'all'}` when changes may have been missed), so caches can drop what changed.
+   */
+  onChange(listener: (change: Invalidation) => void): void
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>
   close(): Promise<void>

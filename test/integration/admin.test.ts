@@ -206,6 +206,21 @@ describe('several instances on one Redis', () => {
     })
   })
 
+  it('cache keys in each instance, yet a change made on another reaches it at once (pub/sub)', async () => {
+    await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (second) => {
+      await gw.admin('POST', '/admin/teams', { id: 'cached' })
+      const k = (await (await gw.admin('POST', '/admin/teams/cached/keys', {})).json()) as { id: string; key: string }
+      for (let i = 0; i < 3; i++) expect((await chat(gw, k.key)).status).toBe(200) // cached on gw now
+      expect((await second.admin('PATCH', '/admin/teams/cached', { limits: { requests_per_minute: 0 } })).status).toBe(200)
+      const limited = await chat(gw, k.key)
+      expect(limited.status).toBe(429)
+      expect((await second.admin('PATCH', '/admin/teams/cached', { limits: { requests_per_minute: null } })).status).toBe(200)
+      expect((await chat(gw, k.key)).status).toBe(200)
+      expect((await second.admin('DELETE', `/admin/keys/${k.id}`)).status).toBe(204)
+      expect((await chat(gw, k.key)).status).toBe(401)
+    })
+  })
+
   it.each([
     ['open', 200, { status: 'degraded', store: 'redis', redis: 'down', failure_mode: 'open' }],
     ['closed', 503, { status: 'unavailable', store: 'redis', redis: 'down', failure_mode: 'closed' }],

@@ -134,3 +134,20 @@ describe.each([
     await settle(held, 0, T0 + 86_400_000 + 2)
   })
 })
+
+describe('redis quotas specifics', () => {
+  it('a settlement sent twice (its reply lost in an outage) counts once', async () => {
+    const q = new RedisQuotas({ client: redis.client, prefix: 'twice:' })
+    const scopes = [team({ tokens_per_day: 1_000 })]
+    const result = await q.admit({ team: 'ml', requestId: 'once', scopes, tokens: 10, now: T0 })
+    if (!result.ok) throw new Error('refused')
+    const settlement = { ticket: result.ticket, keyId: 'key_1', model: 'm', usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }, estimated: false, now: T0 }
+    await q.settle(settlement)
+    await q.settle(settlement)
+    expect(await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })).toEqual([
+      { team: 'ml', requests: 1, prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated_requests: 0 },
+    ])
+    expect((await q.status('ml', scopes, T0)).team?.tokens_per_day).toMatchObject({ used: 3 })
+  })
+})
+

@@ -2,11 +2,13 @@
 -- scope's day and month and in the team's usage report. Atomic; all KEYS share the team's tag.
 --
 -- KEYS: six per scope as in admit.lua (rpm, tpm, day, month, inflight, reserved), then the
---       team's usage hash of the admission day.
+--       team's usage hash of the admission day, then the request's settled-marker.
 -- ARGV: now, request id, tokens reserved, tokens used, day key TTL, month key TTL (ms),
 --       scope count, then per scope its tokens-per-minute limit (-1: none), then the usage
 --       field prefix (`<key id>\t<model>\t`), prompt, completion, total, estimated (0/1),
---       usage key TTL (ms). TTLs are relative: the clock is the gateway's, not Redis's.
+--       usage key TTL (ms), marker TTL (ms). TTLs are relative: the clock is the gateway's.
+-- Idempotent: a settlement whose reply was lost (Redis died just after running it) may be sent
+-- again from the usage buffer; the marker makes the second run change nothing.
 
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
@@ -16,6 +18,11 @@ local day_ttl = tonumber(ARGV[5])
 local month_ttl = tonumber(ARGV[6])
 local scopes = tonumber(ARGV[7])
 local MINUTE = 60000
+
+local marker = KEYS[scopes * 6 + 2]
+if not redis.call('SET', marker, '1', 'NX', 'PX', tonumber(ARGV[7 + scopes + 7])) then
+  return 0                                                    -- settled before: count nothing twice
+end
 
 for s = 1, scopes do
   local k = (s - 1) * 6
