@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import { pipeline, type Transform } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { msSince } from '../context.js'
 import type { Metrics } from '../metrics.js'
@@ -13,6 +12,7 @@ import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
 import { readLimited, type UpstreamClient } from '../upstream/client.js'
+import { Cancel } from '../upstream/abort.js'
 import { ClientGone, dispatch, type Dispatched } from '../upstream/dispatch.js'
 import type { KeyPool } from '../upstream/key-pool.js'
 import { applyDefaults, type ModelRouter, type ResolvedModel } from '../upstream/router.js'
@@ -90,8 +90,8 @@ function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
 }
 
 /** Aborts the upstream call as soon as the client goes away before the answer is complete. */
-function abortOnClientClose(reply: FastifyReply): AbortController {
-  const controller = new AbortController()
+function abortOnClientClose(reply: FastifyReply): Cancel {
+  const controller = new Cancel()
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) controller.abort()
   })
@@ -189,7 +189,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
         path: endpoint.upstreamPath,
         accept: ctx.stream ? 'text/event-stream' : 'application/json',
         requestId: request.id,
-        signal: controller.signal,
+        signal: controller,
         now: opts.now,
         log: request.log,
         observe: {
@@ -199,7 +199,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       })
     } catch (err) {
       meter.fail()
-      if (err instanceof ClientGone || controller.signal.aborted) throw clientGone()
+      if (err instanceof ClientGone || controller.aborted) throw clientGone()
       throw err
     }
     const { res, client: upstream } = dispatched
@@ -217,7 +217,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       try {
         text = await readLimited(res.body)
       } catch (err) {
-        if (controller.signal.aborted) throw clientGone()
+        if (controller.aborted) throw clientGone()
         throw mapTransportError(upstream.name, err)
       }
       if (res.statusCode === 202) {
@@ -244,23 +244,37 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const isEventStream = typeof contentType === 'string' && contentType.startsWith('text/event-stream')
     reply.code(res.statusCode)
     reply.header('content-type', typeof contentType === 'string' ? contentType : ctx.stream ? 'text/event-stream' : 'application/json')
-    let tap: Transform
-    if (isEventStream) {
-      reply.header('cache-control', 'no-cache')
-      reply.header('x-accel-buffering', 'no')
-      tap = meter.tapStream(stripUsage)
-    } else {
-      const length = res.headers['content-length']
-      if (typeof length === 'string') reply.header('content-length', length)
-      tap = meter.tapBody()
+    const firstByte = () => opts.metrics.timeToFirstByte.observe({ endpoint: endpoint.name, stream: String(ctx.stream) }, msSince(ctx.started) / 1000)
+    if (!isEventStream) {
+      // A whole JSON answer: read it (errors still become clean 502/504s), pass it on unchanged.
+      let answer: Buffer
+      try {
+        answer = Buffer.from(await res.body.arrayBuffer())
+      } catch (err) {
+        meter.fail()
+        if (controller.aborted) throw clientGone()
+        throw mapTransportError(upstream.name, err)
+      }
+      meter.readBody(answer)
+      firstByte()
+      return reply.header('content-length', answer.length).send(answer)
     }
-    if (isEventStream) {
-      streaming = true
-      opts.metrics.streamsOpen.inc()
-    }
-    tap.once('data', () => opts.metrics.timeToFirstByte.observe({ endpoint: endpoint.name, stream: String(ctx.stream) }, msSince(ctx.started) / 1000))
-    // The body goes out as it arrives: no buffering, no decoding, no re-framing; the tap only reads.
-    return reply.send(pipeline(res.body, tap, () => {}))
+
+    reply.header('cache-control', 'no-cache')
+    reply.header('x-accel-buffering', 'no')
+    streaming = true
+    opts.metrics.streamsOpen.inc()
+    // The stream goes out as it arrives: no buffering, no decoding, no re-framing; the tap only
+    // reads (and in strip mode removes the one usage event the gateway asked for). Plain pipe
+    // plus two listeners: stream.pipeline costs an AbortController per request.
+    const tap = meter.tapStream(stripUsage)
+    res.body.once('error', (err) => tap.destroy(err))
+    tap.once('close', () => {
+      if (!res.body.destroyed) res.body.destroy()
+    })
+    tap.once('data', firstByte)
+    res.body.pipe(tap)
+    return reply.send(tap)
   }
 }
 

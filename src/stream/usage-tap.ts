@@ -53,38 +53,33 @@ export class UsageTap extends Transform {
   }
 }
 
-/** Keeps a copy of a non-streaming body (up to a bound) while passing it on unchanged. */
-export class BodyTap extends Transform {
-  private readonly chunks: Buffer[] = []
-  private size = 0
-  complete = false
+const USAGE_KEY = Buffer.from('"usage"')
 
-  constructor(private readonly limit = 16 * 1024 * 1024) {
-    super()
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.size < this.limit) this.chunks.push(chunk)
-    this.size += chunk.length
-    callback(null, chunk)
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.complete = true
-    callback()
-  }
-
-  /** The usage object of the JSON body, if the body arrived whole and has one. */
-  usage(): Usage | null {
-    if (!this.complete || this.size > this.limit) return null
-    try {
-      const data = JSON.parse(Buffer.concat(this.chunks).toString('utf8')) as { usage?: Partial<Usage> }
-      const u = data.usage
-      if (!u || typeof u.prompt_tokens !== 'number') return null
-      const completion = typeof u.completion_tokens === 'number' ? u.completion_tokens : 0
-      return { prompt_tokens: u.prompt_tokens, completion_tokens: completion, total_tokens: typeof u.total_tokens === 'number' ? u.total_tokens : u.prompt_tokens + completion }
-    } catch {
-      return null
+/**
+ * The usage object of a whole JSON answer, found without parsing the rest of it (answers can be
+ * large; usage sits near the end): the last `"usage": {…}`, brace-matched, parsed alone.
+ */
+export function usageFromJson(body: Buffer): Usage | null {
+  const at = body.lastIndexOf(USAGE_KEY)
+  if (at < 0) return null
+  const open = body.indexOf(0x7b, at + USAGE_KEY.length) // {
+  if (open < 0) return null
+  let depth = 0
+  let end = -1
+  for (let i = open; i < body.length; i++) {
+    if (body[i] === 0x7b) depth++
+    else if (body[i] === 0x7d && --depth === 0) {
+      end = i + 1
+      break
     }
+  }
+  if (end < 0) return null
+  try {
+    const u = JSON.parse(body.subarray(open, end).toString('utf8')) as Partial<Usage>
+    if (typeof u.prompt_tokens !== 'number') return null
+    const completion = typeof u.completion_tokens === 'number' ? u.completion_tokens : 0
+    return { prompt_tokens: u.prompt_tokens, completion_tokens: completion, total_tokens: typeof u.total_tokens === 'number' ? u.total_tokens : u.prompt_tokens + completion }
+  } catch {
+    return null
   }
 }

@@ -1,5 +1,6 @@
 import { Pool, type Dispatcher } from 'undici'
 import type { UpstreamConfig } from '../config.js'
+import type { Cancel } from './abort.js'
 
 export interface UpstreamRequest {
   /** Path under the upstream's base URL: `/chat/completions`. */
@@ -9,7 +10,8 @@ export interface UpstreamRequest {
   /** What the client accepts; the upstream's answer decides the content type. */
   accept: string
   requestId: string
-  signal?: AbortSignal
+  /** Aborts the upstream request (and its body) when it fires. */
+  signal?: Cancel
   /** Overrides the upstream's time-to-headers timeout for this call. */
   headersTimeoutMs?: number
 }

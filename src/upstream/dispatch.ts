@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { GatewayError } from '../errors.js'
+import type { Cancel } from './abort.js'
 import type { UpstreamClient } from './client.js'
 import { mapTransportError } from './errors.js'
 import type { KeyPool } from './key-pool.js'
@@ -22,7 +22,7 @@ export interface DispatchOptions {
   path: string
   accept: string
   requestId: string
-  signal: AbortSignal
+  signal: Cancel
   now: () => number
   log: FastifyBaseLogger
   /** Told of every attempt's time to headers, and of key pool events (for metrics). */
@@ -59,14 +59,7 @@ export function retryAfterMs(header: string | string[] | undefined, now: number)
   return Number.isNaN(at) ? null : Math.max(0, at - now)
 }
 
-async function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0) return
-  try {
-    await sleep(ms, undefined, { signal })
-  } catch {
-    throw new ClientGone()
-  }
-}
+const pause = (ms: number, signal: Cancel): Promise<void> => signal.sleep(ms, () => new ClientGone())
 
 /** A key with room in its budget, waiting for one up to the upstream's bound. */
 async function pickKey(pool: KeyPool | undefined, client: UpstreamClient, o: DispatchOptions) {

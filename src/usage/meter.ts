@@ -1,6 +1,6 @@
 import type { Transform } from 'node:stream'
 import type { Usage } from '../quota/types.js'
-import { BodyTap, UsageTap } from '../stream/usage-tap.js'
+import { UsageTap, usageFromJson } from '../stream/usage-tap.js'
 import { countText } from './estimate.js'
 
 /**
@@ -10,7 +10,7 @@ import { countText } from './estimate.js'
 export class UsageMeter {
   private failed = false
   private streamTap: UsageTap | null = null
-  private bodyTap: BodyTap | null = null
+  private bodyUsage: Usage | null = null
 
   constructor(private readonly promptTokens: number) {}
 
@@ -24,13 +24,14 @@ export class UsageMeter {
     return (this.streamTap = new UsageTap(strip ? 'strip' : 'observe'))
   }
 
-  tapBody(): Transform {
-    return (this.bodyTap = new BodyTap())
+  /** A whole (non-streaming) answer: its usage, if it reports one. */
+  readBody(body: Buffer): void {
+    this.bodyUsage = usageFromJson(body)
   }
 
   result(): { usage: Usage; estimated: boolean } {
     if (this.failed) return { usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, estimated: false }
-    const reported = this.streamTap?.usage ?? this.bodyTap?.usage() ?? null
+    const reported = this.streamTap?.usage ?? this.bodyUsage
     if (reported) return { usage: reported, estimated: false }
     const completion = this.streamTap ? countText(this.streamTap.generatedText()) : 0
     return {

@@ -1,0 +1,51 @@
+/**
+ * A fast fake upstream for benchmarks: a small JSON completion, or a stream of 64 chunks; in
+ * `hold` mode a stream sends its first chunk and then stays open (for the memory measurement).
+ *   node --import tsx origin.ts PORT
+ */
+import { createServer } from 'node:http'
+
+const port = Number(process.argv[2])
+const completion = JSON.stringify({
+  id: 'chatcmpl-bench', object: 'chat.completion', created: 1, model: 'meta/llama-3.1-8b-instruct',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'Hello from the bench origin.' }, finish_reason: 'stop' }],
+  usage: { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 },
+})
+const chunk = (i: number) => `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"token${i} "},"finish_reason":null}],"usage":null}\n\n`
+const usage = 'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":64,"total_tokens":73}}\n\n'
+
+createServer((req, res) => {
+  const parts: Buffer[] = []
+  req.on('data', (c: Buffer) => parts.push(c))
+  req.on('end', () => {
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[]}')
+      return
+    }
+    const body = JSON.parse(Buffer.concat(parts).toString() || '{}') as { stream?: boolean; stream_options?: { include_usage?: boolean }; hold?: boolean }
+    if (!body.stream) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(completion) }).end(completion)
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' })
+    if (req.headers['x-bench-hold'] === '1') {
+      res.write(chunk(0)) // then hold the stream open until the client goes
+      return
+    }
+    let out = ''
+    for (let i = 0; i < 64; i++) out += chunk(i)
+    if (body.stream_options?.include_usage) out += usage
+    // 64 chunks written separately, as an upstream generating tokens would.
+    let i = 0
+    const step = () => {
+      if (i < 64) {
+        res.write(chunk(i++))
+        setImmediate(step)
+      } else {
+        if (body.stream_options?.include_usage) res.write(usage)
+        res.end('data: [DONE]\n\n')
+      }
+    }
+    step()
+  })
+}).listen(port, '127.0.0.1')

@@ -1,0 +1,163 @@
+/**
+ * Side by side in one run: the upstream directly, a bare Fastify + undici hop, the gateway with
+ * its embedded store, the gateway with Redis (auth, limits and usage on), and nginx when it is
+ * installed. Prints requests per second, p50 and p99 added latency (minus direct), added time to
+ * first byte for streams, and the gateway's RSS with N streams held open.
+ *
+ *   npm run bench                 (from the repository root; builds dist/ first)
+ *   BENCH_SCALE=0.2 npm run bench (shorter)   BENCH_STREAMS=10000 (streams held open)
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool } from 'undici'
+import { freePort, startRedis } from '../test/helpers/redis.js'
+
+const SCALE = Number(process.env.BENCH_SCALE ?? 1)
+const HOLD = Number(process.env.BENCH_STREAMS ?? 10_000)
+const ADMIN = 'bench-admin-token-0000000000000000'
+const ROOT = new URL('..', import.meta.url).pathname
+const children: ChildProcess[] = []
+
+function run(cmd: string, env: Record<string, string> = {}): ChildProcess {
+  // A higher open-files limit for servers that hold thousands of streams.
+  const child = spawn('bash', ['-c', `ulimit -n 65536 2>/dev/null; exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
+  children.push(child)
+  return child
+}
+
+async function up(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(url).then((r) => r.status < 500, () => false)) return
+    await sleep(50)
+  }
+  throw new Error(`${url} did not come up`)
+}
+
+const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
+
+interface Target { name: string; base: string; auth: string; pid?: number }
+
+const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
+const streamBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true })
+
+async function load(t: Target, total: number, concurrency: number, stream = false) {
+  const pool = new Pool(t.base, { connections: concurrency })
+  const latencies: number[] = []
+  const ttfb: number[] = []
+  let left = total
+  const started = process.hrtime.bigint()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (left-- > 0) {
+      const t0 = process.hrtime.bigint()
+      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body: stream ? streamBody : body })
+      if (res.statusCode !== 200) throw new Error(`${t.name}: ${res.statusCode} ${await res.body.text()}`)
+      let first = true
+      for await (const _chunk of res.body) {
+        if (first) ttfb.push(Number(process.hrtime.bigint() - t0) / 1e6)
+        first = false
+      }
+      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
+    }
+  }))
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  await pool.close()
+  const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
+  return { rps: total / seconds, p50: q(latencies, 0.5), p99: q(latencies, 0.99), ttfb50: ttfb.length ? q(ttfb, 0.5) : NaN }
+}
+
+async function holdStreams(t: Target, n: number): Promise<{ before: number; after: number }> {
+  const before = rss(t.pid!)
+  const pool = new Pool(t.base, { connections: n, headersTimeout: 0, bodyTimeout: 0 })
+  const open: Promise<void>[] = []
+  let ready = 0
+  for (let i = 0; i < n; i++) {
+    open.push((async () => {
+      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth, 'x-bench-hold': '1' }, body: streamBody })
+      for await (const _chunk of res.body) {
+        ready++
+        break
+      }
+    })().catch(() => undefined))
+    if (i % 500 === 499) await sleep(20)
+  }
+  for (let i = 0; i < 600 && ready < n; i++) await sleep(100)
+  await sleep(500)
+  const after = rss(t.pid!)
+  await pool.destroy()
+  await Promise.all(open)
+  return { before, after: ready < n ? NaN : after }
+}
+
+async function gateway(name: string, origin: string, extra: Record<string, string>, limits?: object): Promise<Target> {
+  const port = await freePort()
+  const child = run('node dist/server.js', { PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench', LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...extra })
+  const base = `http://127.0.0.1:${port}`
+  await up(`${base}/healthz`)
+  const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
+  await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: 'bench', ...(limits ? { limits } : {}) }) })
+  const { key } = (await (await fetch(`${base}/admin/teams/bench/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string }
+  return { name, base, auth: `Bearer ${key}`, pid: child.pid }
+}
+
+try {
+  spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' })
+  const originPort = await freePort()
+  run(`node --import tsx bench/origin.ts ${originPort}`)
+  const origin = `http://127.0.0.1:${originPort}`
+  await up(`${origin}/v1/models`)
+  const barePort = await freePort()
+  const bare = run(`node --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
+  await up(`http://127.0.0.1:${barePort}/healthz`.replace('/healthz', '/v1/chat/completions'))
+  const redis = await startRedis()
+  const targets: Target[] = [
+    { name: 'upstream directly', base: origin, auth: 'Bearer nvapi-bench' },
+    { name: 'bare Fastify + undici hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid },
+    await gateway('tollgate, embedded store', origin, {}),
+    await gateway('tollgate, Redis (auth, limits, usage)', origin, { REDIS_URL: redis.url }, { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 }),
+  ]
+  if (spawnSync('which', ['nginx']).status === 0) {
+    const port = await freePort()
+    const dir = mkdtempSync(join(tmpdir(), 'tg-nginx-'))
+    writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1; daemon off; pid ${dir}/pid; error_log ${dir}/err.log;
+events { worker_connections 65536; }
+http { access_log off; upstream o { server 127.0.0.1:${originPort}; keepalive 256; }
+server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }`)
+    const nginx = run(`nginx -c ${dir}/nginx.conf -p ${dir}`)
+    await sleep(300)
+    targets.splice(2, 0, { name: 'nginx reverse proxy', base: `http://127.0.0.1:${port}`, auth: 'Bearer x', pid: nginx.pid })
+  }
+
+  // Warm up every target, then measure each scenario on all targets back to back.
+  for (const t of targets) await load(t, Math.ceil(500 * SCALE), 4)
+  const results = new Map<string, Record<string, number>>()
+  for (const t of targets) results.set(t.name, {})
+  const scenarios: [string, (t: Target) => Promise<Record<string, number>>][] = [
+    ['c1', async (t) => { const r = await load(t, Math.ceil(3000 * SCALE), 1); return { c1p50: r.p50, c1p99: r.p99 } }],
+    ['c16', async (t) => { const r = await load(t, Math.ceil(8000 * SCALE), 16); return { c16p50: r.p50, c16p99: r.p99 } }],
+    ['c64', async (t) => { const r = await load(t, Math.ceil(15000 * SCALE), 64); return { c64rps: r.rps } }],
+    ['stream', async (t) => { const r = await load(t, Math.ceil(600 * SCALE), 1, true); return { sttfb: r.ttfb50, sp50: r.p50 } }],
+  ]
+  for (const [, measure] of scenarios) for (const t of targets) Object.assign(results.get(t.name)!, await measure(t))
+  const direct = results.get('upstream directly')!
+  const bareR = results.get('bare Fastify + undici hop')!
+  const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a')
+  console.log(`\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}`)
+  console.log('| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | added TTFB stream (ms) |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  for (const t of targets) {
+    const r = results.get(t.name)!
+    const first = t.name === 'upstream directly'
+    console.log(`| ${t.name} | ${first ? '–' : f(r.c1p50! - direct.c1p50!)} | ${first ? '–' : f(r.c1p99! - direct.c1p99!)} | ${f(r.c16p99!)} | ${f(r.c16p99! / bareR.c16p99!, 2)}× | ${Math.round(r.c64rps!)} | ${f(r.c64rps! / bareR.c64rps!, 2)}× | ${first ? '–' : f(r.sttfb! - direct.sttfb!)} |`)
+  }
+  console.log(`\nRSS with ${HOLD} streams held open (MB, before → after):`)
+  for (const t of targets.filter((x) => x.pid !== undefined && x.name.startsWith('tollgate'))) {
+    const { before, after } = await holdStreams(t, HOLD)
+    console.log(`| ${t.name} | ${f(before, 0)} → ${f(after, 0)} |`)
+  }
+  await redis.stop()
+} finally {
+  for (const c of children) c.kill('SIGKILL')
+}
