@@ -138,7 +138,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const pools = new Map<string, KeyPool>(
     Object.values(config.upstreams).map((u) => [
       u.name,
-      redis ? new FallbackKeyPool(u, new RedisKeyPool(u, redis), redisUp) : new MemoryKeyPool(u),
+      // Budgets must be shared (a round trip per request); without any, each instance keeps its own
+      // cooldowns and refusals and picking a key costs nothing.
+      redis && u.keyBudgets.some((b) => b !== null) ? new FallbackKeyPool(u, new RedisKeyPool(u, redis), redisUp) : new MemoryKeyPool(u),
     ]),
   )
   const activity = new KeyActivity(store, app.log)

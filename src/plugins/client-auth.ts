@@ -45,12 +45,16 @@ export function clientAuth({ store, now, failures, activity, cache, serveStale, 
       throw err
     }
   }
+  const notLimited: ReturnType<FailureLimiter> = Promise.resolve({ isAllowed: true })
   return async (request) => {
     const token = bearerToken(request.headers.authorization)
-    const lookup = token !== null && looksLikeClientKey(token) ? authenticate(hashClientKey(token)) : Promise.resolve(null)
-    // The failure count of this IP is read beside the lookup (no extra wait) and only a failure
-    // adds to it, so one address cannot guess keys at speed.
-    const [seen, found] = await Promise.allSettled([failures(request, { increment: false }), lookup])
+    const hash = token !== null && looksLikeClientKey(token) ? hashClientKey(token) : null
+    // A key this instance knows is good needs neither a lookup nor the failure check: no round trip.
+    const known = hash === null ? undefined : cache.get(hash, now())
+    const lookup = known ? Promise.resolve(known) : hash === null ? Promise.resolve(null) : authenticate(hash)
+    // Otherwise the failure count of this IP is read beside the lookup (no extra wait), and only a
+    // failure adds to it, so one address cannot guess keys at speed.
+    const [seen, found] = await Promise.allSettled([known ? notLimited : failures(request, { increment: false }), lookup])
     // The peek reads the count without adding to it: `remaining` 0 means the limit is used up.
     if (seen.status === 'fulfilled' && !seen.value.isAllowed && (seen.value.isExceeded || seen.value.remaining === 0)) {
       onLimited?.()

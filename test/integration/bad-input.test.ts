@@ -122,7 +122,7 @@ describe('client authentication', () => {
 })
 
 describe('failed authentications', () => {
-  it('are limited per client IP: past the limit even a good key waits', async () => {
+  it('are limited per client IP: past the limit a key not yet in use waits, even a correct one; keys in use go on', async () => {
     await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': 'quotas:\n  auth_failures_per_minute: 3\n' } }, async (other) => {
       const good = (await other.createKey()).key
       const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] })
@@ -132,8 +132,12 @@ describe('failed authentications', () => {
       const statuses = []
       for (let i = 0; i < 5; i++) statuses.push((await rawRequest(other.url + '/v1/chat/completions', 'POST', bad, body)).status)
       expect(statuses).toEqual([401, 401, 401, 429, 429])
-      const blocked = await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)
+      // A correct key this instance has not seen gets nothing past the limit, so guessing gains nothing.
+      const fresh = (await other.createKey('other-team')).key
+      const blocked = await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${fresh}` }, body)
       expect(blocked.status).toBe(429)
+      // A key already in use from this address is not what is being guessed: it goes on.
+      expect((await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)).status).toBe(200)
       expect(JSON.parse(blocked.body.toString()).error.code).toBe('auth_rate_limited')
       expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0)
     })
