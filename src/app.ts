@@ -45,7 +45,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 function createStore(config: Config, log: Logger): Store {
   if (config.redisClusterNodes) {
-    const client = new Cluster(config.redisClusterNodes, { enableOfflineQueue: false, redisOptions: REDIS_OPTIONS })
+    // No auto-pipelining on a cluster: ioredis refuses pipelines that mix slots of one node.
+    const client = new Cluster(config.redisClusterNodes, { enableOfflineQueue: false, redisOptions: { ...REDIS_OPTIONS, enableAutoPipelining: false } })
     return new RedisStore({ client, log, ownsClient: true })
   }
   if (config.redisUrl) return new RedisStore({ url: config.redisUrl, log })

@@ -87,7 +87,8 @@ export class ResilientQuotas implements QuotaEngine {
     }
     try {
       await this.o.primary.settle(s)
-    } catch {
+    } catch (err) {
+      if (this.buffer.length === 0) this.o.log.warn({ err: (err as Error).message }, 'could not record usage in redis; buffering it until it can')
       this.enqueue(s)
     }
   }

