@@ -19,4 +19,4 @@ app.post('/v1/chat/completions', async (request, reply) => {
   reply.code(res.statusCode).header('content-type', String(res.headers['content-type']))
   return reply.send(res.body)
 })
-await app.listen({ port, host: '127.0.0.1' })
+await app.listen({ port, host: '127.0.0.1', backlog: 4096 })

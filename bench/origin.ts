@@ -48,4 +48,4 @@ createServer((req, res) => {
     }
     step()
   })
-}).listen(port, '127.0.0.1')
+}).listen(port, '127.0.0.1', 4096)

@@ -73,21 +73,40 @@ async function holdStreams(t: Target, n: number): Promise<{ before: number; afte
   const pool = new Pool(t.base, { connections: n, headersTimeout: 0, bodyTimeout: 0 })
   const open: Promise<void>[] = []
   let ready = 0
+  const failures = new Map<string, number>()
   for (let i = 0; i < n; i++) {
     open.push((async () => {
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth, 'x-bench-hold': '1' }, body: streamBody })
-      for await (const _chunk of res.body) {
-        ready++
-        break
+      // A connect can be refused when thousands arrive at once (accept queue): try again.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth, 'x-bench-hold': '1' }, body: streamBody })
+          // Wait for the first chunk, and keep the stream open (breaking out of an async
+          // iterator would destroy it).
+          await new Promise<void>((resolve, reject) => {
+            res.body.once('data', () => resolve())
+            res.body.once('error', reject)
+          })
+          ready++
+          return
+        } catch (err) {
+          if (attempt >= 5) throw err
+          await sleep(200)
+        }
       }
-    })().catch(() => undefined))
-    if (i % 500 === 499) await sleep(20)
+    })().catch((err: Error) => {
+      failures.set(err.message, (failures.get(err.message) ?? 0) + 1)
+    }))
+    if (i % 200 === 199) await sleep(40) // gently: a burst of connects overflows the accept queue
   }
   for (let i = 0; i < 600 && ready < n; i++) await sleep(100)
   await sleep(500)
   const after = rss(t.pid!)
+  const metrics = await (await fetch(`${t.base}/metrics`)).text()
+  const openNow = Number(/^tollgate_streams_open (\d+)/m.exec(metrics)?.[1] ?? NaN)
+  console.log(`  (${t.name}: ${openNow} streams open by its own count)`)
   await pool.destroy()
   await Promise.all(open)
+  if (ready < n) console.log(`  (${t.name}: only ${ready} of ${n} streams opened; ${JSON.stringify([...failures])})`)
   return { before, after: ready < n ? NaN : after }
 }
 

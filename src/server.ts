@@ -17,7 +17,8 @@ async function main(): Promise<void> {
 
   const app = await buildApp(config)
   try {
-    await app.listen({ port: config.port, host: config.host })
+    // A deeper accept queue than Node's 511, for bursts of new connections (the kernel caps it).
+    await app.listen({ port: config.port, host: config.host, backlog: 4096 })
   } catch (err) {
     app.log.fatal({ err }, 'could not listen')
     process.exit(1)
