@@ -1,6 +1,6 @@
 /**
  * A fast fake upstream for benchmarks: a small JSON completion, or a stream of 64 chunks; in
- * `hold` mode a stream sends its first chunk and then stays open (for the memory measurement).
+ * `user: "hold"` a stream sends its first chunk and then stays open (for the memory measurement).
  *   node --import tsx origin.ts PORT
  */
 import { createServer } from 'node:http'
@@ -22,13 +22,14 @@ createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[]}')
       return
     }
-    const body = JSON.parse(Buffer.concat(parts).toString() || '{}') as { stream?: boolean; stream_options?: { include_usage?: boolean }; hold?: boolean }
+    const body = JSON.parse(Buffer.concat(parts).toString() || '{}') as { stream?: boolean; stream_options?: { include_usage?: boolean }; user?: string }
     if (!body.stream) {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(completion) }).end(completion)
       return
     }
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' })
-    if (req.headers['x-bench-hold'] === '1') {
+    // `user: "hold"` (a field gateways pass on; headers they may not): hold the stream open.
+    if (body.user === 'hold') {
       res.write(chunk(0)) // then hold the stream open until the client goes
       return
     }

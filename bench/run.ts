@@ -42,6 +42,7 @@ interface Target { name: string; base: string; auth: string; pid?: number }
 
 const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
 const streamBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true })
+const holdBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true, user: 'hold' })
 
 async function load(t: Target, total: number, concurrency: number, stream = false) {
   const pool = new Pool(t.base, { connections: concurrency })
@@ -79,7 +80,7 @@ async function holdStreams(t: Target, n: number): Promise<{ before: number; afte
       // A connect can be refused when thousands arrive at once (accept queue): try again.
       for (let attempt = 0; ; attempt++) {
         try {
-          const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth, 'x-bench-hold': '1' }, body: streamBody })
+          const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body: holdBody })
           // Wait for the first chunk, and keep the stream open (breaking out of an async
           // iterator would destroy it).
           await new Promise<void>((resolve, reject) => {
