@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../../src/app.js'
 import { loadConfig, type Env } from '../../src/config.js'
 import type { Store } from '../../src/store/types.js'
-import type { FakeUpstream } from './fake-upstream.js'
+import { afterAll, beforeAll } from 'vitest'
+import { FakeUpstream } from './fake-upstream.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
 
@@ -96,5 +97,40 @@ export async function withGateway<T>(options: TestGatewayOptions, use: (gw: Test
     return await use(gw)
   } finally {
     await gw.close()
+  }
+}
+
+/**
+ * For a test file: a fake upstream and a gateway in front of it with one client key, started
+ * before the file's tests and closed after them. Read the fields inside tests.
+ */
+export function useGateway(options: Omit<TestGatewayOptions, 'upstream'> = {}, team = 'ml') {
+  const handle = {} as { upstream: FakeUpstream; gw: TestGateway; key: string }
+  beforeAll(async () => {
+    handle.upstream = await new FakeUpstream().start()
+    handle.gw = await startGateway({ ...options, upstream: handle.upstream })
+    handle.key = (await handle.gw.createKey(team)).key
+  })
+  afterAll(async () => {
+    await handle.gw.close()
+    await handle.upstream.close()
+  })
+  return handle
+}
+
+/** Opens a stream (waiting its turn while it gets 429s), reads its first bytes, and walks away. */
+export async function abandonStream(open: (signal: AbortSignal) => Promise<Response>, pauseMs = 5): Promise<void> {
+  for (;;) {
+    const controller = new AbortController()
+    const res = await open(controller.signal)
+    if (res.status === 429) {
+      await res.text()
+      await new Promise((r) => setTimeout(r, pauseMs))
+      continue
+    }
+    if (res.status !== 200) throw new Error(`stream answered ${res.status}`)
+    await res.body!.getReader().read()
+    controller.abort()
+    return
   }
 }

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { FakeUpstream } from '../helpers/fake-upstream.js'
+import { type TestGateway, useGateway } from '../helpers/gateway.js'
 import { startServer } from '../helpers/process.js'
 import { freePort } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
@@ -9,19 +9,14 @@ import { waitFor } from '../helpers/wait.js'
 const LLAMA = 'meta/llama-3.1-8b-instruct'
 const messages = [{ role: 'user', content: 'hi' }]
 
-let upstream: FakeUpstream
+const ctx = useGateway({}, 'observed')
 let gw: TestGateway
 let key: string
+let upstream: FakeUpstream
 
 beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream })
-  await gw.admin('POST', '/admin/teams', { id: 'observed', limits: { requests_per_minute: 3 } })
-  key = ((await (await gw.admin('POST', '/admin/teams/observed/keys', {})).json()) as { key: string }).key
-})
-afterAll(async () => {
-  await gw.close()
-  await upstream.close()
+  ;({ gw, key, upstream } = ctx)
+  await gw.admin('PATCH', '/admin/teams/observed', { limits: { requests_per_minute: 3 } })
 })
 
 const chat = (body: Record<string, unknown> = {}) =>

@@ -1,48 +1,35 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream, STREAM_TEXT } from '../helpers/fake-upstream.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { STREAM_TEXT } from '../helpers/fake-upstream.js'
 import { rawRequest } from '../helpers/http.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { useGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 const MINIMAX = 'minimaxai/minimax-m2.1'
 const LLAMA = 'meta/llama-3.1-8b-instruct'
 const messages = [{ role: 'user', content: 'Grüß dich! 你好' }]
 
-let upstream: FakeUpstream
-let gw: TestGateway
-let key: string
-
-beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream })
-  key = (await gw.createKey('ml')).key
-})
-
-afterAll(async () => {
-  await gw.close()
-  await upstream.close()
-})
+const ctx = useGateway()
 
 afterEach(() => {
-  upstream.sliceDelayMs = 0
+  ctx.upstream.sliceDelayMs = 0
 })
 
 function post(path: string, body: unknown, headers: Record<string, string> = {}) {
-  return fetch(gw.url + path, {
+  return fetch(ctx.gw.url + path, {
     method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+    headers: { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
   })
 }
 
-const lastRequest = () => upstream.requests.at(-1)!
+const lastRequest = () => ctx.upstream.requests.at(-1)!
 
 describe('non-streaming', () => {
   it('returns the upstream status and JSON body byte for byte', async () => {
     const res = await post('/v1/chat/completions', { model: LLAMA, messages })
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('application/json')
-    expect(await res.text()).toBe(upstream.bodies.at(-1))
+    expect(await res.text()).toBe(ctx.upstream.bodies.at(-1))
   })
 
   it('answers completions and embeddings through the same pipeline', async () => {
@@ -53,15 +40,15 @@ describe('non-streaming', () => {
 
     const embedding = await post('/v1/embeddings', { model: 'nvidia/nv-embedqa-e5-v5', input: ['a', 'bb'], input_type: 'query' })
     expect(embedding.status).toBe(200)
-    expect(await embedding.text()).toBe(upstream.bodies.at(-1))
+    expect(await embedding.text()).toBe(ctx.upstream.bodies.at(-1))
     expect(lastRequest().body).toEqual({ model: 'nvidia/nv-embedqa-e5-v5', input: ['a', 'bb'], input_type: 'query' })
   })
 })
 
 describe('credentials and headers', () => {
   it("sends the upstream's stored key and never the client's credentials, cookies or hop-by-hop headers", async () => {
-    const res = await rawRequest(gw.url + '/v1/chat/completions', 'POST', {
-      authorization: `Bearer ${key}`,
+    const res = await rawRequest(ctx.gw.url + '/v1/chat/completions', 'POST', {
+      authorization: `Bearer ${ctx.key}`,
       'content-type': 'application/json',
       cookie: 'session=abc',
       'x-api-key': 'client-secret',
@@ -75,11 +62,11 @@ describe('credentials and headers', () => {
     expect(res.status).toBe(200)
     expect(res.headers['x-request-id']).toBe('trace-123')
     const headers = lastRequest().headers
-    expect(headers.authorization).toBe(`Bearer ${upstream.apiKeys[0]}`)
+    expect(headers.authorization).toBe(`Bearer ${ctx.upstream.apiKeys[0]}`)
     for (const name of ['cookie', 'x-api-key', 'proxy-authorization', 'x-custom-hop', 'keep-alive', 'te']) {
       expect(headers[name], name).toBeUndefined()
     }
-    expect(JSON.stringify(headers)).not.toContain(key)
+    expect(JSON.stringify(headers)).not.toContain(ctx.key)
     expect(headers['x-request-id']).toBe('trace-123')
   })
 })
@@ -127,7 +114,7 @@ describe('streaming', () => {
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
     const received = await readAll(res)
-    const sent = upstream.streams.at(-1)!
+    const sent = ctx.upstream.streams.at(-1)!
     expect(received.equals(sent)).toBe(true)
     // The fixture really does split characters and carry comments, or this test proves little.
     expect(sent.toString('utf8')).toContain(': keep-alive\n\n')
@@ -139,7 +126,7 @@ describe('streaming', () => {
     expect(res.status).toBe(200)
     const received = await readAll(res)
     expect(lastRequest().body!.stream_options).toEqual({ include_usage: true })
-    expect(received.equals(withoutUsageEvent(upstream.streams.at(-1)!))).toBe(true)
+    expect(received.equals(withoutUsageEvent(ctx.upstream.streams.at(-1)!))).toBe(true)
     expect(received.toString('utf8')).not.toMatch(/"usage":\{/)
   })
 
@@ -148,23 +135,23 @@ describe('streaming', () => {
     expect(res.status).toBe(200)
     const received = await readAll(res)
     expect(lastRequest().body!.stream_options).toEqual({ include_usage: true })
-    expect(received.equals(withoutUsageEvent(upstream.streams.at(-1)!))).toBe(true)
+    expect(received.equals(withoutUsageEvent(ctx.upstream.streams.at(-1)!))).toBe(true)
   })
 
   it('streams completions byte for byte too', async () => {
     const asked = await post('/v1/completions', { model: LLAMA, prompt: 'x', stream: true, stream_options: { include_usage: true } })
-    expect((await readAll(asked)).equals(upstream.streams.at(-1)!)).toBe(true)
+    expect((await readAll(asked)).equals(ctx.upstream.streams.at(-1)!)).toBe(true)
     const notAsked = await post('/v1/completions', { model: LLAMA, prompt: 'x', stream: true })
-    expect((await readAll(notAsked)).equals(withoutUsageEvent(upstream.streams.at(-1)!))).toBe(true)
+    expect((await readAll(notAsked)).equals(withoutUsageEvent(ctx.upstream.streams.at(-1)!))).toBe(true)
   })
 
   it('delivers bytes as they arrive, before the upstream has finished', async () => {
-    upstream.enqueue({ kind: 'stall-after', events: 5 })
+    ctx.upstream.enqueue({ kind: 'stall-after', events: 5 })
     const res = await post('/v1/chat/completions', { model: LLAMA, messages, stream: true })
     const reader = res.body!.getReader()
     const got: Buffer[] = []
-    await waitFor(() => upstream.streams.length > 0 && upstream.requests.at(-1)?.body?.stream === true, 'upstream stream')
-    const expected = upstream.streams.at(-1)!
+    await waitFor(() => ctx.upstream.streams.length > 0 && ctx.upstream.requests.at(-1)?.body?.stream === true, 'upstream stream')
+    const expected = ctx.upstream.streams.at(-1)!
     // The upstream never ends this stream: all of it must reach us anyway.
     while (Buffer.concat(got).length < expected.length) {
       const { value, done } = await reader.read()
@@ -176,21 +163,21 @@ describe('streaming', () => {
   })
 
   it('aborts the upstream request when the client goes away mid-stream', async () => {
-    upstream.sliceDelayMs = 5
-    const before = upstream.closedEarly
+    ctx.upstream.sliceDelayMs = 5
+    const before = ctx.upstream.closedEarly
     const controller = new AbortController()
-    const res = await fetch(gw.url + '/v1/chat/completions', {
+    const res = await fetch(ctx.gw.url + '/v1/chat/completions', {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ model: LLAMA, messages, stream: true }),
       signal: controller.signal,
     })
     const reader = res.body!.getReader()
     await reader.read()
     controller.abort()
-    await waitFor(() => upstream.closedEarly > before, 'the upstream to see its connection closed')
+    await waitFor(() => ctx.upstream.closedEarly > before, 'the upstream to see its connection closed')
     await waitFor(
-      () => gw.logLines().some((l) => l.msg === 'request' && l.stream === true && l.aborted === true),
+      () => ctx.gw.logLines().some((l) => l.msg === 'request' && l.stream === true && l.aborted === true),
       'the log line of the aborted stream',
     )
   })

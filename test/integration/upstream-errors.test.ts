@@ -1,24 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type TestGateway, withGateway, type Envelope } from '../helpers/gateway.js'
+import { describe, expect, it } from 'vitest'
+import { type TestGateway, useGateway, withGateway, type Envelope } from '../helpers/gateway.js'
 import { freePort } from '../helpers/redis.js'
 
 const LLAMA = 'meta/llama-3.1-8b-instruct'
 const messages = [{ role: 'user', content: 'hi' }]
 
-let upstream: FakeUpstream
-let gw: TestGateway
-let key: string
-
-beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream, env: { NVIDIA_RETRIES: '0' } })
-  key = (await gw.createKey()).key
-})
-afterAll(async () => {
-  await gw.close()
-  await upstream.close()
-})
+const ctx = useGateway({ env: { NVIDIA_RETRIES: '0' } })
 
 function chat(target: TestGateway, clientKey: string, body: Record<string, unknown> = {}) {
   return fetch(target.url + '/v1/chat/completions', {
@@ -47,8 +34,8 @@ describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", (
     ['empty body 500', 500, '', 'text/plain',
       { message: "Upstream 'nvidia' answered 500 without a message.", code: null, type: 'server_error' }],
   ])('%s', async (_label, status, body, contentType, expected) => {
-    upstream.enqueue({ kind: 'error', status, body, contentType })
-    const res = await chat(gw, key)
+    ctx.upstream.enqueue({ kind: 'error', status, body, contentType })
+    const res = await chat(ctx.gw, ctx.key)
     expect(res.status).toBe(status)
     expect(res.headers.get('content-type')).toMatch(/^application\/json/)
     const data = (await res.json()) as Envelope
@@ -60,22 +47,22 @@ describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", (
   })
 
   it('converts errors of streaming requests too, as JSON rather than SSE', async () => {
-    upstream.enqueue({ kind: 'error', status: 503, body: '{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}' })
-    const res = await chat(gw, key, { stream: true })
+    ctx.upstream.enqueue({ kind: 'error', status: 503, body: '{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}' })
+    const res = await chat(ctx.gw, ctx.key, { stream: true })
     expect(res.status).toBe(503)
     expect(((await res.json()) as Envelope).error.message).toContain('ResourceExhausted')
   })
 
   it("passes the upstream's retry-after on", async () => {
-    upstream.enqueue({ kind: 'error', status: 429, body: '{"status":429,"title":"Too Many Requests"}', headers: { 'retry-after': '7' } })
-    const res = await chat(gw, key)
+    ctx.upstream.enqueue({ kind: 'error', status: 429, body: '{"status":429,"title":"Too Many Requests"}', headers: { 'retry-after': '7' } })
+    const res = await chat(ctx.gw, ctx.key)
     expect(res.status).toBe(429)
     expect(res.headers.get('retry-after')).toBe('7')
   })
 
   it('never answers 202: a queued upstream request is a 504', async () => {
-    upstream.enqueue({ kind: 'status', status: 202, body: '' })
-    const res = await chat(gw, key)
+    ctx.upstream.enqueue({ kind: 'status', status: 202, body: '' })
+    const res = await chat(ctx.gw, ctx.key)
     expect(res.status).toBe(504)
     expect(((await res.json()) as Envelope).error.code).toBe('upstream_timeout')
   })
@@ -84,7 +71,7 @@ describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", (
 describe("the upstream refusing the gateway's own key", () => {
   it('is a 502 saying the client key was fine, logged at error level, with no key anywhere', async () => {
     const wrongKey = 'nvapi-wrong-key-for-this-test-000000'
-    await withGateway({ env: { NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: wrongKey } }, async (other) => {
+    await withGateway({ env: { NVIDIA_BASE_URL: ctx.upstream.baseUrl, NVIDIA_API_KEY: wrongKey } }, async (other) => {
       const clientKey = (await other.createKey()).key
       const res = await chat(other, clientKey)
       expect(res.status).toBe(502)
@@ -102,7 +89,7 @@ describe("the upstream refusing the gateway's own key", () => {
   })
 
   it('a 401 with a plain-text body (no key sent) is also a 502', async () => {
-    const config = `upstreams:\n  local:\n    base_url: ${upstream.baseUrl}\nmodels:\n  ${LLAMA}:\n    upstream: local\n`
+    const config = `upstreams:\n  local:\n    base_url: ${ctx.upstream.baseUrl}\nmodels:\n  ${LLAMA}:\n    upstream: local\n`
     await withGateway({ env: { TOLLGATE_CONFIG: '/cfg.yaml', NVIDIA_API_KEY: undefined }, files: { '/cfg.yaml': config } }, async (other) => {
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(502)
@@ -122,9 +109,9 @@ describe('transport failures', () => {
   })
 
   it('an upstream that never answers is a 504 after the configured time to headers', async () => {
-    const config = `upstreams:\n  nvidia:\n    base_url: ${upstream.baseUrl}\n    timeouts:\n      headers_ms: 200\n`
-    await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/cfg.yaml' }, files: { '/cfg.yaml': config } }, async (other) => {
-      upstream.enqueue({ kind: 'hang' })
+    const config = `upstreams:\n  nvidia:\n    base_url: ${ctx.upstream.baseUrl}\n    timeouts:\n      headers_ms: 200\n`
+    await withGateway({ upstream: ctx.upstream, env: { TOLLGATE_CONFIG: '/cfg.yaml' }, files: { '/cfg.yaml': config } }, async (other) => {
+      ctx.upstream.enqueue({ kind: 'hang' })
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(504)
       expect(((await res.json()) as Envelope).error.code).toBe('upstream_timeout')
@@ -132,7 +119,7 @@ describe('transport failures', () => {
   })
 
   it('without any NVIDIA key the gateway answers 503 and says what to set', async () => {
-    await withGateway({ env: { NVIDIA_BASE_URL: upstream.baseUrl } }, async (other) => {
+    await withGateway({ env: { NVIDIA_BASE_URL: ctx.upstream.baseUrl } }, async (other) => {
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(503)
       expect(res.headers.get('x-should-retry')).toBe('false')
