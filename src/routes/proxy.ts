@@ -6,8 +6,7 @@ import { GatewayError, invalidRequest, modelNotFound, storeUnavailable } from '.
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
 import type { LeaseKeeper } from '../quota/leases.js'
 import { utcDay, utcMonth } from '../quota/periods.js'
-import type { AdmitResult, AuditEntry, QuotaEngine, Usage } from '../quota/types.js'
-import type { Principal } from '../store/types.js'
+import type { AdmitResult, AuditEntry, QuotaEngine, Scope, Usage } from '../quota/types.js'
 import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
@@ -136,8 +135,11 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     let answeredBy = resolved.model.name
 
     const principal = request.principal!
-    const promptTokens = estimatePromptTokens(endpoint.name, body)
-    const tokens = reservationTokens(endpoint.name, upstreamBody, promptTokens, opts.completionReservation)
+    // The tokenizer runs only when a token limit needs a reservation, or later for an estimate.
+    let promptCount: number | undefined
+    const promptTokens = () => (promptCount ??= estimatePromptTokens(endpoint.name, body))
+    const scopes = scopesFor(principal, resolved.model.name)
+    const tokens = scopes.some(limitsTokens) ? reservationTokens(endpoint.name, upstreamBody, promptTokens(), opts.completionReservation) : 0
     const started = opts.now()
     const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
       time: new Date(now).toISOString(), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
@@ -146,7 +148,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const audit = (entry: AuditEntry) =>
       opts.quotas.audit(entry).catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
 
-    const admitted = await admit(opts, principal, resolved.model.name, tokens, started)
+    const admitted = await admit(opts, principal.team.id, scopes, tokens, started)
     if (!admitted.ok) {
       void audit(record(429, NO_USAGE, false, opts.now()))
       opts.metrics.rejections.inc({ kind: admitted.refusal.kind })
@@ -278,15 +280,16 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
   }
 }
 
+const limitsTokens = (s: Scope) =>
+  s.limits.tokens_per_minute !== undefined || s.limits.tokens_per_day !== undefined || s.limits.tokens_per_month !== undefined
+
 const NO_USAGE: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }
 
 /**
  * Admits a request against the quotas of its team, its model in the team and its key. A request
  * nothing limits needs no round trip: it gets a ticket for usage accounting only.
  */
-async function admit(opts: ProxyOptions, principal: Principal, model: string, tokens: number, now: number): Promise<AdmitResult> {
-  const scopes = scopesFor(principal, model)
-  const team = principal.team.id
+async function admit(opts: ProxyOptions, team: string, scopes: Scope[], tokens: number, now: number): Promise<AdmitResult> {
   const requestId = randomUUID()
   if (scopes.length === 0) {
     return { ok: true, rate: {}, ticket: { team, requestId, scopes, tokens, day: utcDay(now), month: utcMonth(now) } }

@@ -12,7 +12,8 @@ export class UsageMeter {
   private streamTap: UsageTap | null = null
   private bodyUsage: Usage | null = null
 
-  constructor(private readonly promptTokens: number) {}
+  /** `promptTokens` counts the prompt, only if an estimate is ever needed. */
+  constructor(private readonly promptTokens: () => number) {}
 
   /** The upstream answered with an error, or not at all: nothing was generated. */
   fail(): void {
@@ -34,8 +35,9 @@ export class UsageMeter {
     const reported = this.streamTap?.usage ?? this.bodyUsage
     if (reported) return { usage: reported, estimated: false }
     const completion = this.streamTap ? countText(this.streamTap.generatedText()) : 0
+    const prompt = this.promptTokens()
     return {
-      usage: { prompt_tokens: this.promptTokens, completion_tokens: completion, total_tokens: this.promptTokens + completion },
+      usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
       estimated: true,
     }
   }
