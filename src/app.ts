@@ -118,7 +118,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   const upstreams = new Map(Object.values(config.upstreams).map((u) => [u.name, new UpstreamClient(u)]))
   for (const u of upstreams.values()) {
-    if (!u.hasKeys && u.name === 'nvidia') logger.warn("no NVIDIA_API_KEY: requests routed to upstream 'nvidia' answer 503 until one is set")
+    if (!u.hasKeys && u.config.keyEnv !== null) logger.warn(`no ${u.config.keyEnv}: requests routed to upstream '${u.name}' answer 503 until one is set`)
   }
   const router = new ModelRouter(config)
   const redisStore = store instanceof RedisStore ? store : null
@@ -152,21 +152,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const principals = new PrincipalCache()
   store.onChange((change) => principals.invalidate(change))
 
-  if (redisStore) {
-    // Redis back: write what waited, and seed the config's teams if that could not happen at start.
-    redis!.on('ready', () => void resilient?.flush())
-    if (!(await redisStore.ready(5_000))) {
-      logger.warn({ failure_mode: config.redisFailureMode }, 'redis is not reachable yet; starting anyway and retrying')
-      redis!.once('ready', () => {
-        void (async () => {
-          for (const seed of config.teams) await seedTeam(store, seed, now)
-        })().catch((err: unknown) => logger.error({ err }, 'could not create the teams of the config file'))
-      })
-    } else {
-      for (const seed of config.teams) await seedTeam(store, seed, now)
-    }
-  } else {
+  const seedTeams = async () => {
     for (const seed of config.teams) await seedTeam(store, seed, now)
+  }
+  // Redis back after an outage: write the usage that waited.
+  redis?.on('ready', () => void resilient?.flush())
+  if (redisStore && !(await redisStore.ready(5_000))) {
+    // Start anyway (fail-open serves, fail-closed answers 503) and seed once Redis is there.
+    logger.warn({ failure_mode: config.redisFailureMode }, 'redis is not reachable yet; starting anyway and retrying')
+    redis!.once('ready', () => void seedTeams().catch((err: unknown) => logger.error({ err }, 'could not create the teams of the config file')))
+  } else {
+    await seedTeams()
   }
 
   // Failed authentications per client IP, shared through Redis when there is one: the
@@ -182,7 +178,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, cache: principals, serveStale: config.redisFailureMode === 'open', onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) }))
     await v1.register(proxyRoutes, { metrics, router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation })
     await v1.register(modelRoutes, { config, upstreams, now })
-    await v1.register(usageRoutes, { store, quotas, now, adminToken: null })
+    await v1.register(usageRoutes, { store, quotas, now })
   })
   if (config.metricsPort === null) {
     app.get('/metrics', async (_request, reply) => {

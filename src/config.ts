@@ -24,6 +24,8 @@ export interface UpstreamConfig {
   /** Base URL including its path prefix, without a trailing slash: https://integrate.api.nvidia.com/v1 */
   baseUrl: string
   apiKeys: string[]
+  /** The variable the keys come from; an upstream with one needs a key (null: keys optional). */
+  keyEnv: string | null
   /** Requests per minute each key may make (null: no budget), aligned with apiKeys. */
   keyBudgets: (number | null)[]
   timeouts: Timeouts
@@ -322,6 +324,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       name: 'nvidia',
       baseUrl: nvidiaBaseUrl.replace(/\/+$/, ''),
       apiKeys: nvidiaKeys,
+      keyEnv: 'NVIDIA_API_KEY',
       keyBudgets: nvidiaKeys.map(() => nvidiaBudget),
       timeouts: { ...DEFAULT_TIMEOUTS },
       ...DEFAULT_RETRY,
@@ -342,6 +345,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       name,
       baseUrl: u.base_url.replace(/\/+$/, ''),
       apiKeys,
+      keyEnv: keyEnv ?? null,
       keyBudgets: apiKeys.map((_, i) => (Array.isArray(budgets) ? (budgets[i] ?? null) : (budgets ?? null))),
       retries: u.retries ?? (name === 'nvidia' ? nvidiaRetries : DEFAULT_RETRY.retries),
       retryBaseMs: u.retry_base_ms ?? DEFAULT_RETRY.retryBaseMs,

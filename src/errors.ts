@@ -71,6 +71,15 @@ export const storeUnavailable = (cause: unknown) =>
     cause,
   })
 
+/** Awaits a store operation; a failure of the store becomes the 503 above. */
+export async function fromStore<T>(op: Promise<T>): Promise<T> {
+  try {
+    return await op
+  } catch (err) {
+    throw storeUnavailable(err)
+  }
+}
+
 /** Type OpenAI uses for a status, for errors whose origin gives none we can trust. */
 export function typeForStatus(status: number): string {
   if (status === 401) return 'invalid_request_error'

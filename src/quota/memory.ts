@@ -1,6 +1,6 @@
-import type { Limits } from '../limits.js'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, usageField } from './report.js'
+import { describeStatus, refill } from './status.js'
 import {
   LEASE_MS,
   MINUTE_MS,
@@ -60,8 +60,8 @@ export class MemoryQuotas implements QuotaEngine {
   }
 
   private bucket(key: string, limit: number, now: number): Bucket {
-    const b = this.tpm.get(key) ?? { level: limit, ts: now }
-    return { level: Math.min(limit, b.level + ((now - b.ts) * limit) / MINUTE_MS), ts: now }
+    const b = this.tpm.get(key)
+    return { level: b ? refill(b.level, b.ts, limit, now) : limit, ts: now }
   }
 
   private check(team: string, scope: Scope, tokens: number, now: number): Refusal | null {
@@ -198,31 +198,4 @@ export class MemoryQuotas implements QuotaEngine {
     // Trim in batches: dropping one entry per request would move the whole array every time.
     if (this.auditLog.length > AUDIT_CAP * 1.25) this.auditLog.splice(0, this.auditLog.length - AUDIT_CAP)
   }
-}
-
-export interface CurrentUse {
-  requests: number
-  /** Tokens used of a per-minute bucket of the given size. */
-  tokensMinute: (limit: number) => number
-  day: number
-  month: number
-  inflight: number
-  reserved: number
-}
-
-/** Each limit of a scope with its use and what remains (shared by both engines). */
-export function describeStatus(limits: Limits, use: CurrentUse): ScopeStatus {
-  const status: ScopeStatus = {}
-  const entry = (limit: number, used: number, inFlight?: number) => ({
-    limit,
-    used,
-    remaining: Math.max(0, limit - used - (inFlight ?? 0)),
-    ...(inFlight !== undefined ? { in_flight: inFlight } : {}),
-  })
-  if (limits.requests_per_minute !== undefined) status.requests_per_minute = entry(limits.requests_per_minute, use.requests)
-  if (limits.tokens_per_minute !== undefined) status.tokens_per_minute = entry(limits.tokens_per_minute, Math.max(0, use.tokensMinute(limits.tokens_per_minute)))
-  if (limits.tokens_per_day !== undefined) status.tokens_per_day = entry(limits.tokens_per_day, use.day, use.reserved)
-  if (limits.tokens_per_month !== undefined) status.tokens_per_month = entry(limits.tokens_per_month, use.month, use.reserved)
-  if (limits.concurrent_requests !== undefined) status.concurrent_requests = entry(limits.concurrent_requests, use.inflight)
-  return status
 }

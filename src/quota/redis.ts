@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
 import type { Cluster, Redis } from 'ioredis'
-import { describeStatus } from './memory.js'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, usageField } from './report.js'
+import { describeStatus, refill } from './status.js'
 import {
   LEASE_MS,
   MINUTE_MS,
@@ -190,8 +190,7 @@ export class RedisQuotas implements QuotaEngine {
         requests,
         tokensMinute: (limit) => {
           if (bucket[0] === null || bucket[0] === undefined) return 0
-          const level = Math.min(limit, Number(bucket[0]) + ((now - Number(bucket[1])) * limit) / MINUTE_MS)
-          return Math.ceil(limit - level)
+          return Math.ceil(limit - refill(Number(bucket[0]), Number(bucket[1]), limit, now))
         },
         day: Number(d ?? 0),
         month: Number(m ?? 0),

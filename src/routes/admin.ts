@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { z } from 'zod'
-import { GatewayError, invalidRequest, notFound, storeUnavailable } from '../errors.js'
+import { GatewayError, invalidRequest, notFound, fromStore } from '../errors.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
 import { limitsPatchSchema, limitsSchema, mergeLimits, type Limits, type LimitsPatch } from '../limits.js'
 import type { QuotaEngine } from '../quota/types.js'
@@ -67,14 +67,6 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   return result.data
 }
 
-/** Store failures become a 503 in OpenAI's envelope, never a half-written answer. */
-async function stored<T>(op: Promise<T>): Promise<T> {
-  try {
-    return await op
-  } catch (err) {
-    throw storeUnavailable(err)
-  }
-}
 
 function mergeModelLimits(current: Record<string, Limits>, patch: Record<string, LimitsPatch | null>): Record<string, Limits> {
   const next = { ...current }
@@ -150,16 +142,16 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
       created_at: at,
       updated_at: at,
     }
-    if (!(await stored(store.createTeam(team)))) {
+    if (!(await fromStore(store.createTeam(team)))) {
       throw new GatewayError(409, `A team with id '${body.id}' already exists.`, { type: 'invalid_request_error', code: 'team_exists', param: 'id' })
     }
     return reply.code(201).send(teamView(team))
   })
 
-  app.get('/admin/teams', async () => ({ object: 'list', data: (await stored(store.listTeams())).map(teamView) }))
+  app.get('/admin/teams', async () => ({ object: 'list', data: (await fromStore(store.listTeams())).map(teamView) }))
 
   app.get<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
-    const team = await stored(store.getTeam(request.params.id))
+    const team = await fromStore(store.getTeam(request.params.id))
     if (!team) throw teamNotFound(request.params.id)
     // Each limit with its current use and what remains.
     return { ...teamView(team), quota: await quotaView(quotas, team, now()) }
@@ -169,20 +161,20 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
 
   app.patch<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
     const body = parseBody(patchTeamBody, request.body)
-    const current = await stored(store.getTeam(request.params.id))
+    const current = await fromStore(store.getTeam(request.params.id))
     if (!current) throw teamNotFound(request.params.id)
     const patch = {
       ...(body.name !== undefined ? { name: body.name } : {}),
       ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
       ...(body.model_limits !== undefined ? { model_limits: mergeModelLimits(current.model_limits, body.model_limits) } : {}),
     }
-    const team = await stored(store.updateTeam(request.params.id, patch, iso()))
+    const team = await fromStore(store.updateTeam(request.params.id, patch, iso()))
     if (!team) throw teamNotFound(request.params.id)
     return teamView(team)
   })
 
   app.delete<{ Params: { id: string } }>('/admin/teams/:id', async (request, reply) => {
-    if (!(await stored(store.deleteTeam(request.params.id)))) throw teamNotFound(request.params.id)
+    if (!(await fromStore(store.deleteTeam(request.params.id)))) throw teamNotFound(request.params.id)
     return reply.code(204).send()
   })
 
@@ -193,7 +185,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
       throw invalidRequest('Invalid request body: expires_at: must be in the future', 'expires_at', 'invalid_value')
     }
     const { record, plaintext } = newKey(request.params.id, body.name ?? null, body.limits ?? {}, expiresAt, iso())
-    if (!(await stored(store.createKey(record)))) throw teamNotFound(request.params.id)
+    if (!(await fromStore(store.createKey(record)))) throw teamNotFound(request.params.id)
     // The only time the plaintext leaves the gateway.
     return reply.code(201).send({ ...keyView(record), key: plaintext })
   })
@@ -202,47 +194,47 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
   // grace period (its expiry moves no later than that), then fails like any expired key.
   app.post<{ Params: { id: string } }>('/admin/keys/:id/rotate', async (request, reply) => {
     const body = parseBody(rotateKeyBody, request.body)
-    const old = KEY_ID.test(request.params.id) ? await stored(store.getKey(request.params.id)) : null
+    const old = KEY_ID.test(request.params.id) ? await fromStore(store.getKey(request.params.id)) : null
     if (!old) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
     const at = now()
     if (old.revoked_at !== null || (old.expires_at !== null && Date.parse(old.expires_at) <= at)) {
       throw new GatewayError(409, `Key '${old.id}' is revoked or expired; create a new key instead.`, { type: 'invalid_request_error', code: 'key_inactive', param: 'id' })
     }
     const { record, plaintext } = newKey(old.team, old.name, old.limits, old.expires_at, new Date(at).toISOString())
-    if (!(await stored(store.createKey(record)))) throw teamNotFound(old.team)
+    if (!(await fromStore(store.createKey(record)))) throw teamNotFound(old.team)
     const graceEnds = at + (body.grace_seconds ?? rotationGraceSeconds) * 1000
     const oldExpiry = old.expires_at === null ? graceEnds : Math.min(Date.parse(old.expires_at), graceEnds)
-    const updated = await stored(store.updateKey(old.id, { expires_at: new Date(oldExpiry).toISOString(), replaced_by: record.id }))
+    const updated = await fromStore(store.updateKey(old.id, { expires_at: new Date(oldExpiry).toISOString(), replaced_by: record.id }))
     return reply.code(201).send({ ...keyView(record), key: plaintext, replaces: updated ? keyView(updated) : null })
   })
 
   app.get<{ Params: { id: string } }>('/admin/teams/:id/keys', async (request) => {
-    const team = await stored(store.getTeam(request.params.id))
+    const team = await fromStore(store.getTeam(request.params.id))
     if (!team) throw teamNotFound(request.params.id)
-    return { object: 'list', data: (await stored(store.listKeys(team.id))).map(keyView) }
+    return { object: 'list', data: (await fromStore(store.listKeys(team.id))).map(keyView) }
   })
 
   app.get<{ Params: { id: string } }>('/admin/keys/:id', async (request) => {
-    const key = KEY_ID.test(request.params.id) ? await stored(store.getKey(request.params.id)) : null
+    const key = KEY_ID.test(request.params.id) ? await fromStore(store.getKey(request.params.id)) : null
     if (!key) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
     return keyView(key)
   })
 
   app.patch<{ Params: { id: string } }>('/admin/keys/:id', async (request) => {
     const body = parseBody(patchKeyBody, request.body)
-    const current = KEY_ID.test(request.params.id) ? await stored(store.getKey(request.params.id)) : null
+    const current = KEY_ID.test(request.params.id) ? await fromStore(store.getKey(request.params.id)) : null
     if (!current) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
     const patch = {
       ...(body.name !== undefined ? { name: body.name } : {}),
       ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
     }
-    const key = await stored(store.updateKey(current.id, patch))
+    const key = await fromStore(store.updateKey(current.id, patch))
     if (!key) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
     return keyView(key)
   })
 
   app.delete<{ Params: { id: string } }>('/admin/keys/:id', async (request, reply) => {
-    const revoked = KEY_ID.test(request.params.id) && (await stored(store.revokeKey(request.params.id, iso())))
+    const revoked = KEY_ID.test(request.params.id) && (await fromStore(store.revokeKey(request.params.id, iso())))
     if (!revoked) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
     return reply.code(204).send()
   })

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { msSince } from '../context.js'
 import type { Metrics } from '../metrics.js'
-import { GatewayError, invalidRequest, modelNotFound, storeUnavailable } from '../errors.js'
+import { GatewayError, invalidRequest, modelNotFound, fromStore } from '../errors.js'
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
 import type { LeaseKeeper } from '../quota/leases.js'
 import { utcDay, utcMonth } from '../quota/periods.js'
@@ -112,8 +112,9 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     if (resolved === null) throw modelNotFound(ctx.model)
     const primary = opts.upstreams.get(resolved.upstream.name)
     if (!primary) throw modelNotFound(ctx.model)
-    if (!primary.hasKeys && resolved.upstream.name === 'nvidia') {
-      throw new GatewayError(503, "The gateway has no API key for upstream 'nvidia'; its operator must set NVIDIA_API_KEY.", {
+    const keyEnv = primary.config.keyEnv
+    if (keyEnv !== null && !primary.hasKeys) {
+      throw new GatewayError(503, `The gateway has no API key for upstream '${primary.name}'; its operator must set ${keyEnv}.`, {
         type: 'server_error',
         code: 'upstream_not_configured',
         headers: { 'x-should-retry': 'false' },
@@ -130,7 +131,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       return out
     }
     const upstreamBody = bodyFor(resolved)
-    const candidates = [resolved, ...resolved.model.fallbacks.map((name) => opts.router.resolve(name)).filter((r): r is ResolvedModel => r !== null)]
+    const candidates = opts.router.candidates(resolved)
     /** The model that answered: usage is recorded against it. */
     let answeredBy = resolved.model.name
 
@@ -294,11 +295,7 @@ async function admit(opts: ProxyOptions, team: string, scopes: Scope[], tokens: 
   if (scopes.length === 0) {
     return { ok: true, rate: {}, ticket: { team, requestId, scopes, tokens, day: utcDay(now), month: utcMonth(now) } }
   }
-  try {
-    return await opts.quotas.admit({ team, requestId, scopes, tokens, now })
-  } catch (err) {
-    throw storeUnavailable(err)
-  }
+  return fromStore(opts.quotas.admit({ team, requestId, scopes, tokens, now }))
 }
 
 export const proxyRoutes: FastifyPluginAsync<ProxyOptions> = async (app, opts) => {

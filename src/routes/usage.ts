@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
-import { invalidRequest, notFound, storeUnavailable } from '../errors.js'
+import { invalidRequest, notFound, fromStore } from '../errors.js'
 import { allScopes } from '../quota/http.js'
 import { utcDay } from '../quota/periods.js'
 import type { QuotaEngine, UsageRow } from '../quota/types.js'
@@ -49,18 +49,11 @@ export function toCsv(rows: UsageRow[], groupBy: string[]): string {
   return `${lines.join('\n')}\n`
 }
 
-async function stored<T>(op: Promise<T>): Promise<T> {
-  try {
-    return await op
-  } catch (err) {
-    throw storeUnavailable(err)
-  }
-}
 
 /** Current use of each limit, as {team: {...}, models: {name: {...}}, key?: {...}}. */
 export async function quotaView(quotas: QuotaEngine, team: Team, now: number, principal?: Principal) {
   const scopes = allScopes(team, principal?.key)
-  const status = await stored(quotas.status(team.id, scopes, now))
+  const status = await fromStore(quotas.status(team.id, scopes, now))
   const models: Record<string, unknown> = {}
   for (const model of Object.keys(team.model_limits)) models[model] = status[`model:${model}`] ?? {}
   return {
@@ -70,15 +63,15 @@ export async function quotaView(quotas: QuotaEngine, team: Team, now: number, pr
   }
 }
 
-export const usageRoutes: FastifyPluginAsync<UsageOptions & { adminToken: null }> = async (app, { quotas, now }) => {
+export const usageRoutes: FastifyPluginAsync<UsageOptions> = async (app, { quotas, now }) => {
   app.get('/v1/usage', async (request) => {
     const principal = request.principal!
     const at = now()
     const today = utcDay(at)
     const monthStart = `${today.slice(0, 7)}-01`
     const [todayRows, monthRows, limits] = await Promise.all([
-      stored(quotas.usage({ teams: [principal.team.id], from: today, to: today, groupBy: [] })),
-      stored(quotas.usage({ teams: [principal.team.id], from: monthStart, to: today, groupBy: [] })),
+      fromStore(quotas.usage({ teams: [principal.team.id], from: today, to: today, groupBy: [] })),
+      fromStore(quotas.usage({ teams: [principal.team.id], from: monthStart, to: today, groupBy: [] })),
       quotaView(quotas, principal.team, at, principal),
     ])
     const totals = (rows: UsageRow[]) => {
@@ -112,13 +105,13 @@ export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, { s
     }
     let teams: string[]
     if (q.team !== undefined) {
-      if (!(await stored(store.getTeam(q.team)))) throw notFound(`No team with id '${q.team}'.`, 'team_not_found', 'team')
+      if (!(await fromStore(store.getTeam(q.team)))) throw notFound(`No team with id '${q.team}'.`, 'team_not_found', 'team')
       teams = [q.team]
     } else {
-      teams = (await stored(store.listTeams())).map((t) => t.id)
+      teams = (await fromStore(store.listTeams())).map((t) => t.id)
     }
     const groupBy = (q.group_by ? q.group_by.split(',') : []) as ('day' | 'model' | 'key')[]
-    const rows = await stored(
+    const rows = await fromStore(
       quotas.usage({ teams, from, to, groupBy, ...(q.key !== undefined ? { key: q.key } : {}), ...(q.model !== undefined ? { model: q.model } : {}) }),
     )
     if (q.format === 'csv') {

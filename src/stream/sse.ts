@@ -41,7 +41,7 @@ export class SseSplitter {
   }
 }
 
-const USAGE_KEY = Buffer.from('"usage"')
+export const USAGE_KEY = Buffer.from('"usage"')
 
 /** True when the event carries a usage object (not `"usage":null`). */
 export function hasUsageObject(event: Buffer): boolean {

@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream'
 import type { Usage } from '../quota/types.js'
-import { decodeSlices, eventData, hasUsageObject, SseSplitter, textSlices } from './sse.js'
+import { decodeSlices, eventData, hasUsageObject, SseSplitter, textSlices, USAGE_KEY } from './sse.js'
 
 /**
  * Watches an upstream SSE stream for its usage and its text, changing nothing, except in `strip`
@@ -52,8 +52,6 @@ export class UsageTap extends Transform {
     return decodeSlices(this.slices)
   }
 }
-
-const USAGE_KEY = Buffer.from('"usage"')
 
 /**
  * The usage object of a whole JSON answer, found without parsing the rest of it (answers can be

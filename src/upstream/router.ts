@@ -9,7 +9,20 @@ export interface ResolvedModel {
 
 /** Resolves the model a client names (or an alias of it) to an upstream and its defaults. */
 export class ModelRouter {
-  constructor(private readonly config: Config) {}
+  /** Each configured model's fallback chain, resolved once at start-up. */
+  private readonly chains = new Map<string, ResolvedModel[]>()
+
+  constructor(private readonly config: Config) {
+    for (const model of Object.values(config.models)) {
+      const fallbacks = model.fallbacks.map((name) => this.resolve(name)).filter((r): r is ResolvedModel => r !== null)
+      this.chains.set(model.name, fallbacks)
+    }
+  }
+
+  /** The model and then its fallbacks, in the order to try them. */
+  candidates(resolved: ResolvedModel): ResolvedModel[] {
+    return [resolved, ...(this.chains.get(resolved.model.name) ?? [])]
+  }
 
   /** A configured model or alias (as opposed to any name routed to the default upstream). */
   isConfigured(name: string): boolean {
