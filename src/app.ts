@@ -186,6 +186,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       return reply.header('content-type', metrics.registry.contentType).send(text)
     })
   }
+  if (config.adminToken === null) logger.warn('no ADMIN_TOKEN: the admin API (/admin) is off and its routes answer 404')
   if (config.adminToken !== null) {
     await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now, rotationGraceSeconds: config.keys.rotationGraceSeconds })
   }
