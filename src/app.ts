@@ -6,6 +6,7 @@ import './context.js'
 import { createLogger } from './logger.js'
 import { clientAuth } from './plugins/client-auth.js'
 import { registerErrorHandling } from './plugins/error-handler.js'
+import { registerJsonBody } from './plugins/json-body.js'
 import { registerRequestLog } from './plugins/request-log.js'
 import { adminRoutes } from './routes/admin.js'
 import { healthRoutes } from './routes/health.js'
@@ -109,9 +110,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     trustProxy: config.trustProxy as boolean | string,
   })
 
-  // Any content type is read as JSON (curl -d sends form encoding by default); a body that is
-  // not JSON gets a 400 in OpenAI's envelope.
-  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
+  // Any content type is read as JSON; a body that is not JSON gets a 400 in OpenAI's envelope.
+  registerJsonBody(app)
 
   registerErrorHandling(app, config.bodyLimitBytes)
   registerRequestLog(app)

@@ -1,10 +1,9 @@
-import type { onRequestAsyncHookHandler } from 'fastify'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import { GatewayError, invalidApiKey, storeUnavailable } from '../errors.js'
 import { bearerToken, hashClientKey, looksLikeClientKey } from '../keys.js'
 import type { KeyActivity } from '../store/key-activity.js'
 import type { PrincipalCache } from '../store/principal-cache.js'
-import type { Store } from '../store/types.js'
+import type { Principal, Store } from '../store/types.js'
 
 /** @fastify/rate-limit's limiter: counts (or, with increment: false, reads) failures per IP. */
 export type FailureLimiter = (
@@ -29,7 +28,7 @@ export interface ClientAuthOptions {
   onLimited?: () => void
 }
 
-export function clientAuth({ store, now, failures, activity, cache, serveStale, onLimited }: ClientAuthOptions): onRequestAsyncHookHandler {
+export function clientAuth({ store, now, failures, activity, cache, serveStale, onLimited }: ClientAuthOptions): onRequestHookHandler {
   const authenticate = async (hash: string) => {
     const cached = cache.get(hash, now())
     if (cached) return cached
@@ -45,16 +44,20 @@ export function clientAuth({ store, now, failures, activity, cache, serveStale, 
       throw err
     }
   }
-  const notLimited: ReturnType<FailureLimiter> = Promise.resolve({ isAllowed: true })
-  return async (request) => {
-    const token = bearerToken(request.headers.authorization)
-    const hash = token !== null && looksLikeClientKey(token) ? hashClientKey(token) : null
-    // A key this instance knows is good needs neither a lookup nor the failure check: no round trip.
-    const known = hash === null ? undefined : cache.get(hash, now())
-    const lookup = known ? Promise.resolve(known) : hash === null ? Promise.resolve(null) : authenticate(hash)
-    // Otherwise the failure count of this IP is read beside the lookup (no extra wait), and only a
-    // failure adds to it, so one address cannot guess keys at speed.
-    const [seen, found] = await Promise.allSettled([known ? notLimited : failures(request, { increment: false }), lookup])
+  const accept = (request: FastifyRequest, principal: Principal) => {
+    activity.used(principal.key.id, now())
+    request.tg.team = principal.key.team
+    request.tg.keyId = principal.key.id
+    request.principal = principal
+  }
+  const unexpired = (principal: Principal) => principal.key.expires_at === null || Date.parse(principal.key.expires_at) > now()
+
+  /** A key not in the cache (or refused): the store lookup beside the failure check. */
+  const slow = async (request: FastifyRequest, token: string | null, hash: string | null) => {
+    const lookup = hash === null ? Promise.resolve(null) : authenticate(hash)
+    // The failure count of this IP is read beside the lookup (no extra wait), and only a failure
+    // adds to it, so one address cannot guess keys at speed.
+    const [seen, found] = await Promise.allSettled([failures(request, { increment: false }), lookup])
     // The peek reads the count without adding to it: `remaining` 0 means the limit is used up.
     if (seen.status === 'fulfilled' && !seen.value.isAllowed && (seen.value.isExceeded || seen.value.remaining === 0)) {
       onLimited?.()
@@ -75,11 +78,21 @@ export function clientAuth({ store, now, failures, activity, cache, serveStale, 
     }
     const principal = found.value
     if (principal === null) return fail('Incorrect API key provided, or the key has been revoked.')
-    const { key } = principal
-    if (key.expires_at !== null && Date.parse(key.expires_at) <= now()) return fail('This API key has expired.')
-    activity.used(key.id, now())
-    request.tg.team = key.team
-    request.tg.keyId = key.id
-    request.principal = principal
+    if (!unexpired(principal)) return fail('This API key has expired.')
+    accept(request, principal)
+  }
+
+  return (request, _reply, done) => {
+    const token = bearerToken(request.headers.authorization)
+    const hash = token !== null && looksLikeClientKey(token) ? hashClientKey(token) : null
+    // A key this instance knows is good needs neither a lookup nor the failure check: no round
+    // trip, and not even a promise (this runs on every request).
+    const known = hash === null ? undefined : cache.get(hash, now())
+    if (known && unexpired(known)) {
+      accept(request, known)
+      done()
+      return
+    }
+    slow(request, token, hash).then(() => done(), done)
   }
 }

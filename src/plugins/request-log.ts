@@ -14,7 +14,7 @@ export function registerRequestLog(app: FastifyInstance): void {
   app.decorateRequest('tg', null as never)
   app.decorateRequest('principal', null)
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     request.tg = newRequestContext()
     reply.header('x-request-id', request.id)
     reply.raw.once('close', () => {
@@ -39,5 +39,6 @@ export function registerRequestLog(app: FastifyInstance): void {
       if (QUIET_ROUTES.has(url)) request.log.debug(line, 'request')
       else request.log.info(line, 'request')
     })
+    done()
   })
 }

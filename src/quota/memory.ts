@@ -42,8 +42,8 @@ export class MemoryQuotas implements QuotaEngine {
   private readonly tpm = new Map<string, Bucket>()
   private readonly used = new Map<string, number>()
   private readonly inflight = new Map<string, Map<string, Lease>>()
-  /** team → day → field → count */
-  private readonly usageByDay = new Map<string, Map<string, Map<string, number>>>()
+  /** team → day → key and model → [requests, prompt, completion, total, estimated] */
+  private readonly usageByDay = new Map<string, Map<string, Map<string, number[]>>>()
   readonly auditLog: AuditEntry[] = []
 
   private leases(key: string, now: number): Map<string, Lease> {
@@ -148,10 +148,15 @@ export class MemoryQuotas implements QuotaEngine {
     if (!days) this.usageByDay.set(ticket.team, (days = new Map()))
     let fields = days.get(ticket.day)
     if (!fields) days.set(ticket.day, (fields = new Map()))
+    // One row of counters per key and model (in USAGE_METRICS order), named as fields only when read.
     const base = usageField(s.keyId, s.model)
-    for (const [metric, n] of [['r', 1], ['p', usage.prompt_tokens], ['c', usage.completion_tokens], ['t', usage.total_tokens], ['e', s.estimated ? 1 : 0]] as const) {
-      fields.set(base + metric, (fields.get(base + metric) ?? 0) + n)
-    }
+    let row = fields.get(base)
+    if (!row) fields.set(base, (row = [0, 0, 0, 0, 0]))
+    row[0]! += 1
+    row[1]! += usage.prompt_tokens
+    row[2]! += usage.completion_tokens
+    row[3]! += usage.total_tokens
+    row[4]! += s.estimated ? 1 : 0
   }
 
   async renew(tickets: Ticket[], now: number): Promise<void> {
@@ -183,11 +188,11 @@ export class MemoryQuotas implements QuotaEngine {
   }
 
   async usage(q: UsageQuery): Promise<UsageRow[]> {
-    const sources: { team: string; day: string; fields: Map<string, number> }[] = []
+    const sources: { team: string; day: string; fields: Iterable<[string, number]> }[] = []
     for (const team of q.teams) {
       for (const day of daysBetween(q.from, q.to)) {
-        const fields = this.usageByDay.get(team)?.get(day)
-        if (fields) sources.push({ team, day, fields })
+        const rows = this.usageByDay.get(team)?.get(day)
+        if (rows) sources.push({ team, day, fields: asFields(rows) })
       }
     }
     return aggregateUsage(sources, q)
@@ -198,4 +203,10 @@ export class MemoryQuotas implements QuotaEngine {
     // Trim in batches: dropping one entry per request would move the whole array every time.
     if (this.auditLog.length > AUDIT_CAP * 1.25) this.auditLog.splice(0, this.auditLog.length - AUDIT_CAP)
   }
+}
+
+const USAGE_METRICS = ['r', 'p', 'c', 't', 'e'] as const
+
+function* asFields(rows: Map<string, number[]>): Iterable<[string, number]> {
+  for (const [base, row] of rows) for (let i = 0; i < USAGE_METRICS.length; i++) yield [base + USAGE_METRICS[i], row[i]!]
 }

@@ -5,7 +5,7 @@ import type { Metrics } from '../metrics.js'
 import { GatewayError, invalidRequest, modelNotFound, fromStore } from '../errors.js'
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
 import type { LeaseKeeper } from '../quota/leases.js'
-import { utcDay, utcMonth } from '../quota/periods.js'
+import { isoTime, utcDay, utcMonth } from '../quota/periods.js'
 import type { AdmitResult, AuditEntry, QuotaEngine, Scope, Usage } from '../quota/types.js'
 import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
@@ -88,15 +88,6 @@ function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
   return b
 }
 
-/** Aborts the upstream call as soon as the client goes away before the answer is complete. */
-function abortOnClientClose(reply: FastifyReply): Cancel {
-  const controller = new Cancel()
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort()
-  })
-  return controller
-}
-
 const clientGone = () =>
   new GatewayError(499, 'The client closed the connection.', { type: 'invalid_request_error', code: 'client_closed_request' })
 
@@ -143,26 +134,34 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const tokens = scopes.some(limitsTokens) ? reservationTokens(endpoint.name, upstreamBody, promptTokens(), opts.completionReservation) : 0
     const started = opts.now()
     const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
-      time: new Date(now).toISOString(), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
+      time: isoTime(now), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
       model: answeredBy, endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
     })
     const audit = (entry: AuditEntry) =>
       opts.quotas.audit(entry).catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
 
-    const admitted = await admit(opts, principal.team.id, scopes, tokens, started)
+    // A request nothing limits needs no round trip (nor a promise): a ticket for accounting only.
+    const requestId = randomUUID()
+    const admitted: AdmitResult =
+      scopes.length === 0
+        ? { ok: true, rate: {}, ticket: { team: principal.team.id, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) } }
+        : await fromStore(opts.quotas.admit({ team: principal.team.id, requestId, scopes, tokens, now: started }))
     if (!admitted.ok) {
       void audit(record(429, NO_USAGE, false, opts.now()))
       opts.metrics.rejections.inc({ kind: admitted.refusal.kind })
       throw refusalError(admitted.refusal)
     }
     const { ticket } = admitted
-    reply.headers(rateLimitHeaders(admitted.rate))
+    if (admitted.rate.requests || admitted.rate.tokens) reply.headers(rateLimitHeaders(admitted.rate))
 
     // From here on, the request settles exactly once, when its response closes, however it ends.
     const meter = new UsageMeter(promptTokens)
     opts.leases.add(ticket)
     let streaming = false
+    // The client going away before the answer is complete cancels the upstream call at once.
+    const controller = new Cancel()
     reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) controller.abort()
       opts.leases.remove(ticket)
       const { usage, estimated } = meter.result()
       const now = opts.now()
@@ -181,7 +180,6 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       void audit(record(status, usage, estimated, now))
     })
 
-    const controller = abortOnClientClose(reply)
     let dispatched: Dispatched
     try {
       dispatched = await dispatch({
@@ -286,17 +284,6 @@ const limitsTokens = (s: Scope) =>
 
 const NO_USAGE: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }
 
-/**
- * Admits a request against the quotas of its team, its model in the team and its key. A request
- * nothing limits needs no round trip: it gets a ticket for usage accounting only.
- */
-async function admit(opts: ProxyOptions, team: string, scopes: Scope[], tokens: number, now: number): Promise<AdmitResult> {
-  const requestId = randomUUID()
-  if (scopes.length === 0) {
-    return { ok: true, rate: {}, ticket: { team, requestId, scopes, tokens, day: utcDay(now), month: utcMonth(now) } }
-  }
-  return fromStore(opts.quotas.admit({ team, requestId, scopes, tokens, now }))
-}
 
 export const proxyRoutes: FastifyPluginAsync<ProxyOptions> = async (app, opts) => {
   for (const endpoint of ENDPOINTS) app.post(endpoint.path, handler(endpoint, opts))

@@ -6,7 +6,8 @@ import type { Store } from './types.js'
  * batch every interval (and at shutdown). A failed write is kept for the next batch.
  */
 export class KeyActivity {
-  private pending = new Map<string, string>()
+  /** Key id -> last use (epoch ms); turned into ISO strings only when written. */
+  private pending = new Map<string, number>()
   private readonly timer: NodeJS.Timeout
 
   constructor(
@@ -19,7 +20,7 @@ export class KeyActivity {
   }
 
   used(keyId: string, at: number): void {
-    this.pending.set(keyId, new Date(at).toISOString())
+    this.pending.set(keyId, at)
   }
 
   async flush(): Promise<void> {
@@ -27,7 +28,7 @@ export class KeyActivity {
     const batch = this.pending
     this.pending = new Map()
     try {
-      await this.store.touchKeys(batch)
+      await this.store.touchKeys(new Map([...batch].map(([id, at]) => [id, new Date(at).toISOString()])))
     } catch (err) {
       for (const [id, at] of batch) if (!this.pending.has(id)) this.pending.set(id, at)
       this.log.warn({ err: (err as Error).message, keys: batch.size }, 'could not record when keys were last used; will retry')

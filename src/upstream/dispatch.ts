@@ -4,7 +4,7 @@ import { GatewayError } from '../errors.js'
 import type { Cancel } from './abort.js'
 import type { UpstreamClient } from './client.js'
 import { mapTransportError } from './errors.js'
-import type { KeyPool } from './key-pool.js'
+import type { KeyPool, Pick } from './key-pool.js'
 import type { ResolvedModel } from './router.js'
 
 /**
@@ -61,12 +61,12 @@ export function retryAfterMs(header: string | string[] | undefined, now: number)
 
 const pause = (ms: number, signal: Cancel): Promise<void> => signal.sleep(ms, () => new ClientGone())
 
+const NO_KEY = { ok: true, index: -1, key: undefined, label: 'none' } as const
+
 /** A key with room in its budget, waiting for one up to the upstream's bound. */
-async function pickKey(pool: KeyPool | undefined, client: UpstreamClient, o: DispatchOptions) {
-  if (!pool || pool.size === 0) return { index: -1, key: undefined as string | undefined, label: 'none' }
+async function pickKey(pool: KeyPool, client: UpstreamClient, o: DispatchOptions, first: Pick) {
   const deadline = o.now() + client.config.keyWaitMs
-  for (;;) {
-    const picked = await pool.pick(o.now())
+  for (let picked = first; ; picked = await pool.pick(o.now())) {
     if (picked.ok) return picked
     if (picked.retryAfterMs === null) {
       throw new GatewayError(502, `Upstream '${client.name}' refuses every one of the gateway's keys; its operator must fix them.`, {
@@ -103,7 +103,13 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     const pool = o.pools.get(client.name)
     const last = step === plan.length - 1
     const sameModelNext = !last && plan[step + 1]!.resolved === resolved
-    const picked = await pickKey(pool, client, o)
+    // Most picks are answered at once (a pool without budgets, or with keys to spare in memory).
+    let picked: Pick | typeof NO_KEY = NO_KEY
+    if (pool && pool.size > 0) {
+      const answer = pool.pick(o.now())
+      const first = answer instanceof Promise ? await answer : answer
+      picked = first.ok ? first : await pickKey(pool, client, o, first)
+    }
 
     let res: Dispatcher.ResponseData
     const sent = process.hrtime.bigint()

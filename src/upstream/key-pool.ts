@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto'
+import { hash, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Cluster, Redis } from 'ioredis'
 import type { UpstreamConfig } from '../config.js'
@@ -13,8 +13,11 @@ export type Pick = { ok: true; index: number; key: string; label: string } | { o
 
 export interface KeyPool {
   readonly size: number
-  /** Chooses a key and counts one request against it; or says when one will have room (null: none ever). */
-  pick(now: number): Promise<Pick>
+  /**
+   * Chooses a key and counts one request against it; or says when one will have room (null: none
+   * ever). A pool that needs no round trip answers at once, without a promise.
+   */
+  pick(now: number): Pick | Promise<Pick>
   /** A 429: leave this key alone until then. */
   coolDown(index: number, untilMs: number): Promise<void>
   /**
@@ -30,15 +33,17 @@ const MINUTE = 60_000
 export const REFUSED_FOR_MS = 15 * MINUTE
 
 /** Safe to log and to use in Redis key names: never the key itself. */
-export const fingerprint = (key: string) => createHash('sha256').update(key).digest('hex').slice(0, 12)
+export const fingerprint = (key: string) => hash('sha256', key).slice(0, 12)
 
 export class MemoryKeyPool implements KeyPool {
   private readonly logs: number[][]
   private readonly coolUntil: number[]
   private readonly refusedUntil: number[]
+  private readonly labels: string[]
   private offset = 0
 
   constructor(private readonly config: UpstreamConfig) {
+    this.labels = config.apiKeys.map(fingerprint)
     this.logs = config.apiKeys.map(() => [])
     this.coolUntil = config.apiKeys.map(() => 0)
     this.refusedUntil = config.apiKeys.map(() => 0)
@@ -48,7 +53,7 @@ export class MemoryKeyPool implements KeyPool {
     return this.config.apiKeys.length
   }
 
-  async pick(now: number): Promise<Pick> {
+  pick(now: number): Pick {
     const n = this.size
     let best = -1
     let bestRoom = 0
@@ -76,7 +81,7 @@ export class MemoryKeyPool implements KeyPool {
     if (best < 0) return { ok: false, retryAfterMs: wait === null ? null : Math.max(1, Math.ceil(wait)) }
     if (this.config.keyBudgets[best] !== null && this.config.keyBudgets[best] !== undefined) this.logs[best]!.push(now)
     const key = this.config.apiKeys[best]!
-    return { ok: true, index: best, key, label: fingerprint(key) }
+    return { ok: true, index: best, key, label: this.labels[best]! }
   }
 
   async coolDown(index: number, untilMs: number): Promise<void> {

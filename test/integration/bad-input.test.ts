@@ -41,6 +41,8 @@ describe('bad bodies are refused before anything goes upstream', () => {
     ['stream not a boolean', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"stream":"yes"}', 400, 'invalid_type', 'stream'],
     ['stream_options without stream', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}', 400, 'invalid_value', 'stream_options'],
     ['a __proto__ key', '{"__proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
+    ['a __proto__ key written with escapes', '{"\\u005f_proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
+    ['a constructor.prototype key', '{"constructor":{"prototype":{"x":1}},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
   ])('%s → %i', async (_label, body, status, code, param) => {
     const before = upstream.requests.length
     const { status: got, data } = await send('/v1/chat/completions', body)
@@ -70,6 +72,14 @@ describe('bad bodies are refused before anything goes upstream', () => {
       { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' },
       JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }))
     expect(res.status).toBe(200)
+  })
+
+  it('passes on a prompt that only mentions the words a poisoned body uses, and \\u escapes, decoded', async () => {
+    const body = '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"the constructor of __proto__ in caf\\u00e9"}]}'
+    const res = await rawRequest(gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body)
+    expect(res.status).toBe(200)
+    const sent = upstream.requests.at(-1)!.body as { messages: { content: string }[] }
+    expect(sent.messages[0]!.content).toBe('the constructor of __proto__ in café')
   })
 
   it('a model that is not served is a 404 when nothing routes unknown models', async () => {
