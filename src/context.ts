@@ -24,6 +24,8 @@ declare module 'fastify' {
     tg: RequestContext
     /** The authenticated key and its team (set by client authentication on /v1 routes). */
     principal: Principal | null
+    /** The request body as the client sent it (JSON routes). */
+    rawBody: string | null
   }
 }
 

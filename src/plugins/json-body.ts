@@ -12,6 +12,8 @@ export function registerJsonBody(app: FastifyInstance): void {
   // Fastify's parser is the (request, body, done) kind; its type also allows a promise-returning one.
   const strict = app.getDefaultJsonParser('error', 'error') as (request: FastifyRequest, body: string, done: Done) => void
   const parse = (request: FastifyRequest, body: string, done: Done) => {
+    // Kept for the proxy, which forwards the client's own bytes (see forwardBody).
+    request.rawBody = body
     if (body.length > 0 && !body.includes('__proto__') && !body.includes('constructor') && !body.includes('\\u')) {
       let value: unknown
       try {
@@ -23,6 +25,7 @@ export function registerJsonBody(app: FastifyInstance): void {
     }
     return strict(request, body, done)
   }
+  app.decorateRequest('rawBody', null)
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, parse)
   app.addContentTypeParser('*', { parseAs: 'string' }, parse)

@@ -10,11 +10,11 @@ import type { AdmitResult, AuditEntry, QuotaEngine, Scope, Usage } from '../quot
 import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
-import { readLimited, type UpstreamClient } from '../upstream/client.js'
+import { readAll, readLimited, type UpstreamClient } from '../upstream/client.js'
 import { Cancel } from '../upstream/abort.js'
 import { ClientGone, dispatch, type Dispatched } from '../upstream/dispatch.js'
 import type { KeyPool } from '../upstream/key-pool.js'
-import { applyDefaults, type ModelRouter, type ResolvedModel } from '../upstream/router.js'
+import { applyDefaults, forwardBody, type ModelRouter, type ResolvedModel } from '../upstream/router.js'
 
 /**
  * POST /v1/chat/completions, /v1/completions, /v1/embeddings: check the body, resolve the model,
@@ -116,12 +116,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     // client that did not ask itself. A client that asked gets the stream untouched.
     const clientAskedUsage = (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true
     const stripUsage = ctx.stream && endpoint.name !== 'embeddings' && !clientAskedUsage
-    const bodyFor = (r: ResolvedModel) => {
-      const out = applyDefaults(body, r, endpoint.defaults)
-      if (stripUsage) out.stream_options = { ...(out.stream_options as object | undefined), include_usage: true }
-      return out
-    }
-    const upstreamBody = bodyFor(resolved)
+    const bodyFor = (r: ResolvedModel) => forwardBody(request.rawBody, body, r, endpoint.defaults, stripUsage)
     const candidates = opts.router.candidates(resolved)
     /** The model that answered: usage is recorded against it. */
     let answeredBy = resolved.model.name
@@ -131,7 +126,9 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     let promptCount: number | undefined
     const promptTokens = () => (promptCount ??= estimatePromptTokens(endpoint.name, body))
     const scopes = scopesFor(principal, resolved.model.name)
-    const tokens = scopes.some(limitsTokens) ? reservationTokens(endpoint.name, upstreamBody, promptTokens(), opts.completionReservation) : 0
+    const tokens = scopes.some(limitsTokens)
+      ? reservationTokens(endpoint.name, applyDefaults(body, resolved, endpoint.defaults), promptTokens(), opts.completionReservation)
+      : 0
     const started = opts.now()
     const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
       time: isoTime(now), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
@@ -184,7 +181,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     try {
       dispatched = await dispatch({
         candidates,
-        body: (r) => JSON.stringify(r === resolved ? upstreamBody : bodyFor(r)),
+        body: bodyFor,
         clients: opts.upstreams,
         pools: opts.pools,
         path: endpoint.upstreamPath,
@@ -250,7 +247,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       // A whole JSON answer: read it (errors still become clean 502/504s), pass it on unchanged.
       let answer: Buffer
       try {
-        answer = Buffer.from(await res.body.arrayBuffer())
+        answer = await readAll(res.body)
       } catch (err) {
         meter.fail()
         if (controller.aborted) throw clientGone()

@@ -60,8 +60,10 @@ export class UsageTap extends Transform {
 export function usageFromJson(body: Buffer): Usage | null {
   const at = body.lastIndexOf(USAGE_KEY)
   if (at < 0) return null
-  const open = body.indexOf(0x7b, at + USAGE_KEY.length) // {
-  if (open < 0) return null
+  // `"usage"`, a colon, then the object itself (not a later one: usage may be null).
+  let open = at + USAGE_KEY.length
+  while (open < body.length && (isBlank(body[open]) || body[open] === 0x3a)) open++
+  if (body[open] !== 0x7b) return null // {
   let depth = 0
   let end = -1
   for (let i = open; i < body.length; i++) {
@@ -72,6 +74,11 @@ export function usageFromJson(body: Buffer): Usage | null {
     }
   }
   if (end < 0) return null
+  // The usual shape (plain integers) is read straight from the bytes; anything else is parsed.
+  const prompt = integerAfter(body, PROMPT, open, end)
+  const completion = integerAfter(body, COMPLETION, open, end)
+  const total = integerAfter(body, TOTAL, open, end)
+  if (prompt !== null && completion !== null && total !== null) return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total }
   try {
     const u = JSON.parse(body.subarray(open, end).toString('utf8')) as Partial<Usage>
     if (typeof u.prompt_tokens !== 'number') return null
@@ -80,4 +87,26 @@ export function usageFromJson(body: Buffer): Usage | null {
   } catch {
     return null
   }
+}
+
+const isBlank = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09
+
+const PROMPT = Buffer.from('"prompt_tokens"')
+const COMPLETION = Buffer.from('"completion_tokens"')
+const TOTAL = Buffer.from('"total_tokens"')
+
+/** The non-negative integer value of `"name"` in body[from, end), or null unless it is exactly that. */
+function integerAfter(body: Buffer, name: Buffer, from: number, end: number): number | null {
+  const at = body.indexOf(name, from)
+  if (at < 0 || at >= end) return null
+  let i = at + name.length
+  while (i < end && isBlank(body[i])) i++
+  if (body[i++] !== 0x3a) return null // :
+  while (i < end && isBlank(body[i])) i++
+  let value = 0
+  const first = i
+  for (; i < end && body[i]! >= 0x30 && body[i]! <= 0x39; i++) value = value * 10 + body[i]! - 0x30
+  if (i === first || i - first > 15) return null
+  const next = body[i]
+  return next === 0x2c || next === 0x7d || isBlank(next) ? value : null // , } or blank
 }

@@ -50,20 +50,47 @@ const EQUIVALENT_FIELDS: Record<string, string> = {
 }
 
 /**
- * The body sent upstream: the client's own fields always win; a model default fills only a field
- * the client left out. A field the client sent, even as null, is the client's choice and is kept.
+ * The model defaults a body gets: only for fields the client left out. A field the client sent,
+ * even as null, is the client's choice and is kept.
  */
-export function applyDefaults(body: Record<string, unknown>, resolved: ResolvedModel, useDefaults: boolean): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
-  if (useDefaults) {
-    for (const [field, value] of Object.entries(resolved.model.defaults)) {
-      if (field in body) continue
-      const twin = EQUIVALENT_FIELDS[field]
-      if (twin !== undefined && twin in body) continue
-      out[field] = value
-    }
+function missingDefaults(body: Record<string, unknown>, resolved: ResolvedModel, useDefaults: boolean): [string, unknown][] {
+  if (!useDefaults) return []
+  const missing: [string, unknown][] = []
+  for (const [field, value] of Object.entries(resolved.model.defaults)) {
+    if (field in body) continue
+    const twin = EQUIVALENT_FIELDS[field]
+    if (twin !== undefined && twin in body) continue
+    missing.push([field, value])
   }
+  return missing
+}
+
+/** The body sent upstream, as an object: the client's own fields always win over the defaults. */
+export function applyDefaults(body: Record<string, unknown>, resolved: ResolvedModel, useDefaults: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = Object.fromEntries(missingDefaults(body, resolved, useDefaults))
   Object.assign(out, body)
   out.model = resolved.model.upstreamModel
   return out
+}
+
+/**
+ * The text sent upstream. The client's own bytes are kept (a number written 1.0, or a seed of 20
+ * digits, arrives exactly as written) and the defaults, and the gateway's request for stream
+ * usage, are written in front of them as members of the same object. Only when the model's name
+ * changes (an alias) or the client's own stream_options must be amended is the body rebuilt from
+ * the parsed object.
+ */
+export function forwardBody(raw: string | null, body: Record<string, unknown>, resolved: ResolvedModel, useDefaults: boolean, askUsage: boolean): string {
+  if (raw === null || resolved.model.upstreamModel !== body.model || (askUsage && 'stream_options' in body)) {
+    const out = applyDefaults(body, resolved, useDefaults)
+    if (askUsage) out.stream_options = { ...(out.stream_options as object | undefined), include_usage: true }
+    return JSON.stringify(out)
+  }
+  let members = ''
+  for (const [field, value] of missingDefaults(body, resolved, useDefaults)) members += `${JSON.stringify(field)}:${JSON.stringify(value)},`
+  if (askUsage) members += '"stream_options":{"include_usage":true},'
+  if (members === '') return raw
+  // The body is an object with at least a model: its members follow the first `{`.
+  const open = raw.indexOf('{')
+  return raw.slice(0, open + 1) + members + raw.slice(open + 1)
 }

@@ -90,6 +90,21 @@ describe('model defaults', () => {
     expect(body).not.toHaveProperty('max_tokens')
   })
 
+  it("forwards the client's own bytes, numbers as written, with the defaults in front", async () => {
+    // 1.0 and a 20-digit seed would change if the body were parsed and written again.
+    const text = `{ "model" : "${MINIMAX}", "messages": ${JSON.stringify(messages)}, "presence_penalty": 1.0, "seed": 12345678901234567890 }`
+    const res = await rawRequest(ctx.gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' }, text)
+    expect(res.status).toBe(200)
+    expect(lastRequest().raw).toBe(`{"temperature":1,"top_p":0.95,"max_tokens":8192,${text.slice(1)}`)
+  })
+
+  it('forwards a body that needs nothing added exactly as sent', async () => {
+    const text = `{"messages":${JSON.stringify(messages)},"model":"${LLAMA}","temperature":0.50}`
+    const res = await rawRequest(ctx.gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' }, text)
+    expect(res.status).toBe(200)
+    expect(lastRequest().raw).toBe(text)
+  })
+
   it('adds nothing to models without defaults, and nothing to embeddings', async () => {
     await post('/v1/chat/completions', { model: LLAMA, messages })
     expect(lastRequest().body).toEqual({ model: LLAMA, messages })
