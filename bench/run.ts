@@ -6,6 +6,12 @@
  *
  *   npm run bench                 (from the repository root; builds dist/ first)
  *   BENCH_SCALE=0.2 npm run bench (shorter)   BENCH_STREAMS=10000 (streams held open)
+ *   BENCH_ROUNDS=3                (rounds; each figure is the median of its rounds)
+ *
+ * Every scenario runs on all targets back to back, round after round, in alternating order, so
+ * a noisy neighbour on a shared machine hits all of them alike. CPU per request is each server
+ * process's own user + system time (from /proc) over the c=64 run: less noisy than requests per
+ * second, and the load generator's share is left out.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
@@ -17,6 +23,7 @@ import { freePort, startRedis } from '../test/helpers/redis.js'
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1)
 const HOLD = Number(process.env.BENCH_STREAMS ?? 10_000)
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
 const ADMIN = 'bench-admin-token-0000000000000000'
 const ROOT = new URL('..', import.meta.url).pathname
 const children: ChildProcess[] = []
@@ -36,6 +43,13 @@ async function up(url: string): Promise<void> {
   throw new Error(`${url} did not come up`)
 }
 
+/** User + system CPU time of a process so far, in microseconds (clock ticks of 10 ms). */
+const cpuMicros = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10_000
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
 const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 
 interface Target { name: string; base: string; auth: string; pid?: number }
@@ -46,6 +60,7 @@ const holdBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages:
 
 async function load(t: Target, total: number, concurrency: number, stream = false) {
   const pool = new Pool(t.base, { connections: concurrency })
+  const cpuBefore = t.pid === undefined ? NaN : cpuMicros(t.pid)
   const latencies: number[] = []
   const ttfb: number[] = []
   let left = total
@@ -64,9 +79,10 @@ async function load(t: Target, total: number, concurrency: number, stream = fals
     }
   }))
   const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  const cpuPerRequest = t.pid === undefined ? NaN : (cpuMicros(t.pid) - cpuBefore) / total
   await pool.close()
   const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
-  return { rps: total / seconds, p50: q(latencies, 0.5), p99: q(latencies, 0.99), ttfb50: ttfb.length ? q(ttfb, 0.5) : NaN }
+  return { rps: total / seconds, p50: q(latencies, 0.5), p99: q(latencies, 0.99), ttfb50: ttfb.length ? q(ttfb, 0.5) : NaN, cpuPerRequest }
 }
 
 async function holdStreams(t: Target, n: number): Promise<{ before: number; after: number }> {
@@ -125,7 +141,7 @@ async function gateway(name: string, origin: string, extra: Record<string, strin
 try {
   spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' })
   const originPort = await freePort()
-  run(`node --import tsx bench/origin.ts ${originPort}`)
+  const originProcess = run(`node --import tsx bench/origin.ts ${originPort}`)
   const origin = `http://127.0.0.1:${originPort}`
   await up(`${origin}/v1/models`)
   const barePort = await freePort()
@@ -133,7 +149,7 @@ try {
   await up(`http://127.0.0.1:${barePort}/healthz`.replace('/healthz', '/v1/chat/completions'))
   const redis = await startRedis()
   const targets: Target[] = [
-    { name: 'upstream directly', base: origin, auth: 'Bearer nvapi-bench' },
+    { name: 'upstream directly', base: origin, auth: 'Bearer nvapi-bench', pid: originProcess.pid },
     { name: 'bare Fastify + undici hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid },
     await gateway('tollgate, embedded store', origin, {}),
     await gateway('tollgate, Redis (auth, limits, usage)', origin, { REDIS_URL: redis.url }, { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 }),
@@ -141,7 +157,8 @@ try {
   if (spawnSync('which', ['nginx']).status === 0) {
     const port = await freePort()
     const dir = mkdtempSync(join(tmpdir(), 'tg-nginx-'))
-    writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1; daemon off; pid ${dir}/pid; error_log ${dir}/err.log;
+    // One process (no master): it ends with the bench instead of leaving a worker behind.
+    writeFileSync(join(dir, 'nginx.conf'), `master_process off; daemon off; pid ${dir}/pid; error_log ${dir}/err.log;
 events { worker_connections 65536; }
 http { access_log off; upstream o { server 127.0.0.1:${originPort}; keepalive 256; }
 server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }`)
@@ -150,27 +167,39 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
     targets.splice(2, 0, { name: 'nginx reverse proxy', base: `http://127.0.0.1:${port}`, auth: 'Bearer x', pid: nginx.pid })
   }
 
-  // Warm up every target, then measure each scenario on all targets back to back.
-  for (const t of targets) await load(t, Math.ceil(500 * SCALE), 4)
-  const results = new Map<string, Record<string, number>>()
-  for (const t of targets) results.set(t.name, {})
+  // Warm up every target, then measure each scenario on all targets back to back, round after
+  // round (alternating the order), and keep each figure's median over the rounds.
+  for (const t of targets) await load(t, Math.ceil(2000 * SCALE), 16)
+  const rounds = new Map<string, Record<string, number>[]>()
+  for (const t of targets) rounds.set(t.name, [])
+  const per = (n: number) => Math.ceil((n * SCALE) / ROUNDS)
   const scenarios: [string, (t: Target) => Promise<Record<string, number>>][] = [
-    ['c1', async (t) => { const r = await load(t, Math.ceil(3000 * SCALE), 1); return { c1p50: r.p50, c1p99: r.p99 } }],
-    ['c16', async (t) => { const r = await load(t, Math.ceil(8000 * SCALE), 16); return { c16p50: r.p50, c16p99: r.p99 } }],
-    ['c64', async (t) => { const r = await load(t, Math.ceil(15000 * SCALE), 64); return { c64rps: r.rps } }],
-    ['stream', async (t) => { const r = await load(t, Math.ceil(600 * SCALE), 1, true); return { sttfb: r.ttfb50, sp50: r.p50 } }],
+    ['c1', async (t) => { const r = await load(t, per(3000), 1); return { c1p50: r.p50, c1p99: r.p99 } }],
+    ['c16', async (t) => { const r = await load(t, per(8000), 16); return { c16p50: r.p50, c16p99: r.p99 } }],
+    ['c64', async (t) => { const r = await load(t, per(15000), 64); return { c64rps: r.rps, c64cpu: r.cpuPerRequest } }],
+    ['stream', async (t) => { const r = await load(t, per(600), 1, true); return { sttfb: r.ttfb50, sp50: r.p50 } }],
   ]
-  for (const [, measure] of scenarios) for (const t of targets) Object.assign(results.get(t.name)!, await measure(t))
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    const got = new Map<string, Record<string, number>>(targets.map((t) => [t.name, {}]))
+    for (const [, measure] of scenarios) for (const t of order) Object.assign(got.get(t.name)!, await measure(t))
+    for (const t of targets) rounds.get(t.name)!.push(got.get(t.name)!)
+  }
+  const results = new Map<string, Record<string, number>>()
+  for (const t of targets) {
+    const list = rounds.get(t.name)!
+    results.set(t.name, Object.fromEntries(Object.keys(list[0]!).map((k) => [k, median(list.map((r) => r[k]!))])))
+  }
   const direct = results.get('upstream directly')!
   const bareR = results.get('bare Fastify + undici hop')!
   const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a')
-  console.log(`\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}`)
-  console.log('| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | added TTFB stream (ms) |')
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  console.log(`\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}, medians of ${ROUNDS} rounds`)
+  console.log('| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | CPU µs/request c=64 | added TTFB stream (ms) |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const t of targets) {
     const r = results.get(t.name)!
     const first = t.name === 'upstream directly'
-    console.log(`| ${t.name} | ${first ? '–' : f(r.c1p50! - direct.c1p50!)} | ${first ? '–' : f(r.c1p99! - direct.c1p99!)} | ${f(r.c16p99!)} | ${f(r.c16p99! / bareR.c16p99!, 2)}× | ${Math.round(r.c64rps!)} | ${f(r.c64rps! / bareR.c64rps!, 2)}× | ${first ? '–' : f(r.sttfb! - direct.sttfb!)} |`)
+    console.log(`| ${t.name} | ${first ? '–' : f(r.c1p50! - direct.c1p50!)} | ${first ? '–' : f(r.c1p99! - direct.c1p99!)} | ${f(r.c16p99!)} | ${f(r.c16p99! / bareR.c16p99!, 2)}× | ${Math.round(r.c64rps!)} | ${f(r.c64rps! / bareR.c64rps!, 2)}× | ${f(r.c64cpu!, 0)} | ${first ? '–' : f(r.sttfb! - direct.sttfb!)} |`)
   }
   console.log(`\nRSS with ${HOLD} streams held open (MB, before → after):`)
   for (const t of targets.filter((x) => x.pid !== undefined && x.name.startsWith('tollgate'))) {
