@@ -201,10 +201,15 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
     const first = t.name === 'upstream directly'
     console.log(`| ${t.name} | ${first ? '–' : f(r.c1p50! - direct.c1p50!)} | ${first ? '–' : f(r.c1p99! - direct.c1p99!)} | ${f(r.c16p99!)} | ${f(r.c16p99! / bareR.c16p99!, 2)}× | ${Math.round(r.c64rps!)} | ${f(r.c64rps! / bareR.c64rps!, 2)}× | ${f(r.c64cpu!, 0)} | ${first ? '–' : f(r.sttfb! - direct.sttfb!)} |`)
   }
-  console.log(`\nRSS with ${HOLD} streams held open (MB, before → after):`)
+  // Each held stream takes two descriptors in the gateway (client and upstream sockets): hold what
+  // the open-files limit allows, and say so when that is fewer than asked.
+  const fdLimit = Number(spawnSync('bash', ['-c', 'ulimit -n 65536 2>/dev/null; ulimit -n'], { encoding: 'utf8' }).stdout.trim())
+  const hold = Math.min(HOLD, Math.floor((fdLimit - 500) / 2))
+  if (hold < HOLD) console.log(`\n(the open-files limit here is ${fdLimit} and cannot be raised: ${hold} streams instead of ${HOLD}; per-stream figures below)`)
+  console.log(`\nRSS with ${hold} streams held open (MB, before → after; per 1,000 streams):`)
   for (const t of targets.filter((x) => x.pid !== undefined && x.name.startsWith('tollgate'))) {
-    const { before, after } = await holdStreams(t, HOLD)
-    console.log(`| ${t.name} | ${f(before, 0)} → ${f(after, 0)} |`)
+    const { before, after } = await holdStreams(t, hold)
+    console.log(`| ${t.name} | ${f(before, 0)} → ${f(after, 0)} | ${f(((after - before) / hold) * 1000, 1)} MB per 1,000 |`)
   }
   await redis.stop()
 } finally {
