@@ -197,6 +197,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await activity.close()
     resilient?.close()
     await resilient?.flush()
+    await resilient?.writeAudit().catch((err: unknown) => app.log.warn({ err: (err as Error).message }, 'could not write the last audit entries'))
     if (resilient && resilient.buffered > 0) app.log.error({ waiting: resilient.buffered }, 'usage still waiting for redis at shutdown is lost')
     await Promise.all([...upstreams.values()].map((u) => u.close()))
     if (ownStore) await store.close()

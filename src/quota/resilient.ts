@@ -143,4 +143,8 @@ export class ResilientQuotas implements QuotaEngine {
   async audit(entry: AuditEntry): Promise<void> {
     if (this.o.up()) await this.o.primary.audit(entry)
   }
+
+  async writeAudit(): Promise<void> {
+    await this.o.primary.writeAudit?.()
+  }
 }

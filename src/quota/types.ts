@@ -144,6 +144,8 @@ export interface QuotaEngine {
   status(team: string, scopes: Scope[], now: number): Promise<Record<string, ScopeStatus>>
   usage(query: UsageQuery): Promise<UsageRow[]>
   audit(entry: AuditEntry): Promise<void>
+  /** Writes audit entries still waiting in a batch (at shutdown). */
+  writeAudit?(): Promise<void>
 }
 
 /** How long a concurrency slot or reservation lives without renewal. */

@@ -156,11 +156,15 @@ describe.each([
     expect(mine.today.total_tokens).toBe(reported.total)
     expect(mine.limits.team.tokens_per_day.used).toBe(reported.total)
 
-    // Every request went to the audit stream.
+    // Every request went to the audit stream (written in batches, a moment later).
     const redis = backend.client()
     try {
-      const entries = (await redis.xrange('tg:audit', '-', '+')) as [string, string[]][]
-      const mineOnly = entries.map(([, f]) => Object.fromEntries(f.reduce<[string, string][]>((acc, v, i, a) => (i % 2 ? acc : [...acc, [v, a[i + 1]!]]), []))).filter((e) => e.team === 'acct')
+      const auditOf = async () => {
+        const entries = (await redis.xrange('tg:audit', '-', '+')) as [string, string[]][]
+        return entries.map(([, f]) => Object.fromEntries(f.reduce<[string, string][]>((acc, v, i, a) => (i % 2 ? acc : [...acc, [v, a[i + 1]!]]), []))).filter((e) => e.team === 'acct')
+      }
+      await waitFor(async () => (await auditOf()).length === 7, 'the 7 audit entries')
+      const mineOnly = await auditOf()
       expect(mineOnly).toHaveLength(7)
       expect(mineOnly.reduce((sum, e) => sum + Number(e.total_tokens), 0)).toBe(reported.total)
       expect(mineOnly[0]).toMatchObject({ status: '200', estimated: '0' })
