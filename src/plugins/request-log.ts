@@ -17,7 +17,7 @@ export function registerRequestLog(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
     request.tg = newRequestContext()
     reply.header('x-request-id', request.id)
-    reply.raw.once('close', () => {
+    const writeLine = () => {
       const ctx = request.tg
       const finished = reply.raw.writableFinished
       const url = request.routeOptions.url ?? request.url.split('?')[0] ?? ''
@@ -38,7 +38,10 @@ export function registerRequestLog(app: FastifyInstance): void {
       }
       if (QUIET_ROUTES.has(url)) request.log.debug(line, 'request')
       else request.log.info(line, 'request')
-    })
+    }
+    // A client that is gone already will not close again.
+    if (reply.raw.closed) writeLine()
+    else reply.raw.once('close', writeLine)
     done()
   })
 }

@@ -157,7 +157,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     let streaming = false
     // The client going away before the answer is complete cancels the upstream call at once.
     const controller = new Cancel()
-    reply.raw.once('close', () => {
+    const finish = () => {
       if (!reply.raw.writableFinished) controller.abort()
       opts.leases.remove(ticket)
       const { usage, estimated } = meter.result()
@@ -175,7 +175,15 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
         .settle({ ticket, keyId: principal.key.id, model: answeredBy, usage, estimated, now })
         .catch((err: unknown) => request.log.error({ err, request_id: ticket.requestId }, 'could not record usage'))
       void audit(record(status, usage, estimated, now))
-    })
+    }
+    // A client that went away while it was being admitted has closed already, and 'close' will not
+    // come again: settle now (its slot and reservation come back), and send nothing upstream.
+    if (reply.raw.closed) {
+      meter.fail()
+      finish()
+      throw clientGone()
+    }
+    reply.raw.once('close', finish)
 
     let dispatched: Dispatched
     try {
@@ -280,7 +288,6 @@ const limitsTokens = (s: Scope) =>
   s.limits.tokens_per_minute !== undefined || s.limits.tokens_per_day !== undefined || s.limits.tokens_per_month !== undefined
 
 const NO_USAGE: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }
-
 
 export const proxyRoutes: FastifyPluginAsync<ProxyOptions> = async (app, opts) => {
   for (const endpoint of ENDPOINTS) app.post(endpoint.path, handler(endpoint, opts))
