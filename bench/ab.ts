@@ -1,0 +1,111 @@
+/**
+ * Paired A/B of gateway builds: each build against the same fast upstream, beside the bare hop,
+ * in many short alternating rounds at 64 concurrent clients. Reports, per build, the median over
+ * rounds of its CPU per request divided by the first build's in the same round (and by the bare
+ * hop's): on a shared machine whose speed drifts from minute to minute, the ratio within a round
+ * is far steadier than any absolute figure.
+ *
+ *   npm run build && cp -r dist /tmp/a     (then change something, build again)
+ *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
+ *   BENCH_AB_REDIS=1 ...                                          (gateways on Redis, limits on)
+ * A build directory must resolve the repository's node_modules (put copies under the repository).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool } from 'undici'
+import { freePort, startRedis } from '../test/helpers/redis.js'
+
+const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
+const N = Number(process.env.BENCH_AB_N ?? 1500)
+const builds = process.argv.slice(2).map((d) => resolve(d))
+const ROOT = new URL('..', import.meta.url).pathname
+const ADMIN = 'bench-admin-token-0000000000000000'
+const children: ChildProcess[] = []
+
+const run = (cmd: string, env: Record<string, string> = {}) => {
+  const child = spawn('bash', ['-c', `exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
+  children.push(child)
+  return child
+}
+const cpuMicros = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(f[11]) + Number(f[12])) * 10_000
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+async function up(url: string) {
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(url).then((r) => r.status < 500, () => false)) return
+    await sleep(50)
+  }
+  throw new Error(`${url} did not come up`)
+}
+
+interface Target { name: string; base: string; auth: string; pid: number }
+const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
+
+async function load(t: Target, total: number) {
+  const pool = new Pool(t.base, { connections: 64 })
+  let left = total
+  const t0 = process.hrtime.bigint()
+  const c0 = cpuMicros(t.pid)
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (left-- > 0) {
+      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body })
+      if (res.statusCode !== 200) throw new Error(`${t.name}: ${res.statusCode} ${await res.body.text()}`)
+      await res.body.dump()
+    }
+  }))
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  await pool.close()
+  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total }
+}
+
+if (builds.length === 0) {
+  console.error('usage: node --import tsx ab.ts BUILD_DIR [BUILD_DIR …]')
+  process.exit(2)
+}
+try {
+  const originPort = await freePort()
+  run(`node --import tsx bench/origin.ts ${originPort}`)
+  const origin = `http://127.0.0.1:${originPort}`
+  await up(`${origin}/v1/models`)
+  const redis = process.env.BENCH_AB_REDIS ? await startRedis() : null
+  const barePort = await freePort()
+  const bare = run(`node --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
+  await up(`http://127.0.0.1:${barePort}/v1/chat/completions`)
+  const targets: Target[] = [{ name: 'bare hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid! }]
+  for (const [i, build] of builds.entries()) {
+    const port = await freePort()
+    const child = run(`node ${build}/server.js`, {
+      PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench',
+      LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...(redis ? { REDIS_URL: redis.url } : {}),
+    })
+    const base = `http://127.0.0.1:${port}`
+    await up(`${base}/healthz`)
+    const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
+    const limits = redis ? { limits: { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 } } : {}
+    await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: `ab${i}`, ...limits }) })
+    const { key } = (await (await fetch(`${base}/admin/teams/ab${i}/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string }
+    targets.push({ name: build, base, auth: `Bearer ${key}`, pid: child.pid! })
+  }
+  for (const t of targets) await load(t, 3000)
+  const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number }[]]))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const t of round % 2 === 0 ? targets : [...targets].reverse()) results.get(t.name)!.push(await load(t, N))
+  }
+  const bareRuns = results.get('bare hop')!
+  const firstRuns = results.get(builds[0]!)!
+  console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} requests at c=64${redis ? ', Redis' : ''}, medians of per-round ratios`)
+  console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop |')
+  console.log('| --- | --- | --- | --- | --- |')
+  for (const t of targets) {
+    const runs = results.get(t.name)!
+    const ratio = (of: (i: number) => number) => median(runs.map((_, i) => of(i))).toFixed(3)
+    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} | ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} |`)
+  }
+  await redis?.stop()
+} finally {
+  for (const c of children) c.kill('SIGKILL')
+}
