@@ -1,5 +1,5 @@
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
-import { aggregateUsage, usageField } from './report.js'
+import { aggregateUsage, USAGE_METRICS, usageField } from './report.js'
 import { describeStatus, refill } from './status.js'
 import {
   LEASE_MS,
@@ -204,8 +204,6 @@ export class MemoryQuotas implements QuotaEngine {
     if (this.auditLog.length > AUDIT_CAP * 1.25) this.auditLog.splice(0, this.auditLog.length - AUDIT_CAP)
   }
 }
-
-const USAGE_METRICS = ['r', 'p', 'c', 't', 'e'] as const
 
 function* asFields(rows: Map<string, number[]>): Iterable<[string, number]> {
   for (const [base, row] of rows) for (let i = 0; i < USAGE_METRICS.length; i++) yield [base + USAGE_METRICS[i], row[i]!]

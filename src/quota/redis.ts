@@ -269,5 +269,4 @@ export class RedisQuotas implements QuotaEngine {
     write.then(() => done?.resolve(), (err: unknown) => done?.reject(err))
     return write
   }
-
 }

@@ -7,13 +7,16 @@ import type { UsageQuery, UsageRow } from './types.js'
 
 export const usageField = (keyId: string, model: string) => `${keyId}\t${model}\t`
 
+/** The metrics in the order both engines count them (settle.lua's ARGV, the memory engine's rows). */
+export const USAGE_METRICS = ['r', 'p', 'c', 't', 'e'] as const
+
 const METRICS: Record<string, keyof UsageRow> = {
   r: 'requests',
   p: 'prompt_tokens',
   c: 'completion_tokens',
   t: 'total_tokens',
   e: 'estimated_requests',
-}
+} satisfies Record<(typeof USAGE_METRICS)[number], keyof UsageRow>
 
 /** Sums the counters of each (team, day) into rows grouped as the query asks, filtered by key and model. */
 export function aggregateUsage(

@@ -73,6 +73,17 @@ export function applyDefaults(body: Record<string, unknown>, resolved: ResolvedM
   return out
 }
 
+/** Each default of a model as JSON member text (`"top_p":0.95,`), written once per model. */
+const memberTexts = new WeakMap<ModelConfig, Record<string, string>>()
+function memberText(model: ModelConfig): Record<string, string> {
+  let texts = memberTexts.get(model)
+  if (!texts) {
+    texts = Object.fromEntries(Object.entries(model.defaults).map(([field, value]) => [field, `${JSON.stringify(field)}:${JSON.stringify(value)},`]))
+    memberTexts.set(model, texts)
+  }
+  return texts
+}
+
 /**
  * The text sent upstream. The client's own bytes are kept (a number written 1.0, or a seed of 20
  * digits, arrives exactly as written) and the defaults, and the gateway's request for stream
@@ -87,7 +98,7 @@ export function forwardBody(raw: string | null, body: Record<string, unknown>, r
     return JSON.stringify(out)
   }
   let members = ''
-  for (const [field, value] of missingDefaults(body, resolved, useDefaults)) members += `${JSON.stringify(field)}:${JSON.stringify(value)},`
+  for (const [field] of missingDefaults(body, resolved, useDefaults)) members += memberText(resolved.model)[field]
   if (askUsage) members += '"stream_options":{"include_usage":true},'
   if (members === '') return raw
   // The body is an object with at least a model: its members follow the first `{`.
