@@ -8,6 +8,7 @@
  *   npm run build && cp -r dist /tmp/a     (then change something, build again)
  *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
  *   BENCH_AB_REDIS=1 ...                                          (gateways on Redis, limits on)
+ *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -19,7 +20,10 @@ import { freePort, startRedis } from '../test/helpers/redis.js'
 
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
-const builds = process.argv.slice(2).map((d) => resolve(d))
+const builds = process.argv.slice(2).map((d) => {
+  const [dir, flags] = d.split('@') as [string, string | undefined]
+  return { name: d, dir: resolve(dir), flags: flags?.replaceAll(',', ' ') ?? '' }
+})
 const ROOT = new URL('..', import.meta.url).pathname
 const ADMIN = 'bench-admin-token-0000000000000000'
 const children: ChildProcess[] = []
@@ -78,7 +82,7 @@ try {
   const targets: Target[] = [{ name: 'bare hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid! }]
   for (const [i, build] of builds.entries()) {
     const port = await freePort()
-    const child = run(`node ${build}/server.js`, {
+    const child = run(`node ${build.flags} ${build.dir}/server.js`, {
       PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench',
       LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...(redis ? { REDIS_URL: redis.url } : {}),
     })
@@ -88,7 +92,7 @@ try {
     const limits = redis ? { limits: { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 } } : {}
     await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: `ab${i}`, ...limits }) })
     const { key } = (await (await fetch(`${base}/admin/teams/ab${i}/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string }
-    targets.push({ name: build, base, auth: `Bearer ${key}`, pid: child.pid! })
+    targets.push({ name: build.name, base, auth: `Bearer ${key}`, pid: child.pid! })
   }
   for (const t of targets) await load(t, 3000)
   const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number }[]]))
@@ -96,7 +100,7 @@ try {
     for (const t of round % 2 === 0 ? targets : [...targets].reverse()) results.get(t.name)!.push(await load(t, N))
   }
   const bareRuns = results.get('bare hop')!
-  const firstRuns = results.get(builds[0]!)!
+  const firstRuns = results.get(builds[0]!.name)!
   console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} requests at c=64${redis ? ', Redis' : ''}, medians of per-round ratios`)
   console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop |')
   console.log('| --- | --- | --- | --- | --- |')

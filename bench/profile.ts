@@ -1,0 +1,139 @@
+/**
+ * Where the gateway's CPU goes: runs one gateway under `node --cpu-prof` against the bench origin,
+ * sends N requests at 64 concurrent clients, and prints the profile's self time by package and by
+ * function (the heaviest first). The .cpuprofile is kept for Chrome DevTools.
+ *
+ *   cd bench && npm run profile                      (embedded store; PROFILE_N=20000)
+ *   PROFILE_REDIS=1 npm run profile                  (Redis: auth, limits, usage)
+ *   PROFILE_STREAM=1 npm run profile                 (streams of 64 chunks instead of JSON)
+ *   PROFILE_BARE=1 npm run profile                   (the bare Fastify + undici hop, for comparison)
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool } from 'undici'
+import { freePort, startRedis } from '../test/helpers/redis.js'
+
+const N = Number(process.env.PROFILE_N ?? 20_000)
+const TOP = Number(process.env.PROFILE_TOP ?? 40)
+const ROOT = new URL('..', import.meta.url).pathname
+const ADMIN = 'bench-admin-token-0000000000000000'
+const children: ChildProcess[] = []
+const run = (cmd: string, env: Record<string, string> = {}) => {
+  const child = spawn('bash', ['-c', `exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
+  children.push(child)
+  return child
+}
+async function up(url: string) {
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(url).then((r) => r.status < 500, () => false)) return
+    await sleep(50)
+  }
+  throw new Error(`${url} did not come up`)
+}
+
+interface Node {
+  id: number
+  callFrame: { functionName: string; url: string; lineNumber: number }
+  children?: number[]
+}
+interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
+
+/** node_modules/<pkg> (scoped too), node:internal, the gateway's own files, or V8 itself. */
+function group(url: string, name: string): string {
+  if (!url) return name.startsWith('(') ? name : '(native)'
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
+  if (m) return m[1]!
+  if (url.startsWith('node:')) return 'node:' + (url.split('/')[1] ?? url.slice(5))
+  const own = /\/dist\/(.+)$/.exec(url)
+  return own ? `tollgate/${own[1]!.split('/')[0]!.replace(/\.js$/, '')}` : url
+}
+
+try {
+  const profDir = mkdtempSync(join(tmpdir(), 'tollgate-prof-'))
+  const originPort = await freePort()
+  run(`node --import tsx bench/origin.ts ${originPort}`)
+  const origin = `http://127.0.0.1:${originPort}`
+  await up(`${origin}/v1/models`)
+  const redis = process.env.PROFILE_REDIS ? await startRedis() : null
+  const port = await freePort()
+  const bare = Boolean(process.env.PROFILE_BARE)
+  const flags = `--cpu-prof --cpu-prof-dir=${profDir}`
+  const gateway = run(bare ? `node ${flags} --import tsx bench/bare-proxy.ts ${port} ${origin}` : `node ${flags} dist/server.js`, {
+    PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench',
+    LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...(redis ? { REDIS_URL: redis.url } : {}),
+  })
+  const base = `http://127.0.0.1:${port}`
+  let key = 'none'
+  if (bare) await up(`${base}/v1/chat/completions`)
+  else {
+    await up(`${base}/healthz`)
+    const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
+    const limits = redis ? { limits: { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 } } : {}
+    await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: 'prof', ...limits }) })
+    ;({ key } = (await (await fetch(`${base}/admin/teams/prof/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string })
+  }
+  const body = JSON.stringify({
+    model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32,
+    ...(process.env.PROFILE_STREAM ? { stream: true } : {}),
+  })
+  const pool = new Pool(base, { connections: 64 })
+  let left = N
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (left-- > 0) {
+      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body })
+      if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${await res.body.text()}`)
+      await res.body.dump()
+    }
+  }))
+  await pool.close()
+  const exited = new Promise((r) => gateway.once('exit', r))
+  gateway.kill('SIGINT')
+  await exited
+  if (redis) {
+    // What Redis itself did per request: commands and its own CPU time (INFO commandstats).
+    const { Redis } = await import('ioredis')
+    const client = new Redis(redis.url)
+    const stats = (await client.info('commandstats')).split('\r\n').filter((l) => l.startsWith('cmdstat_'))
+    console.log('\n| Redis command | calls/request | Redis µs/request |\n| --- | --- | --- |')
+    for (const line of stats) {
+      const [name, rest] = line.slice('cmdstat_'.length).split(':') as [string, string]
+      const f = Object.fromEntries(rest.split(',').map((kv) => kv.split('=')))
+      if (Number(f.calls) >= N / 100) console.log(`| ${name} | ${(Number(f.calls) / N).toFixed(3)} | ${(Number(f.usec) / N).toFixed(1)} |`)
+    }
+    client.disconnect()
+    await redis.stop()
+  }
+
+  const file = join(profDir, readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'))!)
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+  const self = new Map<number, number>()
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
+  const total = [...self.values()].reduce((a, b) => a + b, 0)
+  const idle = [...self].filter(([id]) => byId.get(id)!.callFrame.functionName === '(idle)').reduce((a, [, t]) => a + t, 0)
+  const busy = total - idle
+  const groups = new Map<string, number>()
+  const fns = new Map<string, number>()
+  for (const [id, t] of self) {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame
+    if (functionName === '(idle)') continue
+    const g = group(url, functionName)
+    groups.set(g, (groups.get(g) ?? 0) + t)
+    const f = `${functionName || '(anonymous)'} ${g}:${lineNumber + 1}`
+    fns.set(f, (fns.get(f) ?? 0) + t)
+  }
+  const table = (title: string, m: Map<string, number>) => {
+    console.log(`\n| ${title} | µs/request | share of busy |\n| --- | --- | --- |`)
+    for (const [k, t] of [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`| ${k} | ${(t / N).toFixed(1)} | ${((100 * t) / busy).toFixed(1)} % |`)
+    }
+  }
+  console.log(`${N} requests at c=64${bare ? ', bare hop' : redis ? ', Redis' : ', embedded store'}${process.env.PROFILE_STREAM ? ', streams' : ''}: busy ${(busy / N).toFixed(0)} µs/request (profiler on), profile ${file}`)
+  table('package', groups)
+  table('function', fns)
+} finally {
+  for (const c of children) c.kill('SIGKILL')
+}
