@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { DestinationStream, Logger } from 'pino'
 import type { Config, TeamSeed } from './config.js'
 import './context.js'
-import { createLogger } from './logger.js'
+import { createLogger, LazyRequestLogger } from './logger.js'
 import { clientAuth } from './plugins/client-auth.js'
 import { registerErrorHandling } from './plugins/error-handler.js'
 import { registerJsonBody } from './plugins/json-body.js'
@@ -96,6 +96,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const app: FastifyInstance = Fastify({
     // pino's Logger and Fastify's base logger type differ only in typing, not at run time.
     loggerInstance: logger as FastifyBaseLogger,
+    // Per-request children only when something logs through them (the request line does not).
+    childLoggerFactory: (parent, bindings, options) => new LazyRequestLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     // Our own onResponse hook writes the one line per request.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,

@@ -1,4 +1,4 @@
-import { pino, type DestinationStream, type Logger } from 'pino'
+import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger } from 'pino'
 import type { LogLevel } from './config.js'
 
 /**
@@ -34,4 +34,47 @@ export function createLogger(level: LogLevel, stream?: DestinationStream): Logge
     },
     stream,
   )
+}
+
+type LogFn = (...args: unknown[]) => void
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+
+/**
+ * Fastify's per-request logger, made only when something logs through it: Fastify makes a pino
+ * child (bindings: the request id) for every request, yet the gateway logs through it only on
+ * errors and warnings. The request line itself is written on the root logger with the same `reqId`
+ * field (see request-log.ts).
+ */
+export interface LazyRequestLogger extends Pick<Logger, (typeof LEVELS)[number]> {}
+export class LazyRequestLogger {
+  #child: Logger | null = null
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: Bindings,
+    private readonly options: ChildLoggerOptions,
+  ) {}
+
+  /** The pino child, made on first use. */
+  logger(): Logger {
+    return (this.#child ??= this.parent.child(this.bindings, this.options))
+  }
+  get level(): string {
+    return this.logger().level
+  }
+  set level(level: string) {
+    this.logger().level = level
+  }
+  isLevelEnabled(level: string): boolean {
+    return this.logger().isLevelEnabled(level)
+  }
+  silent(): void {}
+  child(bindings: Bindings, options?: ChildLoggerOptions): Logger {
+    return this.logger().child(bindings, options)
+  }
+}
+for (const level of LEVELS) {
+  LazyRequestLogger.prototype[level] = function (this: LazyRequestLogger, ...args: unknown[]) {
+    const real = this.logger()
+    ;(real[level] as LogFn).apply(real, args)
+  } as never
 }

@@ -21,7 +21,10 @@ export function registerRequestLog(app: FastifyInstance): void {
       const ctx = request.tg
       const finished = reply.raw.writableFinished
       const url = request.routeOptions.url ?? request.url.split('?')[0] ?? ''
+      // On the root logger, with the request id as Fastify's per-request child would bind it: no
+      // child is made for a request that logs nothing else.
       const line = {
+        reqId: request.id,
         method: request.method,
         url,
         team: ctx.team,
@@ -36,8 +39,8 @@ export function registerRequestLog(app: FastifyInstance): void {
         upstream_ms: ctx.upstreamMs,
         aborted: !finished,
       }
-      if (QUIET_ROUTES.has(url)) request.log.debug(line, 'request')
-      else request.log.info(line, 'request')
+      if (QUIET_ROUTES.has(url)) app.log.debug(line, 'request')
+      else app.log.info(line, 'request')
     }
     // A client that is gone already will not close again.
     if (reply.raw.closed) writeLine()

@@ -82,3 +82,26 @@ describe('the request log line', () => {
     expect(typeof lines[0]!.duration_ms).toBe('number')
   })
 })
+
+describe('lines logged while a request runs', () => {
+  it('carry the request id, like the request line, and nothing is logged twice', async () => {
+    const { key } = await gw.createKey('logs-error')
+    upstream.enqueue({ kind: 'error', status: 401, body: '{"status":401,"title":"Unauthorized","detail":"Authentication failed"}' })
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-request-id': 'log-error-test' },
+      body: JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }),
+    })
+    expect(res.status).toBe(502)
+    await waitFor(() => gw.logLines().some((l) => l.reqId === 'log-error-test' && l.msg === 'request'), 'the request line')
+    const lines = gw.logLines().filter((l) => l.reqId === 'log-error-test')
+    // (The refused key leaves the rotation: this test runs last in the file.)
+    expect(lines.map((l) => [l.level, String(l.msg).replace(/key \w+:/, 'key …:')])).toEqual([
+      [50, "upstream 'nvidia' refused key …: taken out of rotation"],
+      [50, "upstream 'nvidia' refused the gateway's API key: check its keys"],
+      [30, 'request'],
+    ])
+    expect(lines[1]).toMatchObject({ service: 'tollgate', upstream: 'nvidia', upstream_status: 401 })
+    expect(lines[2]).toMatchObject({ service: 'tollgate', status: 502, upstream_status: 401, team: 'logs-error' })
+  })
+})
