@@ -44,6 +44,7 @@ local function extend(key, until_ms)                          -- keep a key at l
 end
 
 -- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
+local counted = {}                                            -- per scope: admissions in its minute window
 for s = 1, scopes do
   local k = (s - 1) * 6
   local rpm_key, tpm_key, day_key, month_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
@@ -69,6 +70,7 @@ for s = 1, scopes do
   if rpm then
     redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', now - MINUTE)  -- the window slides
     local n = redis.call('ZCARD', rpm_key)
+    counted[s] = n
     if n + 1 > rpm then
       local oldest = redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]
       local retry = 1
@@ -90,11 +92,12 @@ for s = 1, scopes do
     end
   end
 
-  local reserved = tonumber(redis.call('HGET', reserved_key, '_sum') or '0')
+  local reserved = nil                                        -- tokens reserved in flight, read once if needed
   local periods = {{limit(s, 3), day_key, day_end, 'tokens_per_day'}, {limit(s, 4), month_key, month_end, 'tokens_per_month'}}
   for _, p in ipairs(periods) do
     local cap, key, period_end, kind = p[1], p[2], p[3], p[4]
     if cap then
+      reserved = reserved or tonumber(redis.call('HGET', reserved_key, '_sum') or '0')
       local used = tonumber(redis.call('HGET', key, 'used') or '0')
       if used + tokens > cap then                                 -- spent until the period ends
         return {0, s, kind, cap, used, period_end - now, 1}
@@ -121,11 +124,11 @@ for s = 1, scopes do
 
   local rpm = limit(s, 1)
   if rpm then
-    redis.call('ZADD', rpm_key, now, id)
+    redis.call('ZADD', rpm_key, now, id)                          -- (request ids are unique: one more)
     redis.call('PEXPIRE', rpm_key, MINUTE)
-    local n = redis.call('ZCARD', rpm_key)
-    local oldest = tonumber(redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2])
-    local remaining = rpm - n
+    local oldest = now
+    if counted[s] > 0 then oldest = tonumber(redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]) end
+    local remaining = rpm - (counted[s] + 1)
     if rpm_state[1] < 0 or remaining < rpm_state[2] then
       rpm_state = {rpm, remaining, oldest + MINUTE - now}
     end

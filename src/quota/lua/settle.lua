@@ -19,6 +19,13 @@ local month_ttl = tonumber(ARGV[6])
 local scopes = tonumber(ARGV[7])
 local MINUTE = 60000
 
+-- Adds to a counter; a key that did not exist gets its expiry (the first add to a new key returns
+-- exactly the amount; a later one that does too only sets the same deadline again). Saves a PEXPIRE
+-- per counter on every settlement after the first of the period.
+local function add(key, field, amount, ttl)
+  if redis.call('HINCRBY', key, field, amount) == amount then redis.call('PEXPIRE', key, ttl) end
+end
+
 local marker = KEYS[scopes * 6 + 2]
 if not redis.call('SET', marker, '1', 'NX', 'PX', tonumber(ARGV[7 + scopes + 7])) then
   return 0                                                    -- settled before: count nothing twice
@@ -36,10 +43,8 @@ for s = 1, scopes do
   end
   redis.call('ZREM', inflight_key, id)                        -- the concurrency slot is free
 
-  redis.call('HINCRBY', day_key, 'used', used_tokens)         -- real usage in the periods
-  redis.call('PEXPIRE', day_key, day_ttl)
-  redis.call('HINCRBY', month_key, 'used', used_tokens)
-  redis.call('PEXPIRE', month_key, month_ttl)
+  add(day_key, 'used', used_tokens, day_ttl)                  -- real usage in the periods
+  add(month_key, 'used', used_tokens, month_ttl)
 
   local tpm = tonumber(ARGV[7 + s])
   if tpm >= 0 then                                            -- the bucket gets back what was not used
@@ -58,10 +63,10 @@ end
 local u = 7 + scopes                                          -- the usage report's counters
 local usage_key = KEYS[scopes * 6 + 1]
 local prefix = ARGV[u + 1]
-redis.call('HINCRBY', usage_key, prefix .. 'r', 1)
+add(usage_key, prefix .. 'r', 1, tonumber(ARGV[u + 6]))
 redis.call('HINCRBY', usage_key, prefix .. 'p', tonumber(ARGV[u + 2]))
 redis.call('HINCRBY', usage_key, prefix .. 'c', tonumber(ARGV[u + 3]))
 redis.call('HINCRBY', usage_key, prefix .. 't', tonumber(ARGV[u + 4]))
-redis.call('HINCRBY', usage_key, prefix .. 'e', tonumber(ARGV[u + 5]))
-redis.call('PEXPIRE', usage_key, tonumber(ARGV[u + 6]))
+local estimated = tonumber(ARGV[u + 5])
+if estimated ~= 0 then redis.call('HINCRBY', usage_key, prefix .. 'e', estimated) end -- (absent reads as 0)
 return 1

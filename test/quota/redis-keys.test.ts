@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest'
+import { RedisQuotas } from '../../src/quota/redis.js'
+import { LEASE_MS, MINUTE_MS, type AdmitResult, type Scope, type Ticket } from '../../src/quota/types.js'
+import { useRedis } from '../helpers/redis.js'
+
+/**
+ * Every key the admission and settlement scripts write expires, with the deadline its period
+ * needs, however many settlements touch it after the first (which alone sets a counter's expiry).
+ */
+
+const redis = useRedis()
+const T0 = Date.parse('2026-03-10T12:00:00Z')
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+const limits = { requests_per_minute: 10, tokens_per_minute: 10_000, tokens_per_day: 1_000_000, tokens_per_month: 10_000_000, concurrent_requests: 5 }
+const scopes: Scope[] = [
+  { id: 'team', label: "team 'ml'", limits },
+  { id: 'key:key_1', label: "key key_1 of team 'ml'", limits },
+]
+
+function ok(result: AdmitResult): Ticket {
+  if (!result.ok) throw new Error(`refused: ${JSON.stringify(result.refusal)}`)
+  return result.ticket
+}
+
+describe('keys written by the Redis quota scripts', () => {
+  it('all expire, each with its period’s deadline, and later settlements keep those deadlines', async () => {
+    const prefix = 'ttl:'
+    const q = new RedisQuotas({ client: redis.client, prefix, usageRetentionDays: 400 })
+    const usage = (total: number) => ({ prompt_tokens: total / 2, completion_tokens: total / 2, total_tokens: total })
+    const first = ok(await q.admit({ team: 'ml', requestId: 'r1', scopes, tokens: 100, now: T0 }))
+    await q.settle({ ticket: first, keyId: 'key_1', model: 'm', usage: usage(100), estimated: false, now: T0 + 1_000 })
+    const second = ok(await q.admit({ team: 'ml', requestId: 'r2', scopes, tokens: 100, now: T0 + 2_000 }))
+    // Nothing used this time, and estimated: the counters' values do not reach back to "new".
+    await q.settle({ ticket: second, keyId: 'key_1', model: 'm', usage: usage(0), estimated: true, now: T0 + 3_000 })
+
+    const keys = (await redis.client.keys(`${prefix}*`)).sort()
+    const ttls = Object.fromEntries(await Promise.all(keys.map(async (k) => [k.slice(prefix.length), await redis.client.pttl(k)] as const)))
+    // The settlement ran 1 to 3 s of the injected clock after T0 (12:00 UTC); Redis counts down from
+    // when each command ran, so allow the test's own few seconds of real time below each deadline.
+    const near = (ms: number) => expect.toSatisfy((ttl: number) => ttl > ms - 10_000 && ttl <= ms)
+    const perScope = (scope: string) => ({
+      [`{t:ml}:${scope}:rpm`]: near(MINUTE_MS),
+      [`{t:ml}:${scope}:tpm`]: near(2 * MINUTE_MS),
+      [`{t:ml}:${scope}:d:2026-03-10`]: near(12 * HOUR + DAY - 1_000), // the day's end, plus a day
+      [`{t:ml}:${scope}:m:2026-03`]: near(Date.parse('2026-04-01T00:00:00Z') + DAY - T0 - 1_000),
+      [`{t:ml}:${scope}:reserved`]: near(LEASE_MS + MINUTE_MS),
+    })
+    expect(ttls).toEqual({
+      ...perScope('team'),
+      ...perScope('key:key_1'),
+      // (each scope's in-flight set is empty again, so gone)
+      '{t:ml}:usage:2026-03-10': near(400 * DAY - 12 * HOUR - 1_000),
+      '{t:ml}:settled:r1': near(6 * HOUR),
+      '{t:ml}:settled:r2': near(6 * HOUR),
+    })
+
+    // The counters themselves: the estimated count is written only when there is one.
+    expect(await redis.client.hgetall(`${prefix}{t:ml}:usage:2026-03-10`)).toEqual({
+      'key_1\tm\tr': '2', 'key_1\tm\tp': '50', 'key_1\tm\tc': '50', 'key_1\tm\tt': '100', 'key_1\tm\te': '1',
+    })
+    expect(await redis.client.hget(`${prefix}{t:ml}:team:d:2026-03-10`, 'used')).toBe('100')
+  })
+})
