@@ -8,6 +8,7 @@
  *   npm run build && cp -r dist /tmp/a     (then change something, build again)
  *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
  *   BENCH_AB_REDIS=1 ...                                          (gateways on Redis, limits on)
+ *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; the p50 column is per request)
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
@@ -20,6 +21,7 @@ import { freePort, startRedis } from '../test/helpers/redis.js'
 
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
+const C = Number(process.env.BENCH_AB_C ?? 64)
 const builds = process.argv.slice(2).map((d) => {
   const [dir, flags] = d.split('@') as [string, string | undefined]
   return { name: d, dir: resolve(dir), flags: flags?.replaceAll(',', ' ') ?? '' }
@@ -50,20 +52,23 @@ interface Target { name: string; base: string; auth: string; pid: number }
 const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
 
 async function load(t: Target, total: number) {
-  const pool = new Pool(t.base, { connections: 64 })
+  const pool = new Pool(t.base, { connections: C })
   let left = total
+  const times: number[] = []
   const t0 = process.hrtime.bigint()
   const c0 = cpuMicros(t.pid)
-  await Promise.all(Array.from({ length: 64 }, async () => {
+  await Promise.all(Array.from({ length: C }, async () => {
     while (left-- > 0) {
+      const start = process.hrtime.bigint()
       const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body })
       if (res.statusCode !== 200) throw new Error(`${t.name}: ${res.statusCode} ${await res.body.text()}`)
       await res.body.dump()
+      times.push(Number(process.hrtime.bigint() - start) / 1e6)
     }
   }))
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   await pool.close()
-  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total }
+  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, p50: median(times) }
 }
 
 if (builds.length === 0) {
@@ -95,19 +100,21 @@ try {
     targets.push({ name: build.name, base, auth: `Bearer ${key}`, pid: child.pid! })
   }
   for (const t of targets) await load(t, 3000)
-  const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number }[]]))
+  const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number; p50: number }[]]))
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of round % 2 === 0 ? targets : [...targets].reverse()) results.get(t.name)!.push(await load(t, N))
   }
   const bareRuns = results.get('bare hop')!
   const firstRuns = results.get(builds[0]!.name)!
-  console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} requests at c=64${redis ? ', Redis' : ''}, medians of per-round ratios`)
-  console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop |')
-  console.log('| --- | --- | --- | --- | --- |')
+  console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} requests at c=${C}${redis ? ', Redis' : ''}, medians of per-round ratios`)
+  console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- |')
   for (const t of targets) {
     const runs = results.get(t.name)!
     const ratio = (of: (i: number) => number) => median(runs.map((_, i) => of(i))).toFixed(3)
-    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} | ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} |`)
+    const p50 = median(runs.map((r) => r.p50)).toFixed(3)
+    const added = median(runs.map((r, i) => r.p50 - bareRuns[i]!.p50)).toFixed(3)
+    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} | ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} |`)
   }
   await redis?.stop()
 } finally {

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { Cluster, Redis } from 'ioredis'
+import { Command, type Cluster, type Redis } from 'ioredis'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, usageField } from './report.js'
 import { describeStatus, refill } from './status.js'
@@ -48,6 +49,7 @@ const AUDIT_WIDTH = 24
 const NOTHING = Promise.resolve()
 
 type Script = (...args: (string | number)[]) => Promise<unknown>
+type Args = (string | number)[]
 
 function load(name: string): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
@@ -81,13 +83,35 @@ export class RedisQuotas implements QuotaEngine {
     this.prefix = options.prefix ?? 'tg:'
     this.retentionMs = (options.usageRetentionDays ?? 400) * DAY_MS
     this.auditMaxLen = options.auditMaxLen ?? 100_000
-    this.client.defineCommand('tollgate_admit', { lua: load('admit') })
-    this.client.defineCommand('tollgate_settle', { lua: load('settle') })
-    this.client.defineCommand('tollgate_audit', { lua: load('audit') })
     const commands = this.client as unknown as Record<string, Script>
-    this.admitScript = (...args) => commands.tollgate_admit!.call(this.client, ...args)
-    this.settleScript = (...args) => commands.tollgate_settle!.call(this.client, ...args)
-    this.auditScript = (...args) => commands.tollgate_audit!.call(this.client, ...args)
+    const script = (name: string): Script => {
+      const lua = load(name)
+      this.client.defineCommand(`tollgate_${name}`, { lua })
+      const pipelined = (args: Args) => commands[`tollgate_${name}`]!.call(this.client, ...args)
+      // Auto-pipelining (one write for the commands of a tick) pays under load, and costs a tick and
+      // a pipeline when nothing else is waiting: a call while no other call of the same script is in
+      // flight goes out at once (so at low load every admission does; see docs/benchmarks.md).
+      if (!(this.client.options as { enableAutoPipelining?: boolean }).enableAutoPipelining) return (...args) => pipelined(args)
+      const sha = createHash('sha1').update(lua).digest('hex')
+      const direct = (args: Args): Promise<unknown> => {
+        const evalsha = new Command('evalsha', [sha, ...args], { replyEncoding: 'utf8' })
+        void this.client.sendCommand(evalsha)
+        return evalsha.promise.catch((err: unknown) => {
+          // A Redis that lost its scripts (restarted, SCRIPT FLUSH): send the source once more.
+          if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
+          return pipelined(args)
+        })
+      }
+      let inFlight = 0 // calls of this script sent and not answered yet
+      return (...args) => {
+        const idle = inFlight === 0
+        inFlight++
+        return (idle ? direct(args) : pipelined(args)).finally(() => inFlight--)
+      }
+    }
+    this.admitScript = script('admit')
+    this.settleScript = script('settle')
+    this.auditScript = script('audit')
   }
 
   private teamKey(team: string, suffix: string): string {

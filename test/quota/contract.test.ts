@@ -1,4 +1,5 @@
-import { beforeEach, describe, expect, it } from 'vitest'
+import { Redis } from 'ioredis'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type { Limits } from '../../src/limits.js'
 import { MemoryQuotas } from '../../src/quota/memory.js'
 import { RedisQuotas } from '../../src/quota/redis.js'
@@ -23,9 +24,18 @@ function refused(result: AdmitResult) {
   return result.refusal
 }
 
+// As the gateway connects (REDIS_OPTIONS): auto-pipelining on, so a script call goes out at once
+// when nothing else of ours waits, and pipelined behind the others when something does.
+let pipelining: Redis
+beforeAll(() => {
+  pipelining = new Redis(redis.server.url, { enableAutoPipelining: true })
+})
+afterAll(() => pipelining.disconnect())
+
 describe.each([
   ['memory', () => new MemoryQuotas() as QuotaEngine],
   ['redis', () => new RedisQuotas({ client: redis.client, prefix: `q${++n}:` }) as QuotaEngine],
+  ['redis, auto-pipelining', () => new RedisQuotas({ client: pipelining, prefix: `q${++n}:` }) as QuotaEngine],
 ])('%s quotas', (_name, make) => {
   let q: QuotaEngine
   let seq = 0

@@ -1,11 +1,14 @@
+import { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { RedisQuotas } from '../../src/quota/redis.js'
 import { LEASE_MS, MINUTE_MS, type AdmitResult, type Scope, type Ticket } from '../../src/quota/types.js'
 import { useRedis } from '../helpers/redis.js'
 
 /**
- * Every key the admission and settlement scripts write expires, with the deadline its period
- * needs, however many settlements touch it after the first (which alone sets a counter's expiry).
+ * The Redis quota engine's own concerns: every key its scripts write expires, with the deadline
+ * its period needs, however many settlements touch it after the first (which alone sets a
+ * counter's expiry); and its scripts keep working however they are sent (at once when nothing
+ * else of ours is waiting, auto-pipelined otherwise) after Redis has lost them.
  */
 
 const redis = useRedis()
@@ -60,5 +63,28 @@ describe('keys written by the Redis quota scripts', () => {
       'key_1\tm\tr': '2', 'key_1\tm\tp': '50', 'key_1\tm\tc': '50', 'key_1\tm\tt': '100', 'key_1\tm\te': '1',
     })
     expect(await redis.client.hget(`${prefix}{t:ml}:team:d:2026-03-10`, 'used')).toBe('100')
+  })
+})
+
+describe('the scripts, sent at once or pipelined', () => {
+  it('still run after Redis has lost them (SCRIPT FLUSH, as after a restart), alone and many at once', async () => {
+    // As the gateway connects: auto-pipelining on, so both ways of sending are used.
+    const client = new Redis(redis.server.url, { enableAutoPipelining: true })
+    const q = new RedisQuotas({ client, prefix: 'flush:' })
+    const scope: Scope[] = [{ id: 'team', label: "team 'ml'", limits: { requests_per_minute: 1000, concurrent_requests: 100 } }]
+    let seq = 0
+    const round = async () => {
+      const ticket = ok(await q.admit({ team: 'ml', requestId: `f${++seq}`, scopes: scope, tokens: 0, now: T0 }))
+      await q.settle({ ticket, keyId: 'key_1', model: 'm', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, estimated: false, now: T0 })
+    }
+    await redis.client.script('FLUSH')
+    await round() // nothing else in flight: sent at once
+    await redis.client.script('FLUSH')
+    await Promise.all(Array.from({ length: 20 }, round)) // the first at once, the rest pipelined behind it
+    const rows = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })
+    expect(rows).toEqual([{ team: 'ml', requests: 21, prompt_tokens: 21, completion_tokens: 21, total_tokens: 42, estimated_requests: 0 }])
+    const status = await q.status('ml', scope, T0)
+    expect(status.team).toMatchObject({ requests_per_minute: { used: 21 }, concurrent_requests: { used: 0 } })
+    client.disconnect()
   })
 })
