@@ -8,7 +8,7 @@
  *   npm run build && cp -r dist /tmp/a     (then change something, build again)
  *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
  *   BENCH_AB_REDIS=1 ...                                          (gateways on Redis, limits on)
- *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; the p50 column is per request)
+ *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; p50 and p99 are per request)
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
@@ -68,7 +68,8 @@ async function load(t: Target, total: number) {
   }))
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   await pool.close()
-  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, p50: median(times) }
+  times.sort((a, b) => a - b)
+  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, p50: times[Math.floor(times.length / 2)]!, p99: times[Math.floor(times.length * 0.99)]! }
 }
 
 if (builds.length === 0) {
@@ -100,21 +101,21 @@ try {
     targets.push({ name: build.name, base, auth: `Bearer ${key}`, pid: child.pid! })
   }
   for (const t of targets) await load(t, 3000)
-  const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number; p50: number }[]]))
+  const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number; p50: number; p99: number }[]]))
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of round % 2 === 0 ? targets : [...targets].reverse()) results.get(t.name)!.push(await load(t, N))
   }
   const bareRuns = results.get('bare hop')!
   const firstRuns = results.get(builds[0]!.name)!
   console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} requests at c=${C}${redis ? ', Redis' : ''}, medians of per-round ratios`)
-  console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) |')
-  console.log('| --- | --- | --- | --- | --- | --- | --- |')
+  console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) | p99 vs bare hop |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const t of targets) {
     const runs = results.get(t.name)!
     const ratio = (of: (i: number) => number) => median(runs.map((_, i) => of(i))).toFixed(3)
     const p50 = median(runs.map((r) => r.p50)).toFixed(3)
     const added = median(runs.map((r, i) => r.p50 - bareRuns[i]!.p50)).toFixed(3)
-    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} | ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} |`)
+    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} | ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} | ${ratio((i) => runs[i]!.p99 / bareRuns[i]!.p99)} |`)
   }
   await redis?.stop()
 } finally {
