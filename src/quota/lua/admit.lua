@@ -124,11 +124,11 @@ for s = 1, scopes do
 
   local rpm = limit(s, 1)
   if rpm then
-    redis.call('ZADD', rpm_key, now, id)                          -- (request ids are unique: one more)
+    local n = counted[s] + redis.call('ZADD', rpm_key, now, id)   -- (ZADD answers how many it added)
     redis.call('PEXPIRE', rpm_key, MINUTE)
-    local oldest = now
-    if counted[s] > 0 then oldest = tonumber(redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]) end
-    local remaining = rpm - (counted[s] + 1)
+    local oldest = now                                              -- alone in the window: this one
+    if n > 1 then oldest = tonumber(redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]) end
+    local remaining = rpm - n
     if rpm_state[1] < 0 or remaining < rpm_state[2] then
       rpm_state = {rpm, remaining, oldest + MINUTE - now}
     end
