@@ -9,6 +9,7 @@
  *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
  *   BENCH_AB_REDIS=1 ...                                          (gateways on Redis, limits on)
  *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; p50 and p99 are per request)
+ *   BENCH_AB_STREAM=1 ...                (streams of 64 chunks; p50 and p99 are then of the first byte)
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
@@ -22,6 +23,7 @@ import { freePort, startRedis } from '../test/helpers/redis.js'
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
 const C = Number(process.env.BENCH_AB_C ?? 64)
+const STREAM = Boolean(process.env.BENCH_AB_STREAM)
 const builds = process.argv.slice(2).map((d) => {
   const [dir, flags] = d.split('@') as [string, string | undefined]
   return { name: d, dir: resolve(dir), flags: flags?.replaceAll(',', ' ') ?? '' }
@@ -49,7 +51,7 @@ async function up(url: string) {
 }
 
 interface Target { name: string; base: string; auth: string; pid: number }
-const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
+const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32, ...(STREAM ? { stream: true } : {}) })
 
 async function load(t: Target, total: number) {
   const pool = new Pool(t.base, { connections: C })
@@ -62,8 +64,16 @@ async function load(t: Target, total: number) {
       const start = process.hrtime.bigint()
       const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body })
       if (res.statusCode !== 200) throw new Error(`${t.name}: ${res.statusCode} ${await res.body.text()}`)
-      await res.body.dump()
-      times.push(Number(process.hrtime.bigint() - start) / 1e6)
+      if (STREAM) {
+        let first = true
+        for await (const _chunk of res.body) {
+          if (first) times.push(Number(process.hrtime.bigint() - start) / 1e6)
+          first = false
+        }
+      } else {
+        await res.body.dump()
+        times.push(Number(process.hrtime.bigint() - start) / 1e6)
+      }
     }
   }))
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
@@ -107,7 +117,7 @@ try {
   }
   const bareRuns = results.get('bare hop')!
   const firstRuns = results.get(builds[0]!.name)!
-  console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} requests at c=${C}${redis ? ', Redis' : ''}, medians of per-round ratios`)
+  console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} ${STREAM ? 'streams (p50, p99: first byte)' : 'requests'} at c=${C}${redis ? ', Redis' : ''}, medians of per-round ratios`)
   console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) | p99 vs bare hop |')
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const t of targets) {
