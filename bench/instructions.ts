@@ -6,6 +6,8 @@
  *
  *   cd bench && node --import tsx instructions.ts ../dist [OTHER_BUILD …]   (INSTR_N=2000, INSTR_WARM=3000)
  *   INSTR_REDIS=1 …     (gateways on Redis, limits on)
+ *   INSTR_C=1           (concurrent clients; at 1 a build's count repeats within about 1 %, at 64
+ *                        it does not: how many requests share an event-loop turn depends on timing)
  *   the word `bare` in place of a build directory measures the bare Fastify + undici hop;
  *   node flags follow an @: ../dist@--max-semi-space-size=64
  */
