@@ -10,6 +10,7 @@
  *   BENCH_AB_REDIS=1 ...                                          (gateways on Redis, limits on)
  *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; p50 and p99 are per request)
  *   BENCH_AB_STREAM=1 ...                (streams of 64 chunks; p50 and p99 are then of the first byte)
+ *   BENCH_AB_BARE_FLAGS=--single-threaded-gc ...   (node flags for the bare hop too)
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
@@ -93,7 +94,7 @@ try {
   await up(`${origin}/v1/models`)
   const redis = process.env.BENCH_AB_REDIS ? await startRedis() : null
   const barePort = await freePort()
-  const bare = run(`node --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
+  const bare = run(`node ${process.env.BENCH_AB_BARE_FLAGS ?? ''} --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
   await up(`http://127.0.0.1:${barePort}/v1/chat/completions`)
   const targets: Target[] = [{ name: 'bare hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid! }]
   for (const [i, build] of builds.entries()) {
