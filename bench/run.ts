@@ -175,7 +175,8 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   const per = (n: number) => Math.ceil((n * SCALE) / ROUNDS)
   const scenarios: [string, (t: Target) => Promise<Record<string, number>>][] = [
     ['c1', async (t) => { const r = await load(t, per(3000), 1); return { c1p50: r.p50, c1p99: r.p99 } }],
-    ['c16', async (t) => { const r = await load(t, per(8000), 16); return { c16p50: r.p50, c16p99: r.p99 } }],
+    // (8,000 per round: a p99 from 80 tail samples rather than 27, which swung by ±0.5× between runs)
+    ['c16', async (t) => { const r = await load(t, per(24000), 16); return { c16p50: r.p50, c16p99: r.p99 } }],
     ['c64', async (t) => { const r = await load(t, per(15000), 64); return { c64rps: r.rps, c64cpu: r.cpuPerRequest } }],
     ['stream', async (t) => { const r = await load(t, per(600), 1, true); return { sttfb: r.ttfb50, sp50: r.p50 } }],
   ]
@@ -190,16 +191,31 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
     const list = rounds.get(t.name)!
     results.set(t.name, Object.fromEntries(Object.keys(list[0]!).map((k) => [k, median(list.map((r) => r[k]!))])))
   }
-  const direct = results.get('upstream directly')!
-  const bareR = results.get('bare Fastify + undici hop')!
+  // Comparisons are paired: within each round (the machine's speed drifts between rounds), then
+  // the median over the rounds.
+  const paired = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) => {
+    const mine = rounds.get(t.name)!
+    const theirs = rounds.get(ref)!
+    return median(mine.map((r, i) => of(r, theirs[i]!)))
+  }
+  const DIRECT = 'upstream directly'
+  const BARE = 'bare Fastify + undici hop'
   const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a')
-  console.log(`\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}, medians of ${ROUNDS} rounds`)
+  console.log(`\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}, medians of ${ROUNDS} rounds (differences and ratios: per round, then the median)`)
   console.log('| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | CPU µs/request c=64 | added TTFB stream (ms) |')
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const t of targets) {
     const r = results.get(t.name)!
-    const first = t.name === 'upstream directly'
-    console.log(`| ${t.name} | ${first ? '–' : f(r.c1p50! - direct.c1p50!)} | ${first ? '–' : f(r.c1p99! - direct.c1p99!)} | ${f(r.c16p99!)} | ${f(r.c16p99! / bareR.c16p99!, 2)}× | ${Math.round(r.c64rps!)} | ${f(r.c64rps! / bareR.c64rps!, 2)}× | ${f(r.c64cpu!, 0)} | ${first ? '–' : f(r.sttfb! - direct.sttfb!)} |`)
+    const first = t.name === DIRECT
+    const added = (k: string) => (first ? '–' : f(paired(t, DIRECT, (x, d) => x[k]! - d[k]!)))
+    const vsBare = (k: string) => `${f(paired(t, BARE, (x, b) => x[k]! / b[k]!), 2)}×`
+    console.log(`| ${t.name} | ${added('c1p50')} | ${added('c1p99')} | ${f(r.c16p99!)} | ${vsBare('c16p99')} | ${Math.round(r.c64rps!)} | ${vsBare('c64rps')} | ${f(r.c64cpu!, 0)} | ${added('sttfb')} |`)
+  }
+  // The spread behind the medians: each round's ratios.
+  const bareRounds = rounds.get(BARE)!
+  for (const t of targets.filter((x) => x.name.startsWith('tollgate'))) {
+    const each = (k: string) => rounds.get(t.name)!.map((r, i) => f(r[k]! / bareRounds[i]![k]!, 2)).join(', ')
+    console.log(`(${t.name}, per round vs bare: p99 c=16 ${each('c16p99')}; rps c=64 ${each('c64rps')})`)
   }
   // Each held stream takes two descriptors in the gateway (client and upstream sockets): hold what
   // the open-files limit allows, and say so when that is fewer than asked.
