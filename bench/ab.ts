@@ -14,45 +14,18 @@
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
+import { BENCH_LIMITS, BODY, benchKey, cpuMicros, gatewayEnv, killAll, median, parseBuild, run, up } from './lib.js'
 
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
 const C = Number(process.env.BENCH_AB_C ?? 64)
 const STREAM = Boolean(process.env.BENCH_AB_STREAM)
-const builds = process.argv.slice(2).map((d) => {
-  const [dir, flags] = d.split('@') as [string, string | undefined]
-  return { name: d, dir: resolve(dir), flags: flags?.replaceAll(',', ' ') ?? '' }
-})
-const ROOT = new URL('..', import.meta.url).pathname
-const ADMIN = 'bench-admin-token-0000000000000000'
-const children: ChildProcess[] = []
-
-const run = (cmd: string, env: Record<string, string> = {}) => {
-  const child = spawn('bash', ['-c', `exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
-  children.push(child)
-  return child
-}
-const cpuMicros = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(f[11]) + Number(f[12])) * 10_000
-}
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-async function up(url: string) {
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(url).then((r) => r.status < 500, () => false)) return
-    await sleep(50)
-  }
-  throw new Error(`${url} did not come up`)
-}
+const builds = process.argv.slice(2).map(parseBuild)
 
 interface Target { name: string; base: string; auth: string; pid: number }
-const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32, ...(STREAM ? { stream: true } : {}) })
+const body = STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
 
 async function load(t: Target, total: number) {
   const pool = new Pool(t.base, { connections: C })
@@ -99,16 +72,10 @@ try {
   const targets: Target[] = [{ name: 'bare hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid! }]
   for (const [i, build] of builds.entries()) {
     const port = await freePort()
-    const child = run(`node ${build.flags} ${build.dir}/server.js`, {
-      PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench',
-      LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...(redis ? { REDIS_URL: redis.url } : {}),
-    })
+    const child = run(`node ${build.flags} ${build.dir}/server.js`, gatewayEnv(port, origin, redis?.url))
     const base = `http://127.0.0.1:${port}`
     await up(`${base}/healthz`)
-    const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
-    const limits = redis ? { limits: { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 } } : {}
-    await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: `ab${i}`, ...limits }) })
-    const { key } = (await (await fetch(`${base}/admin/teams/ab${i}/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string }
+    const key = await benchKey(base, `ab${i}`, redis ? BENCH_LIMITS : undefined)
     targets.push({ name: build.name, base, auth: `Bearer ${key}`, pid: child.pid! })
   }
   for (const t of targets) await load(t, 3000)
@@ -130,5 +97,5 @@ try {
   }
   await redis?.stop()
 } finally {
-  for (const c of children) c.kill('SIGKILL')
+  killAll()
 }

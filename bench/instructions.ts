@@ -11,43 +11,27 @@
  *   the word `bare` in place of a build directory measures the bare Fastify + undici hop;
  *   node flags follow an @: ../dist@--max-semi-space-size=64
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
+import { BENCH_LIMITS, BODY, benchKey, gatewayEnv, killAll, parseBuild, run, up } from './lib.js'
 
 const N = Number(process.env.INSTR_N ?? 2000)
 const WARM = Number(process.env.INSTR_WARM ?? 3000)
 const C = Number(process.env.INSTR_C ?? 1)
-const builds = process.argv.slice(2).map((d) => {
-  const [dir, flags] = d.split('@') as [string, string | undefined]
-  return { name: d, dir: dir === 'bare' ? dir : resolve(dir), flags: flags?.replaceAll(',', ' ') ?? '' }
-})
-const ROOT = new URL('..', import.meta.url).pathname
-const ADMIN = 'bench-admin-token-0000000000000000'
-const children: ChildProcess[] = []
-const run = (cmd: string, env: Record<string, string> = {}) => {
-  const child = spawn('bash', ['-c', `exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
-  children.push(child)
-  return child
-}
-async function up(url: string) {
-  for (let i = 0; i < 1200; i++) {
-    if (await fetch(url).then((r) => r.status < 500, () => false)) return
-    await sleep(100)
-  }
-  throw new Error(`${url} did not come up`)
-}
-const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
+const builds = process.argv.slice(2).map(parseBuild)
+// Under valgrind a server starts in tens of seconds.
+const START_MS = 120_000
 async function load(base: string, auth: string, total: number) {
   const pool = new Pool(base, { connections: C })
   let left = total
   await Promise.all(Array.from({ length: C }, async () => {
     while (left-- > 0) {
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body })
+      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: BODY })
       if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${await res.body.text()}`)
       await res.body.dump()
     }
@@ -71,20 +55,13 @@ try {
     const port = await freePort()
     const bare = build.dir === 'bare'
     const script = bare ? `--import tsx bench/bare-proxy.ts ${port} ${origin}` : `${build.dir}/server.js`
-    const child = run(`valgrind --tool=callgrind --callgrind-out-file=${dir}/cg.out --dump-instr=no node --single-threaded ${build.flags} ${script}`, {
-      PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench',
-      LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...(redis ? { REDIS_URL: redis.url } : {}),
-    })
+    const child = run(`valgrind --tool=callgrind --callgrind-out-file=${dir}/cg.out --dump-instr=no node --single-threaded ${build.flags} ${script}`, gatewayEnv(port, origin, redis?.url))
     const base = `http://127.0.0.1:${port}`
     let key = 'none'
-    if (bare) await up(`${base}/v1/chat/completions`)
+    if (bare) await up(`${base}/v1/chat/completions`, START_MS)
     else {
-      await up(`${base}/healthz`)
-      const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
-      const team = `cg${children.length}`
-      const limits = redis ? { limits: { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 } } : {}
-      await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: team, ...limits }) })
-      ;({ key } = (await (await fetch(`${base}/admin/teams/${team}/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string })
+      await up(`${base}/healthz`, START_MS)
+      key = await benchKey(base, `cg${builds.indexOf(build)}`, redis ? BENCH_LIMITS : undefined)
     }
     await load(base, `Bearer ${key}`, WARM)
     const zeroed = control('-z', String(child.pid))
@@ -107,5 +84,5 @@ try {
   }
   await redis?.stop()
 } finally {
-  for (const c of children) c.kill('SIGKILL')
+  killAll()
 }

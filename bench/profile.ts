@@ -8,32 +8,15 @@
  *   PROFILE_STREAM=1 npm run profile                 (streams of 64 chunks instead of JSON)
  *   PROFILE_BARE=1 npm run profile                   (the bare Fastify + undici hop, for comparison)
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
+import { BENCH_LIMITS, BODY, benchKey, gatewayEnv, killAll, run, up } from './lib.js'
 
 const N = Number(process.env.PROFILE_N ?? 20_000)
 const TOP = Number(process.env.PROFILE_TOP ?? 40)
-const ROOT = new URL('..', import.meta.url).pathname
-const ADMIN = 'bench-admin-token-0000000000000000'
-const children: ChildProcess[] = []
-const run = (cmd: string, env: Record<string, string> = {}) => {
-  const child = spawn('bash', ['-c', `exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
-  children.push(child)
-  return child
-}
-async function up(url: string) {
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(url).then((r) => r.status < 500, () => false)) return
-    await sleep(50)
-  }
-  throw new Error(`${url} did not come up`)
-}
-
 interface Node {
   id: number
   callFrame: { functionName: string; url: string; lineNumber: number }
@@ -61,24 +44,15 @@ try {
   const port = await freePort()
   const bare = Boolean(process.env.PROFILE_BARE)
   const flags = `--cpu-prof --cpu-prof-dir=${profDir}`
-  const gateway = run(bare ? `node ${flags} --import tsx bench/bare-proxy.ts ${port} ${origin}` : `node ${flags} dist/server.js`, {
-    PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench',
-    LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...(redis ? { REDIS_URL: redis.url } : {}),
-  })
+  const gateway = run(bare ? `node ${flags} --import tsx bench/bare-proxy.ts ${port} ${origin}` : `node ${flags} dist/server.js`, gatewayEnv(port, origin, redis?.url))
   const base = `http://127.0.0.1:${port}`
   let key = 'none'
   if (bare) await up(`${base}/v1/chat/completions`)
   else {
     await up(`${base}/healthz`)
-    const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
-    const limits = redis ? { limits: { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 } } : {}
-    await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: 'prof', ...limits }) })
-    ;({ key } = (await (await fetch(`${base}/admin/teams/prof/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string })
+    key = await benchKey(base, 'prof', redis ? BENCH_LIMITS : undefined)
   }
-  const body = JSON.stringify({
-    model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32,
-    ...(process.env.PROFILE_STREAM ? { stream: true } : {}),
-  })
+  const body = process.env.PROFILE_STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
   const pool = new Pool(base, { connections: 64 })
   let left = N
   await Promise.all(Array.from({ length: 64 }, async () => {
@@ -135,5 +109,5 @@ try {
   table('package', groups)
   table('function', fns)
 } finally {
-  for (const c of children) c.kill('SIGKILL')
+  killAll()
 }

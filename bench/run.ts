@@ -13,48 +13,22 @@
  * process's own user + system time (from /proc) over the c=64 run: less noisy than requests per
  * second, and the load generator's share is left out.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
+import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, gatewayEnv, killAll, median, run, up } from './lib.js'
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1)
 const HOLD = Number(process.env.BENCH_STREAMS ?? 10_000)
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
-const ADMIN = 'bench-admin-token-0000000000000000'
-const ROOT = new URL('..', import.meta.url).pathname
-const children: ChildProcess[] = []
-
-function run(cmd: string, env: Record<string, string> = {}): ChildProcess {
-  // A higher open-files limit for servers that hold thousands of streams.
-  const child = spawn('bash', ['-c', `ulimit -n 65536 2>/dev/null; exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
-  children.push(child)
-  return child
-}
-
-async function up(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(url).then((r) => r.status < 500, () => false)) return
-    await sleep(50)
-  }
-  throw new Error(`${url} did not come up`)
-}
-
-/** User + system CPU time of a process so far, in microseconds (clock ticks of 10 ms). */
-const cpuMicros = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10_000
-}
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-
 const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 
 interface Target { name: string; base: string; auth: string; pid?: number }
 
-const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
 const streamBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true })
 const holdBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true, user: 'hold' })
 
@@ -68,7 +42,7 @@ async function load(t: Target, total: number, concurrency: number, stream = fals
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (left-- > 0) {
       const t0 = process.hrtime.bigint()
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body: stream ? streamBody : body })
+      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body: stream ? streamBody : BODY })
       if (res.statusCode !== 200) throw new Error(`${t.name}: ${res.statusCode} ${await res.body.text()}`)
       let first = true
       for await (const _chunk of res.body) {
@@ -127,15 +101,12 @@ async function holdStreams(t: Target, n: number): Promise<{ before: number; afte
   return { before, after: ready < n ? NaN : after }
 }
 
-async function gateway(name: string, origin: string, extra: Record<string, string>, limits?: object): Promise<Target> {
+async function gateway(name: string, origin: string, redisUrl?: string, limits?: object): Promise<Target> {
   const port = await freePort()
-  const child = run('node dist/server.js', { PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench', LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...extra })
+  const child = run('node dist/server.js', gatewayEnv(port, origin, redisUrl))
   const base = `http://127.0.0.1:${port}`
   await up(`${base}/healthz`)
-  const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
-  await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: 'bench', ...(limits ? { limits } : {}) }) })
-  const { key } = (await (await fetch(`${base}/admin/teams/bench/keys`, { method: 'POST', headers: admin, body: '{}' })).json()) as { key: string }
-  return { name, base, auth: `Bearer ${key}`, pid: child.pid }
+  return { name, base, auth: `Bearer ${await benchKey(base, 'bench', limits)}`, pid: child.pid }
 }
 
 try {
@@ -146,13 +117,13 @@ try {
   await up(`${origin}/v1/models`)
   const barePort = await freePort()
   const bare = run(`node --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
-  await up(`http://127.0.0.1:${barePort}/healthz`.replace('/healthz', '/v1/chat/completions'))
+  await up(`http://127.0.0.1:${barePort}/v1/chat/completions`)
   const redis = await startRedis()
   const targets: Target[] = [
     { name: 'upstream directly', base: origin, auth: 'Bearer nvapi-bench', pid: originProcess.pid },
     { name: 'bare Fastify + undici hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid },
-    await gateway('tollgate, embedded store', origin, {}),
-    await gateway('tollgate, Redis (auth, limits, usage)', origin, { REDIS_URL: redis.url }, { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 }),
+    await gateway('tollgate, embedded store', origin),
+    await gateway('tollgate, Redis (auth, limits, usage)', origin, redis.url, BENCH_LIMITS),
   ]
   if (spawnSync('which', ['nginx']).status === 0) {
     const port = await freePort()
@@ -229,5 +200,5 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   }
   await redis.stop()
 } finally {
-  for (const c of children) c.kill('SIGKILL')
+  killAll()
 }
