@@ -48,8 +48,8 @@ const AUDIT_DELAY_MS = 20
 const AUDIT_WIDTH = 24
 const NOTHING = Promise.resolve()
 
-type Script = (...args: (string | number)[]) => Promise<unknown>
 type Args = (string | number)[]
+type Script = (...args: Args) => Promise<unknown>
 
 function load(name: string): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')

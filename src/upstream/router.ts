@@ -98,7 +98,8 @@ export function forwardBody(raw: string | null, body: Record<string, unknown>, r
     return JSON.stringify(out)
   }
   let members = ''
-  for (const [field] of missingDefaults(body, resolved, useDefaults)) members += memberText(resolved.model)[field]
+  const texts = memberText(resolved.model)
+  for (const [field] of missingDefaults(body, resolved, useDefaults)) members += texts[field]
   if (askUsage) members += '"stream_options":{"include_usage":true},'
   if (members === '') return raw
   // The body is an object with at least a model: its members follow the first `{`.
