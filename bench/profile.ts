@@ -1,12 +1,13 @@
 /**
  * Where the gateway's CPU goes: runs one gateway under `node --cpu-prof` against the bench origin,
- * sends N requests at 64 concurrent clients, and prints the profile's self time by package and by
+ * sends N requests at 64 concurrent clients (PROFILE_C), and prints the profile's self time by package and by
  * function (the heaviest first). The .cpuprofile is kept for Chrome DevTools.
  *
  *   cd bench && npm run profile                      (embedded store; PROFILE_N=20000)
  *   PROFILE_REDIS=1 npm run profile                  (Redis: auth, limits, usage)
  *   PROFILE_STREAM=1 npm run profile                 (streams of 64 chunks instead of JSON)
  *   PROFILE_BARE=1 npm run profile                   (the bare Fastify + undici hop, for comparison)
+ *   PROFILE_C=1 npm run profile                      (one client at a time: what grows with concurrency)
  */
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -17,6 +18,7 @@ import { BENCH_LIMITS, BODY, benchKey, gatewayEnv, killAll, run, up } from './li
 
 const N = Number(process.env.PROFILE_N ?? 20_000)
 const TOP = Number(process.env.PROFILE_TOP ?? 40)
+const C = Number(process.env.PROFILE_C ?? 64)
 interface Node {
   id: number
   callFrame: { functionName: string; url: string; lineNumber: number }
@@ -53,9 +55,9 @@ try {
     key = await benchKey(base, 'prof', redis ? BENCH_LIMITS : undefined)
   }
   const body = process.env.PROFILE_STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
-  const pool = new Pool(base, { connections: 64 })
+  const pool = new Pool(base, { connections: C })
   let left = N
-  await Promise.all(Array.from({ length: 64 }, async () => {
+  await Promise.all(Array.from({ length: C }, async () => {
     while (left-- > 0) {
       const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body })
       if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${await res.body.text()}`)
@@ -105,7 +107,7 @@ try {
       console.log(`| ${k} | ${(t / N).toFixed(1)} | ${((100 * t) / busy).toFixed(1)} % |`)
     }
   }
-  console.log(`${N} requests at c=64${bare ? ', bare hop' : redis ? ', Redis' : ', embedded store'}${process.env.PROFILE_STREAM ? ', streams' : ''}: busy ${(busy / N).toFixed(0)} µs/request (profiler on), profile ${file}`)
+  console.log(`${N} requests at c=${C}${bare ? ', bare hop' : redis ? ', Redis' : ', embedded store'}${process.env.PROFILE_STREAM ? ', streams' : ''}: busy ${(busy / N).toFixed(0)} µs/request (profiler on), profile ${file}`)
   table('package', groups)
   table('function', fns)
 } finally {

@@ -1,14 +1,15 @@
 /** UTC calendar periods: day and month quotas reset at 00:00 UTC. */
 
-/** The last day asked for, [start, end) in ms and its ISO date: every request asks (profiled). */
-let memo = { start: 0, end: 0, iso: '' }
+/** The last day asked for: [start, end) in ms, its ISO date and its month's end. Every request asks (profiled). */
+let memo = { start: 0, end: 0, iso: '', monthEnd: 0 }
 
-function dayIso(ms: number): string {
+function day(ms: number): typeof memo {
   if (ms < memo.start || ms >= memo.end) {
     const start = ms - (((ms % 86_400_000) + 86_400_000) % 86_400_000)
-    memo = { start, end: start + 86_400_000, iso: new Date(start).toISOString() }
+    const d = new Date(start)
+    memo = { start, end: start + 86_400_000, iso: d.toISOString(), monthEnd: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) }
   }
-  return memo.iso
+  return memo
 }
 
 let lastMs = Number.NaN
@@ -24,21 +25,19 @@ export function isoTime(ms: number): string {
 }
 
 export function utcDay(ms: number): string {
-  return dayIso(ms).slice(0, 10)
+  return day(ms).iso.slice(0, 10)
 }
 
 export function utcMonth(ms: number): string {
-  return dayIso(ms).slice(0, 7)
+  return day(ms).iso.slice(0, 7)
 }
 
 export function dayEnd(ms: number): number {
-  const d = new Date(ms)
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
+  return day(ms).end
 }
 
 export function monthEnd(ms: number): number {
-  const d = new Date(ms)
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)
+  return day(ms).monthEnd
 }
 
 /** Every day from `from` to `to` inclusive (YYYY-MM-DD), at most `max` of them. */

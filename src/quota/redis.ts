@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { Command, type Cluster, type Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, usageField } from './report.js'
+import { BatchedScript, LuaScript, type Arg } from './scripts.js'
 import { describeStatus, refill } from './status.js'
 import {
   LEASE_MS,
@@ -22,8 +21,11 @@ import {
 } from './types.js'
 
 /**
- * Quotas in Redis, exact across any number of gateway instances: each admission is one Lua script
- * (every check of every scope, then every write, in one round trip), each settlement another.
+ * Quotas in Redis, exact across any number of gateway instances: each admission is one run of a Lua
+ * script (every check of every scope, then every write, in one round trip), each settlement
+ * another. Under load a team's admissions that arrive while one of its script calls is in flight
+ * go out together as one call, as do its settlements (scripts.ts); the script still takes them one
+ * after another, each as if alone.
  *
  * Why not @fastify/rate-limit for the request rate: its Redis store counts a fixed window
  * (INCR + PEXPIRE), which lets twice the limit through across a window boundary, and a separate
@@ -48,13 +50,6 @@ const AUDIT_DELAY_MS = 20
 const AUDIT_WIDTH = 24
 const NOTHING = Promise.resolve()
 
-type Args = (string | number)[]
-type Script = (...args: Args) => Promise<unknown>
-
-function load(name: string): string {
-  return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
-}
-
 export interface RedisQuotasOptions {
   client: Redis | Cluster
   prefix?: string
@@ -69,11 +64,11 @@ export class RedisQuotas implements QuotaEngine {
   private readonly prefix: string
   private readonly retentionMs: number
   private readonly auditMaxLen: number
-  private readonly admitScript: Script
-  private readonly settleScript: Script
-  private readonly auditScript: Script
+  private readonly admitScript: BatchedScript
+  private readonly settleScript: BatchedScript
+  private readonly auditScript: LuaScript
   /** Audit entries not yet written, flattened (AUDIT_WIDTH values each). */
-  private auditBatch: (string | number)[] = []
+  private auditBatch: Arg[] = []
   private auditTimer: NodeJS.Timeout | null = null
   /** Settles the promise of the call that opened the batch waiting now. */
   private auditDone: { resolve: () => void; reject: (err: unknown) => void } | null = null
@@ -83,35 +78,9 @@ export class RedisQuotas implements QuotaEngine {
     this.prefix = options.prefix ?? 'tg:'
     this.retentionMs = (options.usageRetentionDays ?? 400) * DAY_MS
     this.auditMaxLen = options.auditMaxLen ?? 100_000
-    const commands = this.client as unknown as Record<string, Script>
-    const script = (name: string): Script => {
-      const lua = load(name)
-      this.client.defineCommand(`tollgate_${name}`, { lua })
-      const pipelined = (args: Args) => commands[`tollgate_${name}`]!.call(this.client, ...args)
-      // Auto-pipelining (one write for the commands of a tick) pays under load, and costs a tick and
-      // a pipeline when nothing else is waiting: a call while no other call of the same script is in
-      // flight goes out at once (so at low load every admission does; see docs/benchmarks.md).
-      if (!(this.client.options as { enableAutoPipelining?: boolean }).enableAutoPipelining) return (...args) => pipelined(args)
-      const sha = createHash('sha1').update(lua).digest('hex')
-      const direct = (args: Args): Promise<unknown> => {
-        const evalsha = new Command('evalsha', [sha, ...args], { replyEncoding: 'utf8' })
-        void this.client.sendCommand(evalsha)
-        return evalsha.promise.catch((err: unknown) => {
-          // A Redis that lost its scripts (restarted, SCRIPT FLUSH): send the source once more.
-          if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
-          return pipelined(args)
-        })
-      }
-      let inFlight = 0 // calls of this script sent and not answered yet
-      return (...args) => {
-        const idle = inFlight === 0
-        inFlight++
-        return (idle ? direct(args) : pipelined(args)).finally(() => inFlight--)
-      }
-    }
-    this.admitScript = script('admit')
-    this.settleScript = script('settle')
-    this.auditScript = script('audit')
+    this.admitScript = new BatchedScript(new LuaScript(this.client, 'admit'))
+    this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'))
+    this.auditScript = new LuaScript(this.client, 'audit')
   }
 
   private teamKey(team: string, suffix: string): string {
@@ -119,25 +88,28 @@ export class RedisQuotas implements QuotaEngine {
   }
 
   private scopeKeys(team: string, scope: Scope, day: string, month: string): string[] {
-    const base = `${scope.id}:`
-    return ['rpm', 'tpm', `d:${day}`, `m:${month}`, 'inflight', 'reserved'].map((s) => this.teamKey(team, base + s))
+    const keys: string[] = []
+    this.pushScopeKeys(keys, team, scope, day, month)
+    return keys
+  }
+
+  /** A scope's six keys, in the scripts' order (rpm, tpm, day, month, inflight, reserved). */
+  private pushScopeKeys(keys: string[], team: string, scope: Scope, day: string, month: string): void {
+    const base = `${this.prefix}{t:${team}}:${scope.id}:`
+    keys.push(`${base}rpm`, `${base}tpm`, `${base}d:${day}`, `${base}m:${month}`, `${base}inflight`, `${base}reserved`)
   }
 
   async admit(a: Admission): Promise<AdmitResult> {
     const day = utcDay(a.now)
     const month = utcMonth(a.now)
-    const keys = a.scopes.flatMap((s) => this.scopeKeys(a.team, s, day, month))
-    const limits = a.scopes.flatMap((s) => [
-      s.limits.requests_per_minute ?? NONE,
-      s.limits.tokens_per_minute ?? NONE,
-      s.limits.tokens_per_day ?? NONE,
-      s.limits.tokens_per_month ?? NONE,
-      s.limits.concurrent_requests ?? NONE,
-    ])
-    const reply = (await this.admitScript(
-      keys.length, ...keys,
-      a.now, a.requestId, a.tokens, a.now + LEASE_MS, dayEnd(a.now), monthEnd(a.now), a.scopes.length, ...limits,
-    )) as (number | string)[]
+    const reply = (await this.admitScript.call(a.team, (keys, args) => {
+      args.push(a.now, a.requestId, a.tokens, a.now + LEASE_MS, dayEnd(a.now), monthEnd(a.now), a.scopes.length)
+      for (const s of a.scopes) {
+        this.pushScopeKeys(keys, a.team, s, day, month)
+        const l = s.limits
+        args.push(l.requests_per_minute ?? NONE, l.tokens_per_minute ?? NONE, l.tokens_per_day ?? NONE, l.tokens_per_month ?? NONE, l.concurrent_requests ?? NONE)
+      }
+    })) as (number | string)[]
     if (Number(reply[0]) === 1) {
       const [, rl, rr, rt, tl, tr, tt] = reply.map(Number) as number[]
       const rate: RateState = {}
@@ -166,20 +138,22 @@ export class RedisQuotas implements QuotaEngine {
 
   async settle(s: Settlement): Promise<void> {
     const { ticket, usage } = s
-    const keys = ticket.scopes.flatMap((scope) => this.scopeKeys(ticket.team, scope, ticket.day, ticket.month))
-    keys.push(this.teamKey(ticket.team, `usage:${ticket.day}`), this.teamKey(ticket.team, `settled:${ticket.requestId}`))
     const admittedAt = Date.parse(`${ticket.day}T00:00:00Z`)
     // Relative TTLs: the gateway's clock (injectable) decides the periods, Redis's only counts down.
     const ttl = (until: number) => Math.max(1_000, until - s.now)
-    await this.settleScript(
-      keys.length, ...keys,
-      s.now, ticket.requestId, ticket.tokens, usage.total_tokens,
-      ttl(dayEnd(admittedAt) + DAY_MS), ttl(monthEnd(admittedAt) + DAY_MS), ticket.scopes.length,
-      ...ticket.scopes.map((scope) => scope.limits.tokens_per_minute ?? NONE),
-      usageField(s.keyId, s.model), usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, s.estimated ? 1 : 0,
-      ttl(admittedAt + this.retentionMs),
-      SETTLED_MARKER_MS,
-    )
+    await this.settleScript.call(ticket.team, (keys, args) => {
+      args.push(s.now, ticket.requestId, ticket.tokens, usage.total_tokens, ttl(dayEnd(admittedAt) + DAY_MS), ttl(monthEnd(admittedAt) + DAY_MS), ticket.scopes.length)
+      for (const scope of ticket.scopes) {
+        this.pushScopeKeys(keys, ticket.team, scope, ticket.day, ticket.month)
+        args.push(scope.limits.tokens_per_minute ?? NONE)
+      }
+      keys.push(this.teamKey(ticket.team, `usage:${ticket.day}`), this.teamKey(ticket.team, `settled:${ticket.requestId}`))
+      args.push(
+        usageField(s.keyId, s.model), usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, s.estimated ? 1 : 0,
+        ttl(admittedAt + this.retentionMs),
+        SETTLED_MARKER_MS,
+      )
+    })
   }
 
   async renew(tickets: Ticket[], now: number): Promise<void> {
@@ -289,7 +263,7 @@ export class RedisQuotas implements QuotaEngine {
     }
     const batch = this.auditBatch
     this.auditBatch = []
-    const write = this.auditScript(1, `${this.prefix}audit`, this.auditMaxLen, AUDIT_WIDTH, ...batch).then(() => undefined)
+    const write = this.auditScript.run([`${this.prefix}audit`], [this.auditMaxLen, AUDIT_WIDTH, ...batch]).then(() => undefined)
     write.then(() => done?.resolve(), (err: unknown) => done?.reject(err))
     return write
   }

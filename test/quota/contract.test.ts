@@ -24,8 +24,8 @@ function refused(result: AdmitResult) {
   return result.refusal
 }
 
-// As the gateway connects (REDIS_OPTIONS): auto-pipelining on, so a script call goes out at once
-// when nothing else of ours waits, and pipelined behind the others when something does.
+// As the gateway connects (REDIS_OPTIONS): auto-pipelining on (the status and usage reads and the
+// lease renewals use pipelines; the scripts are sent by the engine itself, alone or batched).
 let pipelining: Redis
 beforeAll(() => {
   pipelining = new Redis(redis.server.url, { enableAutoPipelining: true })
@@ -119,6 +119,30 @@ describe.each([
 
   it('a limit of zero refuses for good', async () => {
     expect(refused(await admit([team({ requests_per_minute: 0 })], 0, T0)).final).toBe(true)
+  })
+
+  it('admissions and settlements made at once count exactly, each as if it came alone', async () => {
+    // Redis sends a team's calls that wait behind one in flight as one script call: here the first
+    // goes alone and the other 29 together, with scope lists of two lengths mixed.
+    const teamScope = team({ requests_per_minute: 20, tokens_per_day: 1_000_000 })
+    const both = [teamScope, key({ concurrent_requests: 6 })]
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => admit(i % 2 === 1 ? both : [teamScope], 100, T0 + i)))
+    // In order: the key's six slots go to 1, 3, … 11; odd ones after that find them taken, even
+    // ones are admitted until the team's 20th; from then on the team's minute refuses everything.
+    const expected = (i: number) => (i === 27 || i >= 28 ? 'requests' : i >= 13 && i % 2 === 1 ? 'concurrency' : 'ok')
+    expect(results.map((r) => (r.ok ? 'ok' : r.refusal.kind))).toEqual(Array.from({ length: 30 }, (_, i) => expected(i)))
+    const admitted = results.filter((r) => r.ok).map(ok)
+    // Each saw the ones before it: the minute's remaining places count down 19 … 0.
+    expect(results.filter((r) => r.ok).map((r) => (r.ok ? r.rate.requests?.remaining : null))).toEqual(Array.from({ length: 20 }, (_, i) => 19 - i))
+
+    await Promise.all(admitted.map((t, i) => settle(t, 10 + i, T0 + 100)))
+    const used = admitted.reduce((sum, _, i) => sum + 10 + i, 0)
+    expect(await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })).toEqual([
+      { team: 'ml', requests: 20, prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number), total_tokens: used, estimated_requests: 0 },
+    ])
+    const status = await q.status('ml', both, T0 + 100)
+    expect(status.team).toMatchObject({ requests_per_minute: { used: 20 }, tokens_per_day: { used } })
+    expect(status['key:key_1']).toMatchObject({ concurrent_requests: { used: 0 } })
   })
 
   it('reports usage grouped and filtered, and the current use of each limit', async () => {

@@ -7,8 +7,8 @@ import { useRedis } from '../helpers/redis.js'
 /**
  * The Redis quota engine's own concerns: every key its scripts write expires, with the deadline
  * its period needs, however many settlements touch it after the first (which alone sets a
- * counter's expiry); and its scripts keep working however they are sent (at once when nothing
- * else of ours is waiting, auto-pipelined otherwise) after Redis has lost them.
+ * counter's expiry); how its script calls go out (alone when nothing of the team's is in flight,
+ * batched behind one that is), and that they keep working after Redis has lost the scripts.
  */
 
 const redis = useRedis()
@@ -66,7 +66,7 @@ describe('keys written by the Redis quota scripts', () => {
   })
 })
 
-describe('the scripts, sent at once or pipelined', () => {
+describe('the scripts, sent alone or batched', () => {
   it('still run after Redis has lost them (SCRIPT FLUSH, as after a restart), alone and many at once', async () => {
     // As the gateway connects: auto-pipelining on, so both ways of sending are used.
     const client = new Redis(redis.server.url, { enableAutoPipelining: true })
@@ -80,11 +80,47 @@ describe('the scripts, sent at once or pipelined', () => {
     await redis.client.script('FLUSH')
     await round() // nothing else in flight: sent at once
     await redis.client.script('FLUSH')
-    await Promise.all(Array.from({ length: 20 }, round)) // the first at once, the rest pipelined behind it
+    await Promise.all(Array.from({ length: 20 }, round)) // the first alone, the rest batched behind it
     const rows = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })
     expect(rows).toEqual([{ team: 'ml', requests: 21, prompt_tokens: 21, completion_tokens: 21, total_tokens: 42, estimated_requests: 0 }])
     const status = await q.status('ml', scope, T0)
     expect(status.team).toMatchObject({ requests_per_minute: { used: 21 }, concurrent_requests: { used: 0 } })
     client.disconnect()
+  })
+
+  it('under load, one script call carries the calls of a team that wait behind one in flight, and never two teams', async () => {
+    const q = new RedisQuotas({ client: redis.client, prefix: 'batch:' })
+    const scope: Scope[] = [{ id: 'team', label: 'team', limits: { requests_per_minute: 1000 } }]
+    const calls = async () => {
+      const line = (await redis.client.info('commandstats')).split('\r\n').find((l) => l.startsWith('cmdstat_evalsha:'))
+      return Number(/calls=(\d+)/.exec(line ?? '')?.[1] ?? 0)
+    }
+    const before = await calls()
+    // 32 admissions each for two teams, interleaved, all made in one go.
+    const results = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => q.admit({ team: i % 2 ? 'a' : 'b', requestId: `b${i}`, scopes: scope, tokens: 0, now: T0 })),
+    )
+    // Per team: the first alone, the other 31 in one call. Each still counted as if alone.
+    expect(await calls()).toBe(before + 4)
+    for (const team of ['a', 'b']) {
+      const mine = results.filter((_, i) => (i % 2 ? 'a' : 'b') === team)
+      expect(mine.map((r) => (r.ok ? r.rate.requests?.remaining : 'refused'))).toEqual(Array.from({ length: 32 }, (_, i) => 999 - i))
+    }
+    // A settlement made alone goes alone.
+    await q.settle({ ticket: ok(results[0]!), keyId: 'k', model: 'm', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, estimated: false, now: T0 })
+    expect(await calls()).toBe(before + 5)
+  })
+
+  it('a batch that fails fails each of its calls, and the team’s next calls go out again', async () => {
+    const q = new RedisQuotas({ client: redis.client, prefix: 'broken:' })
+    const scope: Scope[] = [{ id: 'team', label: 'team', limits: { requests_per_minute: 1000 } }]
+    const admit = (i: number) => q.admit({ team: 'ml', requestId: `x${i}`, scopes: scope, tokens: 0, now: T0 })
+    await redis.client.set('broken:{t:ml}:team:rpm', 'not a sorted set')
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => admit(i)))
+    expect(results.map((r) => r.status)).toEqual(Array(10).fill('rejected'))
+    expect(String((results[5] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/)
+    await redis.client.del('broken:{t:ml}:team:rpm')
+    const again = await Promise.all(Array.from({ length: 5 }, (_, i) => admit(10 + i)))
+    expect(again.map((r) => (r.ok ? r.rate.requests?.remaining : 'refused'))).toEqual([999, 998, 997, 996, 995])
   })
 })

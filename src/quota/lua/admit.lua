@@ -1,30 +1,26 @@
--- Admits one request against every scope that limits it, or refuses it, atomically: all checks
--- first, then all writes, so a refused request is counted nowhere. All KEYS share the team's hash
--- tag, so this also runs on a Redis Cluster.
+-- Admits a batch of requests of one team, one after another, as if each came alone: each against
+-- every scope that limits it, or refused, atomically (all its checks first, then all its writes, so
+-- a refused request is counted nowhere), and each sees what the ones before it wrote. All KEYS
+-- share the team's hash tag, so this also runs on a Redis Cluster.
 --
--- KEYS, six per scope, in this order:
+-- KEYS, per admission, six per scope, in this order:
 --   rpm       zset  sliding one-minute log of admissions (member: request id, score: time)
 --   tpm       hash  token bucket: level, ts
 --   day       hash  used: tokens settled this UTC day
 --   month     hash  used: tokens settled this UTC month
 --   inflight  zset  leases of requests in flight (member: request id, score: lease expiry)
 --   reserved  hash  tokens reserved per request in flight, and their sum in field _sum
--- ARGV: now, request id, tokens to reserve, lease expiry, day end, month end, scope count,
---       then per scope five limits: rpm, tpm, tokens per day, tokens per month, concurrency (-1: none)
--- Returns {1, rpm limit, rpm remaining, rpm reset ms, tpm limit, tpm remaining, tpm reset ms}
---      or {0, scope index, kind, limit, used, retry after ms, final (0/1)}
+-- ARGV: the number of admissions, then per admission: now, request id, tokens to reserve, lease
+--       expiry, day end, month end, scope count, then per scope five limits: rpm, tpm, tokens per
+--       day, tokens per month, concurrency (-1: none)
+-- Returns per admission, in order: {1, rpm limit, rpm remaining, rpm reset ms, tpm limit,
+--      tpm remaining, tpm reset ms} or {0, scope index, kind, limit, used, retry after ms, final (0/1)}
 
-local now = tonumber(ARGV[1])
-local id = ARGV[2]
-local tokens = tonumber(ARGV[3])
-local lease_until = tonumber(ARGV[4])
-local day_end = tonumber(ARGV[5])
-local month_end = tonumber(ARGV[6])
-local scopes = tonumber(ARGV[7])
 local MINUTE = 60000
+local now, kb, ab                                             -- this admission's time, KEYS and ARGV offsets
 
-local function limit(s, i)                                   -- limit i of scope s, or nil
-  local v = tonumber(ARGV[7 + (s - 1) * 5 + i])
+local function limit(s, i)                                    -- limit i of scope s, or nil
+  local v = tonumber(ARGV[ab + 7 + (s - 1) * 5 + i])
   if v < 0 then return nil end
   return v
 end
@@ -43,107 +39,127 @@ local function extend(key, until_ms)                          -- keep a key at l
   if ttl < wanted then redis.call('PEXPIRE', key, wanted) end -- (PTTL is -1 or -2 without one)
 end
 
--- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
-local counted = {}                                            -- per scope: admissions in its minute window
-for s = 1, scopes do
-  local k = (s - 1) * 6
-  local rpm_key, tpm_key, day_key, month_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
+local function admit()
+  local id = ARGV[ab + 2]
+  local tokens = tonumber(ARGV[ab + 3])
+  local lease_until = tonumber(ARGV[ab + 4])
+  local day_end = tonumber(ARGV[ab + 5])
+  local month_end = tonumber(ARGV[ab + 6])
+  local scopes = tonumber(ARGV[ab + 7])
 
-  -- Leases of instances that died expire: give their reservations back.
-  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now)) do
-    local amount = redis.call('HGET', reserved_key, gone)
-    if amount then
-      redis.call('HINCRBY', reserved_key, '_sum', 0 - tonumber(amount)) -- (never -0)
-      redis.call('HDEL', reserved_key, gone)
-    end
-    redis.call('ZREM', inflight_key, gone)
-  end
+  -- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
+  local counted = {}                                          -- per scope: admissions in its minute window
+  for s = 1, scopes do
+    local k = kb + (s - 1) * 6
+    local rpm_key, tpm_key, day_key, month_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+    local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
 
-  local conc = limit(s, 5)
-  if conc then
-    local n = redis.call('ZCARD', inflight_key)
-    if n + 1 > conc then return {0, s, 'concurrency', conc, n, 1000, 0} end
-  end
-
-  local rpm = limit(s, 1)
-  if rpm then
-    redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', now - MINUTE)  -- the window slides
-    local n = redis.call('ZCARD', rpm_key)
-    counted[s] = n
-    if n + 1 > rpm then
-      local oldest = redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]
-      local retry = 1
-      if oldest then retry = math.max(1, tonumber(oldest) + MINUTE - now) end
-      local final = 0
-      if rpm == 0 then final = 1 end
-      return {0, s, 'requests', rpm, n, retry, final}
-    end
-  end
-
-  local tpm = limit(s, 2)
-  if tpm then
-    local level = bucket(tpm_key, tpm)
-    local used = math.ceil(tpm - level)
-    if used < 0 then used = 0 end
-    if tokens > tpm then return {0, s, 'tokens', tpm, used, 0, 1} end  -- can never fit
-    if tokens > level then
-      return {0, s, 'tokens', tpm, used, math.ceil((tokens - level) * MINUTE / tpm), 0}
-    end
-  end
-
-  local reserved = nil                                        -- tokens reserved in flight, read once if needed
-  local periods = {{limit(s, 3), day_key, day_end, 'tokens_per_day'}, {limit(s, 4), month_key, month_end, 'tokens_per_month'}}
-  for _, p in ipairs(periods) do
-    local cap, key, period_end, kind = p[1], p[2], p[3], p[4]
-    if cap then
-      reserved = reserved or tonumber(redis.call('HGET', reserved_key, '_sum') or '0')
-      local used = tonumber(redis.call('HGET', key, 'used') or '0')
-      if used + tokens > cap then                                 -- spent until the period ends
-        return {0, s, kind, cap, used, period_end - now, 1}
+    -- Leases of instances that died expire: give their reservations back.
+    for _, gone in ipairs(redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now)) do
+      local amount = redis.call('HGET', reserved_key, gone)
+      if amount then
+        redis.call('HINCRBY', reserved_key, '_sum', 0 - tonumber(amount)) -- (never -0)
+        redis.call('HDEL', reserved_key, gone)
       end
-      if used + reserved + tokens > cap then                      -- fits once requests in flight settle
-        return {0, s, kind, cap, used + reserved, 1000, 0}
+      redis.call('ZREM', inflight_key, gone)
+    end
+
+    local conc = limit(s, 5)
+    if conc then
+      local n = redis.call('ZCARD', inflight_key)
+      if n + 1 > conc then return {0, s, 'concurrency', conc, n, 1000, 0} end
+    end
+
+    local rpm = limit(s, 1)
+    if rpm then
+      redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', now - MINUTE)  -- the window slides
+      local n = redis.call('ZCARD', rpm_key)
+      counted[s] = n
+      if n + 1 > rpm then
+        local oldest = redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]
+        local retry = 1
+        if oldest then retry = math.max(1, tonumber(oldest) + MINUTE - now) end
+        local final = 0
+        if rpm == 0 then final = 1 end
+        return {0, s, 'requests', rpm, n, retry, final}
       end
     end
-  end
-end
 
--- Phase 2: every scope admits it. Count it everywhere and report the tightest minute windows.
-local rpm_state = {-1, -1, -1}
-local tpm_state = {-1, -1, -1}
-for s = 1, scopes do
-  local k = (s - 1) * 6
-  local rpm_key, tpm_key, inflight_key, reserved_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 5], KEYS[k + 6]
+    local tpm = limit(s, 2)
+    if tpm then
+      local level = bucket(tpm_key, tpm)
+      local used = math.ceil(tpm - level)
+      if used < 0 then used = 0 end
+      if tokens > tpm then return {0, s, 'tokens', tpm, used, 0, 1} end  -- can never fit
+      if tokens > level then
+        return {0, s, 'tokens', tpm, used, math.ceil((tokens - level) * MINUTE / tpm), 0}
+      end
+    end
 
-  redis.call('ZADD', inflight_key, lease_until, id)               -- a concurrency slot, as a lease
-  redis.call('HSET', reserved_key, id, tokens)                    -- its reservation
-  redis.call('HINCRBY', reserved_key, '_sum', tokens)
-  extend(inflight_key, lease_until + MINUTE)
-  extend(reserved_key, lease_until + MINUTE)
-
-  local rpm = limit(s, 1)
-  if rpm then
-    local n = counted[s] + redis.call('ZADD', rpm_key, now, id)   -- (ZADD answers how many it added)
-    redis.call('PEXPIRE', rpm_key, MINUTE)
-    local oldest = now                                              -- alone in the window: this one
-    if n > 1 then oldest = tonumber(redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]) end
-    local remaining = rpm - n
-    if rpm_state[1] < 0 or remaining < rpm_state[2] then
-      rpm_state = {rpm, remaining, oldest + MINUTE - now}
+    local reserved = nil                                      -- tokens reserved in flight, read once if needed
+    local periods = {{limit(s, 3), day_key, day_end, 'tokens_per_day'}, {limit(s, 4), month_key, month_end, 'tokens_per_month'}}
+    for _, p in ipairs(periods) do
+      local cap, key, period_end, kind = p[1], p[2], p[3], p[4]
+      if cap then
+        reserved = reserved or tonumber(redis.call('HGET', reserved_key, '_sum') or '0')
+        local used = tonumber(redis.call('HGET', key, 'used') or '0')
+        if used + tokens > cap then                               -- spent until the period ends
+          return {0, s, kind, cap, used, period_end - now, 1}
+        end
+        if used + reserved + tokens > cap then                    -- fits once requests in flight settle
+          return {0, s, kind, cap, used + reserved, 1000, 0}
+        end
+      end
     end
   end
 
-  local tpm = limit(s, 2)
-  if tpm then
-    local level = bucket(tpm_key, tpm) - tokens
-    redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now)
-    redis.call('PEXPIRE', tpm_key, 2 * MINUTE)
-    local remaining = math.floor(level)
-    if remaining < 0 then remaining = 0 end
-    if tpm_state[1] < 0 or remaining < tpm_state[2] then
-      tpm_state = {tpm, remaining, math.ceil((tpm - level) * MINUTE / tpm)}
+  -- Phase 2: every scope admits it. Count it everywhere and report the tightest minute windows.
+  local rpm_state = {-1, -1, -1}
+  local tpm_state = {-1, -1, -1}
+  for s = 1, scopes do
+    local k = kb + (s - 1) * 6
+    local rpm_key, tpm_key, inflight_key, reserved_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 5], KEYS[k + 6]
+
+    redis.call('ZADD', inflight_key, lease_until, id)             -- a concurrency slot, as a lease
+    redis.call('HSET', reserved_key, id, tokens)                  -- its reservation
+    redis.call('HINCRBY', reserved_key, '_sum', tokens)
+    extend(inflight_key, lease_until + MINUTE)
+    extend(reserved_key, lease_until + MINUTE)
+
+    local rpm = limit(s, 1)
+    if rpm then
+      local n = counted[s] + redis.call('ZADD', rpm_key, now, id) -- (ZADD answers how many it added)
+      redis.call('PEXPIRE', rpm_key, MINUTE)
+      local oldest = now                                            -- alone in the window: this one
+      if n > 1 then oldest = tonumber(redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]) end
+      local remaining = rpm - n
+      if rpm_state[1] < 0 or remaining < rpm_state[2] then
+        rpm_state = {rpm, remaining, oldest + MINUTE - now}
+      end
+    end
+
+    local tpm = limit(s, 2)
+    if tpm then
+      local level = bucket(tpm_key, tpm) - tokens
+      redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now)
+      redis.call('PEXPIRE', tpm_key, 2 * MINUTE)
+      local remaining = math.floor(level)
+      if remaining < 0 then remaining = 0 end
+      if tpm_state[1] < 0 or remaining < tpm_state[2] then
+        tpm_state = {tpm, remaining, math.ceil((tpm - level) * MINUTE / tpm)}
+      end
     end
   end
+  return {1, rpm_state[1], rpm_state[2], rpm_state[3], tpm_state[1], tpm_state[2], tpm_state[3]}
 end
-return {1, rpm_state[1], rpm_state[2], rpm_state[3], tpm_state[1], tpm_state[2], tpm_state[3]}
+
+local results = {}
+kb, ab = 0, 1
+for n = 1, tonumber(ARGV[1]) do
+  now = tonumber(ARGV[ab + 1])
+  results[n] = admit()
+  local scopes = tonumber(ARGV[ab + 7])
+  kb = kb + scopes * 6
+  ab = ab + 7 + scopes * 5
+end
+return results

@@ -1,23 +1,20 @@
--- Settles one request: frees its slot, gives back its reservation, counts its real usage in every
--- scope's day and month and in the team's usage report. Atomic; all KEYS share the team's tag.
+-- Settles a batch of requests of one team, one after another: each frees its slot, gives back its
+-- reservation, counts its real usage in every scope's day and month and in the team's usage
+-- report. Atomic; all KEYS share the team's tag.
 --
--- KEYS: six per scope as in admit.lua (rpm, tpm, day, month, inflight, reserved), then the
---       team's usage hash of the admission day, then the request's settled-marker.
--- ARGV: now, request id, tokens reserved, tokens used, day key TTL, month key TTL (ms),
---       scope count, then per scope its tokens-per-minute limit (-1: none), then the usage
---       field prefix (`<key id>\t<model>\t`), prompt, completion, total, estimated (0/1),
---       usage key TTL (ms), marker TTL (ms). TTLs are relative: the clock is the gateway's.
+-- KEYS, per settlement: six per scope as in admit.lua (rpm, tpm, day, month, inflight, reserved),
+--       then the team's usage hash of the admission day, then the request's settled-marker.
+-- ARGV: the number of settlements, then per settlement: now, request id, tokens reserved, tokens
+--       used, day key TTL, month key TTL (ms), scope count, then per scope its tokens-per-minute
+--       limit (-1: none), then the usage field prefix (`<key id>\t<model>\t`), prompt, completion,
+--       total, estimated (0/1), usage key TTL (ms), marker TTL (ms). TTLs are relative: the clock
+--       is the gateway's.
+-- Returns per settlement 1, or 0 for one settled before.
 -- Idempotent: a settlement whose reply was lost (Redis died just after running it) may be sent
 -- again from the usage buffer; the marker makes the second run change nothing.
 
-local now = tonumber(ARGV[1])
-local id = ARGV[2]
-local reserved_tokens = tonumber(ARGV[3])
-local used_tokens = tonumber(ARGV[4])
-local day_ttl = tonumber(ARGV[5])
-local month_ttl = tonumber(ARGV[6])
-local scopes = tonumber(ARGV[7])
 local MINUTE = 60000
+local kb, ab                                                  -- this settlement's KEYS and ARGV offsets
 
 -- Adds to a counter; a key that did not exist gets its expiry (the first add to a new key returns
 -- exactly the amount; a later one that does too only sets the same deadline again). Saves a PEXPIRE
@@ -26,47 +23,67 @@ local function add(key, field, amount, ttl)
   if redis.call('HINCRBY', key, field, amount) == amount then redis.call('PEXPIRE', key, ttl) end
 end
 
-local marker = KEYS[scopes * 6 + 2]
-if not redis.call('SET', marker, '1', 'NX', 'PX', tonumber(ARGV[7 + scopes + 7])) then
-  return 0                                                    -- settled before: count nothing twice
-end
+local function settle()
+  local now = tonumber(ARGV[ab + 1])
+  local id = ARGV[ab + 2]
+  local reserved_tokens = tonumber(ARGV[ab + 3])
+  local used_tokens = tonumber(ARGV[ab + 4])
+  local day_ttl = tonumber(ARGV[ab + 5])
+  local month_ttl = tonumber(ARGV[ab + 6])
+  local scopes = tonumber(ARGV[ab + 7])
+  local u = ab + 7 + scopes                                   -- the usage report's arguments
 
-for s = 1, scopes do
-  local k = (s - 1) * 6
-  local tpm_key, day_key, month_key = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
-
-  local amount = redis.call('HGET', reserved_key, id)         -- the reservation, unless its lease lapsed
-  if amount then
-    redis.call('HINCRBY', reserved_key, '_sum', 0 - tonumber(amount)) -- (never -0)
-    redis.call('HDEL', reserved_key, id)
+  local marker = KEYS[kb + scopes * 6 + 2]
+  if not redis.call('SET', marker, '1', 'NX', 'PX', tonumber(ARGV[u + 7])) then
+    return 0                                                  -- settled before: count nothing twice
   end
-  redis.call('ZREM', inflight_key, id)                        -- the concurrency slot is free
 
-  add(day_key, 'used', used_tokens, day_ttl)                  -- real usage in the periods
-  add(month_key, 'used', used_tokens, month_ttl)
+  for s = 1, scopes do
+    local k = kb + (s - 1) * 6
+    local tpm_key, day_key, month_key = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+    local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
 
-  local tpm = tonumber(ARGV[7 + s])
-  if tpm >= 0 then                                            -- the bucket gets back what was not used
-    local state = redis.call('HMGET', tpm_key, 'level', 'ts')
-    local level = tpm
-    if state[1] then
-      level = tonumber(state[1]) + (now - tonumber(state[2])) * tpm / MINUTE
+    local amount = redis.call('HGET', reserved_key, id)       -- the reservation, unless its lease lapsed
+    if amount then
+      redis.call('HINCRBY', reserved_key, '_sum', 0 - tonumber(amount)) -- (never -0)
+      redis.call('HDEL', reserved_key, id)
     end
-    level = level + reserved_tokens - used_tokens
-    if level > tpm then level = tpm end
-    redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now)
-    redis.call('PEXPIRE', tpm_key, 2 * MINUTE)
+    redis.call('ZREM', inflight_key, id)                      -- the concurrency slot is free
+
+    add(day_key, 'used', used_tokens, day_ttl)                -- real usage in the periods
+    add(month_key, 'used', used_tokens, month_ttl)
+
+    local tpm = tonumber(ARGV[ab + 7 + s])
+    if tpm >= 0 then                                          -- the bucket gets back what was not used
+      local state = redis.call('HMGET', tpm_key, 'level', 'ts')
+      local level = tpm
+      if state[1] then
+        level = tonumber(state[1]) + (now - tonumber(state[2])) * tpm / MINUTE
+      end
+      level = level + reserved_tokens - used_tokens
+      if level > tpm then level = tpm end
+      redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now)
+      redis.call('PEXPIRE', tpm_key, 2 * MINUTE)
+    end
   end
+
+  local usage_key = KEYS[kb + scopes * 6 + 1]                 -- the usage report's counters
+  local prefix = ARGV[u + 1]
+  add(usage_key, prefix .. 'r', 1, tonumber(ARGV[u + 6]))
+  redis.call('HINCRBY', usage_key, prefix .. 'p', tonumber(ARGV[u + 2]))
+  redis.call('HINCRBY', usage_key, prefix .. 'c', tonumber(ARGV[u + 3]))
+  redis.call('HINCRBY', usage_key, prefix .. 't', tonumber(ARGV[u + 4]))
+  local estimated = tonumber(ARGV[u + 5])
+  if estimated ~= 0 then redis.call('HINCRBY', usage_key, prefix .. 'e', estimated) end -- (absent reads as 0)
+  return 1
 end
 
-local u = 7 + scopes                                          -- the usage report's counters
-local usage_key = KEYS[scopes * 6 + 1]
-local prefix = ARGV[u + 1]
-add(usage_key, prefix .. 'r', 1, tonumber(ARGV[u + 6]))
-redis.call('HINCRBY', usage_key, prefix .. 'p', tonumber(ARGV[u + 2]))
-redis.call('HINCRBY', usage_key, prefix .. 'c', tonumber(ARGV[u + 3]))
-redis.call('HINCRBY', usage_key, prefix .. 't', tonumber(ARGV[u + 4]))
-local estimated = tonumber(ARGV[u + 5])
-if estimated ~= 0 then redis.call('HINCRBY', usage_key, prefix .. 'e', estimated) end -- (absent reads as 0)
-return 1
+local results = {}
+kb, ab = 0, 1
+for n = 1, tonumber(ARGV[1]) do
+  results[n] = settle()
+  local scopes = tonumber(ARGV[ab + 7])
+  kb = kb + scopes * 6 + 2
+  ab = ab + 7 + scopes + 7
+end
+return results
