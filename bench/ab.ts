@@ -7,7 +7,7 @@
  *
  *   npm run build && cp -r dist /tmp/a     (then change something, build again)
  *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
- *   BENCH_AB_REDIS=1 ...                                          (gateways on Redis, limits on)
+ *   BENCH_AB_REDIS=1 ...                      (gateways on Redis, limits on; Redis's own CPU per request too)
  *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; p50 and p99 are per request)
  *   BENCH_AB_STREAM=1 ...                (streams of 64 chunks; p50 and p99 are then of the first byte)
  *   BENCH_AB_BARE_FLAGS=--single-threaded-gc ...   (node flags for the bare hop too)
@@ -27,12 +27,15 @@ const builds = process.argv.slice(2).map(parseBuild)
 interface Target { name: string; base: string; auth: string; pid: number }
 const body = STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
 
+let redisPid: number | undefined
+
 async function load(t: Target, total: number) {
   const pool = new Pool(t.base, { connections: C })
   let left = total
   const times: number[] = []
   const t0 = process.hrtime.bigint()
   const c0 = cpuMicros(t.pid)
+  const r0 = redisPid === undefined ? 0 : cpuMicros(redisPid)
   await Promise.all(Array.from({ length: C }, async () => {
     while (left-- > 0) {
       const start = process.hrtime.bigint()
@@ -53,7 +56,7 @@ async function load(t: Target, total: number) {
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   await pool.close()
   times.sort((a, b) => a - b)
-  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, p50: times[Math.floor(times.length / 2)]!, p99: times[Math.floor(times.length * 0.99)]! }
+  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, redisCpu: redisPid === undefined ? 0 : (cpuMicros(redisPid) - r0) / total, p50: times[Math.floor(times.length / 2)]!, p99: times[Math.floor(times.length * 0.99)]! }
 }
 
 if (builds.length === 0) {
@@ -66,6 +69,7 @@ try {
   const origin = `http://127.0.0.1:${originPort}`
   await up(`${origin}/v1/models`)
   const redis = process.env.BENCH_AB_REDIS ? await startRedis() : null
+  redisPid = redis?.process.pid
   const barePort = await freePort()
   const bare = run(`node ${process.env.BENCH_AB_BARE_FLAGS ?? ''} --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
   await up(`http://127.0.0.1:${barePort}/v1/chat/completions`)
@@ -79,21 +83,21 @@ try {
     targets.push({ name: build.name, base, auth: `Bearer ${key}`, pid: child.pid! })
   }
   for (const t of targets) await load(t, 3000)
-  const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number; p50: number; p99: number }[]]))
+  const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number; redisCpu: number; p50: number; p99: number }[]]))
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of round % 2 === 0 ? targets : [...targets].reverse()) results.get(t.name)!.push(await load(t, N))
   }
   const bareRuns = results.get('bare hop')!
   const firstRuns = results.get(builds[0]!.name)!
   console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} ${STREAM ? 'streams (p50, p99: first byte)' : 'requests'} at c=${C}${redis ? ', Redis' : ''}, medians of per-round ratios`)
-  console.log('| target | CPU µs/request | CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) | p99 vs bare hop |')
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  console.log(`| target | CPU µs/request |${redis ? ' Redis CPU µs/request |' : ''} CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) | p99 vs bare hop |`)
+  console.log(`| --- | --- |${redis ? ' --- |' : ''} --- | --- | --- | --- | --- | --- |`)
   for (const t of targets) {
     const runs = results.get(t.name)!
     const ratio = (of: (i: number) => number) => median(runs.map((_, i) => of(i))).toFixed(3)
     const p50 = median(runs.map((r) => r.p50)).toFixed(3)
     const added = median(runs.map((r, i) => r.p50 - bareRuns[i]!.p50)).toFixed(3)
-    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} | ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} | ${ratio((i) => runs[i]!.p99 / bareRuns[i]!.p99)} |`)
+    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} |${redis ? ` ${median(runs.map((r) => r.redisCpu)).toFixed(0)} |` : ''} ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} | ${ratio((i) => runs[i]!.p99 / bareRuns[i]!.p99)} |`)
   }
   await redis?.stop()
 } finally {
