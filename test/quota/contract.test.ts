@@ -141,8 +141,17 @@ describe.each([
       { team: 'ml', requests: 20, prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number), total_tokens: used, estimated_requests: 0 },
     ])
     const status = await q.status('ml', both, T0 + 100)
-    expect(status.team).toMatchObject({ requests_per_minute: { used: 20 }, tokens_per_day: { used } })
+    expect(status.team).toMatchObject({ requests_per_minute: { used: 20 }, tokens_per_day: { used, in_flight: 0 } })
     expect(status['key:key_1']).toMatchObject({ concurrent_requests: { used: 0 } })
+  })
+
+  it('reservations made at once count against the day at once', async () => {
+    const s = [team({ tokens_per_day: 450 })]
+    const results = await Promise.all(Array.from({ length: 10 }, () => admit(s, 100, T0)))
+    expect(results.map((r) => (r.ok ? 'ok' : `${r.refusal.kind} ${r.refusal.used}`))).toEqual([
+      'ok', 'ok', 'ok', 'ok', ...Array(6).fill('tokens_per_day 400'),
+    ])
+    expect((await q.status('ml', s, T0)).team?.tokens_per_day).toMatchObject({ used: 0, in_flight: 400, remaining: 50 })
   })
 
   it('reports usage grouped and filtered, and the current use of each limit', async () => {

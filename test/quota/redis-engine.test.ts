@@ -106,6 +106,14 @@ describe('the scripts, sent alone or batched', () => {
       const mine = results.filter((_, i) => (i % 2 ? 'a' : 'b') === team)
       expect(mine.map((r) => (r.ok ? r.rate.requests?.remaining : 'refused'))).toEqual(Array.from({ length: 32 }, (_, i) => 999 - i))
     }
+    // The keys written at the end of the batch live as long as when written one by one.
+    const near = (ms: number) => expect.toSatisfy((ttl: number) => ttl > ms - 10_000 && ttl <= ms)
+    for (const team of ['a', 'b']) {
+      expect(await redis.client.pttl(`batch:{t:${team}}:team:rpm`)).toEqual(near(MINUTE_MS))
+      expect(await redis.client.pttl(`batch:{t:${team}}:team:inflight`)).toEqual(near(LEASE_MS + MINUTE_MS))
+      expect(await redis.client.pttl(`batch:{t:${team}}:team:reserved`)).toEqual(near(LEASE_MS + MINUTE_MS))
+      expect(await redis.client.zcard(`batch:{t:${team}}:team:inflight`)).toBe(32)
+    }
     // A settlement made alone goes alone.
     await q.settle({ ticket: ok(results[0]!), keyId: 'k', model: 'm', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, estimated: false, now: T0 })
     expect(await calls()).toBe(before + 5)
