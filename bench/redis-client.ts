@@ -2,7 +2,9 @@
  * The gateway's Redis work per request as the client sees it: one admission, one settlement and one
  * audit entry through `RedisQuotas`, on a connection with ioredis auto-pipelining on (as the
  * gateway connects) and one with it off, at 1 and 64 concurrent requests. Prints the client
- * process's CPU per request (median of alternating rounds), to compare ways of sending.
+ * process's CPU per request (median of alternating rounds), to compare ways of sending. (The
+ * scripts are sent by `RedisQuotas` itself, batched under load, so auto-pipelining no longer
+ * touches them; the two rows differ by noise.)
  *
  *   cd bench && node --import tsx redis-client.ts        (ROUNDS=7, N=4000; starts its own redis-server)
  */
