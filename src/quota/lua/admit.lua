@@ -46,6 +46,11 @@ local held_sum = {}                                           -- reserved key ->
 local ttl_at_least = {}                                       -- key -> ms it must live at least
 local ttl_set = {}                                            -- key -> ms it is to live (set, not extended)
 local oldest_seen = {}                                        -- rpm key -> oldest score in its window
+-- Reads kept for the rest of the batch, and kept up to date by its own writes (nil: read again).
+local window = {}                                             -- rpm key -> admissions in its window
+local slots_read = {}                                         -- inflight key -> ZCARD, gathered slots left out
+local sum_read = {}                                           -- reserved key -> _sum, gathered tokens left out
+local used_read = {}                                          -- day or month key -> used (admissions never change it)
 
 local function gather(key)
   if not ttl_at_least[key] and not ttl_set[key] then order[#order + 1] = key end
@@ -87,6 +92,8 @@ local function admit()
 
     -- Leases of instances that died expire: give their reservations back.
     for _, gone in ipairs(redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now)) do
+      slots_read[inflight_key] = nil
+      sum_read[reserved_key] = nil
       local amount = redis.call('HGET', reserved_key, gone)
       if amount then
         redis.call('HINCRBY', reserved_key, '_sum', 0 - tonumber(amount)) -- (never -0)
@@ -97,7 +104,8 @@ local function admit()
 
     local conc = limit(s, 5)
     if conc then
-      local n = redis.call('ZCARD', inflight_key) + (slot_count[inflight_key] or 0)
+      slots_read[inflight_key] = slots_read[inflight_key] or redis.call('ZCARD', inflight_key)
+      local n = slots_read[inflight_key] + (slot_count[inflight_key] or 0)
       if n + 1 > conc then return {0, s, 'concurrency', conc, n, 1000, 0} end
     end
 
@@ -105,8 +113,10 @@ local function admit()
     if rpm then
       if redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', now - MINUTE) > 0 then  -- the window slides
         oldest_seen[rpm_key] = nil
+        window[rpm_key] = nil
       end
-      local n = redis.call('ZCARD', rpm_key)
+      local n = window[rpm_key] or redis.call('ZCARD', rpm_key)
+      window[rpm_key] = n
       counted[s] = n
       if n + 1 > rpm then
         local first = oldest(rpm_key)
@@ -134,8 +144,12 @@ local function admit()
     for _, p in ipairs(periods) do
       local cap, key, period_end, kind = p[1], p[2], p[3], p[4]
       if cap then
-        reserved = reserved or tonumber(redis.call('HGET', reserved_key, '_sum') or '0') + (held_sum[reserved_key] or 0)
-        local used = tonumber(redis.call('HGET', key, 'used') or '0')
+        if not reserved then
+          sum_read[reserved_key] = sum_read[reserved_key] or tonumber(redis.call('HGET', reserved_key, '_sum') or '0')
+          reserved = sum_read[reserved_key] + (held_sum[reserved_key] or 0)
+        end
+        used_read[key] = used_read[key] or tonumber(redis.call('HGET', key, 'used') or '0')
+        local used = used_read[key]
         if used + tokens > cap then                               -- spent until the period ends
           return {0, s, kind, cap, used, period_end - now, 1}
         end
@@ -169,6 +183,7 @@ local function admit()
     local rpm = limit(s, 1)
     if rpm then
       local n = counted[s] + redis.call('ZADD', rpm_key, now, id) -- (ZADD answers how many it added)
+      window[rpm_key] = n
       expire(rpm_key, MINUTE)
       local first = oldest_seen[rpm_key]
       if n == 1 or (first and now < first) then oldest_seen[rpm_key] = now end -- (n == 1: alone in the window)
