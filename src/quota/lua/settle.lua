@@ -17,6 +17,8 @@
 -- reads, are gathered and written once per key and field at the end (docs/benchmarks.md).
 
 local MINUTE = 60000
+-- Numbers go to redis.call as strings made here (see admit.lua); TTLs pass on as the gateway sent them.
+local function int(n) return string.format('%d', n) end
 local kb, ab                                                  -- this settlement's KEYS and ARGV offsets
 
 -- Gathered: amounts per key and field (in the order first seen), and members to remove per key.
@@ -49,17 +51,14 @@ local function remove(command, key, member)                   -- HDEL or ZREM, g
 end
 
 local function settle()
-  local now = tonumber(ARGV[ab + 1])
   local id = ARGV[ab + 2]
-  local reserved_tokens = tonumber(ARGV[ab + 3])
   local used_tokens = tonumber(ARGV[ab + 4])
-  local day_ttl = tonumber(ARGV[ab + 5])
-  local month_ttl = tonumber(ARGV[ab + 6])
+  local day_ttl, month_ttl = ARGV[ab + 5], ARGV[ab + 6]
   local scopes = tonumber(ARGV[ab + 7])
   local u = ab + 7 + scopes                                   -- the usage report's arguments
 
   local marker = KEYS[kb + scopes * 6 + 2]
-  if not redis.call('SET', marker, '1', 'NX', 'PX', tonumber(ARGV[u + 7])) then
+  if not redis.call('SET', marker, '1', 'NX', 'PX', ARGV[u + 7]) then
     return 0                                                  -- settled before: count nothing twice
   end
 
@@ -78,28 +77,28 @@ local function settle()
     add(day_key, 'used', used_tokens, day_ttl)                -- real usage in the periods
     add(month_key, 'used', used_tokens, month_ttl)
 
-    local tpm = tonumber(ARGV[ab + 7 + s])
-    if tpm >= 0 then                                          -- the bucket gets back what was not used
+    if ARGV[ab + 7 + s] ~= '-1' then                          -- the bucket gets back what was not used
+      local tpm = tonumber(ARGV[ab + 7 + s])
+      local now = tonumber(ARGV[ab + 1])
       local state = redis.call('HMGET', tpm_key, 'level', 'ts')
       local level = tpm
       if state[1] then
         level = tonumber(state[1]) + (now - tonumber(state[2])) * tpm / MINUTE
       end
-      level = level + reserved_tokens - used_tokens
+      level = level + tonumber(ARGV[ab + 3]) - used_tokens   -- (what was reserved, less what was used)
       if level > tpm then level = tpm end
-      redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now)
-      redis.call('PEXPIRE', tpm_key, 2 * MINUTE)
+      redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', ARGV[ab + 1])
+      redis.call('PEXPIRE', tpm_key, int(2 * MINUTE))
     end
   end
 
   local usage_key = KEYS[kb + scopes * 6 + 1]                 -- the usage report's counters
   local prefix = ARGV[u + 1]
-  add(usage_key, prefix .. 'r', 1, tonumber(ARGV[u + 6]))
+  add(usage_key, prefix .. 'r', 1, ARGV[u + 6])
   add(usage_key, prefix .. 'p', tonumber(ARGV[u + 2]))
   add(usage_key, prefix .. 'c', tonumber(ARGV[u + 3]))
   add(usage_key, prefix .. 't', tonumber(ARGV[u + 4]))
-  local estimated = tonumber(ARGV[u + 5])
-  if estimated ~= 0 then add(usage_key, prefix .. 'e', estimated) end -- (absent reads as 0)
+  if ARGV[u + 5] ~= '0' then add(usage_key, prefix .. 'e', tonumber(ARGV[u + 5])) end -- (absent reads as 0)
   return 1
 end
 
@@ -116,7 +115,7 @@ end
 for _, id in ipairs(removal_order) do redis.call(unpack(removals[id])) end
 for _, id in ipairs(sum_order) do
   local sum = sums[id]
-  local value = redis.call('HINCRBY', sum.key, sum.field, sum.amount)
+  local value = redis.call('HINCRBY', sum.key, sum.field, int(sum.amount))
   if sum.ttl and value == sum.amount then redis.call('PEXPIRE', sum.key, sum.ttl) end
 end
 return results
