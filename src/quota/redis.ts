@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
+import { LRUCache } from 'lru-cache'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, usageField } from './report.js'
 import { BatchedScript, LuaScript, type Arg } from './scripts.js'
@@ -72,6 +73,8 @@ export class RedisQuotas implements QuotaEngine {
   private auditTimer: NodeJS.Timeout | null = null
   /** Settles the promise of the call that opened the batch waiting now. */
   private auditDone: { resolve: () => void; reject: (err: unknown) => void } | null = null
+  /** Each scope's key names for a day (team, tab, scope id), for the scopes seen most recently. */
+  private readonly keyNames = new LRUCache<string, { day: string; names: string[] }>({ max: 10_000 })
 
   constructor(options: RedisQuotasOptions) {
     this.client = options.client
@@ -93,10 +96,21 @@ export class RedisQuotas implements QuotaEngine {
     return keys
   }
 
-  /** A scope's six keys, in the scripts' order (rpm, tpm, day, month, inflight, reserved). */
+  /**
+   * A scope's six keys, in the scripts' order (rpm, tpm, day, month, inflight, reserved). Made once
+   * per scope and day, not twice per request: twelve new strings per request were a visible part
+   * of the garbage the Redis path made.
+   */
   private pushScopeKeys(keys: string[], team: string, scope: Scope, day: string, month: string): void {
-    const base = `${this.prefix}{t:${team}}:${scope.id}:`
-    keys.push(`${base}rpm`, `${base}tpm`, `${base}d:${day}`, `${base}m:${month}`, `${base}inflight`, `${base}reserved`)
+    const id = `${team}\t${scope.id}`
+    let made = this.keyNames.get(id)
+    if (made === undefined || made.day !== day) {
+      const base = `${this.prefix}{t:${team}}:${scope.id}:`
+      made = { day, names: [`${base}rpm`, `${base}tpm`, `${base}d:${day}`, `${base}m:${month}`, `${base}inflight`, `${base}reserved`] }
+      this.keyNames.set(id, made)
+    }
+    const n = made.names
+    keys.push(n[0]!, n[1]!, n[2]!, n[3]!, n[4]!, n[5]!)
   }
 
   async admit(a: Admission): Promise<AdmitResult> {
