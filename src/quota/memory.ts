@@ -35,8 +35,6 @@ interface Bucket {
   ts: number
 }
 
-const AUDIT_CAP = 10_000
-
 export class MemoryQuotas implements QuotaEngine {
   private readonly rpm = new Map<string, { t: number; id: string }[]>()
   private readonly tpm = new Map<string, Bucket>()
@@ -44,7 +42,6 @@ export class MemoryQuotas implements QuotaEngine {
   private readonly inflight = new Map<string, Map<string, Lease>>()
   /** team → day → key and model → [requests, prompt, completion, total, estimated] */
   private readonly usageByDay = new Map<string, Map<string, Map<string, number[]>>>()
-  readonly auditLog: AuditEntry[] = []
 
   private leases(key: string, now: number): Map<string, Lease> {
     let leases = this.inflight.get(key)
@@ -198,11 +195,13 @@ export class MemoryQuotas implements QuotaEngine {
     return aggregateUsage(sources, q)
   }
 
-  async audit(entry: AuditEntry): Promise<void> {
-    this.auditLog.push(entry)
-    // Trim in batches: dropping one entry per request would move the whole array every time.
-    if (this.auditLog.length > AUDIT_CAP * 1.25) this.auditLog.splice(0, this.auditLog.length - AUDIT_CAP)
-  }
+  /**
+   * The audit trail is Redis's (the `tg:audit` stream); the embedded store keeps none. It used to
+   * keep the last 10,000 entries, which nothing ever read, and that made every request's entry
+   * outlive the young generation: a third of what each scavenge copied, and longer GC pauses
+   * (docs/benchmarks.md).
+   */
+  async audit(_entry: AuditEntry): Promise<void> {}
 }
 
 function* asFields(rows: Map<string, number[]>): Iterable<[string, number]> {
