@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache'
 import type { Principal } from './types.js'
 
 /**
@@ -5,17 +6,20 @@ import type { Principal } from './types.js'
  * fresh for `ttlMs`; every change to a key or team is broadcast (Redis pub/sub, see
  * store/redis.ts) and drops the affected entries at once on every instance, so revocation still
  * takes effect at once. Fail-open keeps using stale entries while the store is away. Bounded: the
- * least recently used entries go first.
+ * least recently used entries go first (lru-cache: a hit moves an index, where the hand-made LRU
+ * deleted and re-added a Map entry on every request, and the Map rebuilt its table every few).
  */
 export class PrincipalCache {
-  private readonly entries = new Map<string, { principal: Principal; at: number }>()
+  private readonly entries: LRUCache<string, { principal: Principal; at: number }>
   /** Bumped by every invalidation: a lookup that started before one must not be cached. */
   private generation = 0
 
   constructor(
     private readonly ttlMs = 10_000,
-    private readonly max = 50_000,
-  ) {}
+    max = 50_000,
+  ) {
+    this.entries = new LRUCache({ max })
+  }
 
   get epoch(): number {
     return this.generation
@@ -26,17 +30,13 @@ export class PrincipalCache {
     const entry = this.entries.get(hash)
     if (!entry) return undefined
     if (!stale && now - entry.at > this.ttlMs) return undefined
-    this.entries.delete(hash)
-    this.entries.set(hash, entry)
     return entry.principal
   }
 
   /** Caches a lookup's result, unless an invalidation came since the lookup began (`epoch`). */
   set(hash: string, principal: Principal, now: number, epoch: number): void {
     if (epoch !== this.generation) return
-    this.entries.delete(hash)
     this.entries.set(hash, { principal, at: now })
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!)
   }
 
   delete(hash: string): void {
@@ -50,9 +50,11 @@ export class PrincipalCache {
       this.entries.clear()
       return
     }
-    for (const [hash, { principal }] of this.entries) {
-      if (change.kind === 'key' ? principal.key.id === change.id : principal.team.id === change.id) this.entries.delete(hash)
+    const gone: string[] = []
+    for (const [hash, { principal }] of this.entries.entries()) {
+      if (change.kind === 'key' ? principal.key.id === change.id : principal.team.id === change.id) gone.push(hash)
     }
+    for (const hash of gone) this.entries.delete(hash)
   }
 }
 
