@@ -116,6 +116,7 @@ export class BatchedScript {
   private done(group: string, g: Group): void {
     if (--g.inFlight > 0) return
     if (g.next !== null) this.send(group, g)
-    else this.groups.delete(group)
+    // An idle team's entry stays (one small object per team this instance has served): a Map that
+    // gains and loses entries under load keeps garbage alive through young collections (leases.ts).
   }
 }

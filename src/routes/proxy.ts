@@ -153,13 +153,13 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
 
     // From here on, the request settles exactly once, when its response closes, however it ends.
     const meter = new UsageMeter(promptTokens)
-    opts.leases.add(ticket)
+    const lease = opts.leases.add(ticket)
     let streaming = false
     // The client going away before the answer is complete cancels the upstream call at once.
     const controller = new Cancel()
     const finish = () => {
       if (!reply.raw.writableFinished) controller.abort()
-      opts.leases.remove(ticket)
+      opts.leases.remove(lease)
       const { usage, estimated } = meter.result()
       const now = opts.now()
       const status = reply.raw.writableFinished ? reply.statusCode : 499
