@@ -14,9 +14,8 @@
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
-import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, benchKey, cpuMicros, gatewayEnv, killAll, median, parseBuild, run, up } from './lib.js'
+import { BENCH_LIMITS, BODY, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, parseBuild, quantile, run, startOrigin, up } from './lib.js'
 
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
@@ -30,33 +29,11 @@ const body = STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BO
 let redisPid: number | undefined
 
 async function load(t: Target, total: number) {
-  const pool = new Pool(t.base, { connections: C })
-  let left = total
-  const times: number[] = []
-  const t0 = process.hrtime.bigint()
   const c0 = cpuMicros(t.pid)
   const r0 = redisPid === undefined ? 0 : cpuMicros(redisPid)
-  await Promise.all(Array.from({ length: C }, async () => {
-    while (left-- > 0) {
-      const start = process.hrtime.bigint()
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body })
-      if (res.statusCode !== 200) throw new Error(`${t.name}: ${res.statusCode} ${await res.body.text()}`)
-      if (STREAM) {
-        let first = true
-        for await (const _chunk of res.body) {
-          if (first) times.push(Number(process.hrtime.bigint() - start) / 1e6)
-          first = false
-        }
-      } else {
-        await res.body.dump()
-        times.push(Number(process.hrtime.bigint() - start) / 1e6)
-      }
-    }
-  }))
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-  await pool.close()
-  times.sort((a, b) => a - b)
-  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, redisCpu: redisPid === undefined ? 0 : (cpuMicros(redisPid) - r0) / total, p50: times[Math.floor(times.length / 2)]!, p99: times[Math.floor(times.length * 0.99)]! }
+  const { seconds, latencies, firstBytes } = await drive(t.base, t.auth, total, C, { body, firstByte: STREAM })
+  const times = STREAM ? firstBytes : latencies
+  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, redisCpu: redisPid === undefined ? 0 : (cpuMicros(redisPid) - r0) / total, p50: quantile(times, 0.5), p99: quantile(times, 0.99) }
 }
 
 if (builds.length === 0) {
@@ -64,10 +41,7 @@ if (builds.length === 0) {
   process.exit(2)
 }
 try {
-  const originPort = await freePort()
-  run(`node --import tsx bench/origin.ts ${originPort}`)
-  const origin = `http://127.0.0.1:${originPort}`
-  await up(`${origin}/v1/models`)
+  const { url: origin } = await startOrigin()
   const redis = process.env.BENCH_AB_REDIS ? await startRedis() : null
   redisPid = redis?.process.pid
   const barePort = await freePort()

@@ -11,35 +11,19 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, openSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Pool } from 'undici'
 import { freePort } from '../test/helpers/redis.js'
-import { BODY, ROOT, benchKey, gatewayEnv, killAll, median, run, up } from './lib.js'
+import { ROOT, benchKey, drive, gatewayEnv, killAll, median, quantile, startOrigin, up } from './lib.js'
 
 const N = Number(process.env.GC_N ?? 24_000)
 const C = Number(process.env.GC_C ?? 16)
 
 async function load(base: string, auth: string, total: number): Promise<{ p50: number; p99: number }> {
-  const pool = new Pool(base, { connections: C })
-  let left = total
-  const times: number[] = []
-  await Promise.all(Array.from({ length: C }, async () => {
-    while (left-- > 0) {
-      const start = process.hrtime.bigint()
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: BODY })
-      await res.body.dump()
-      times.push(Number(process.hrtime.bigint() - start) / 1e6)
-    }
-  }))
-  await pool.close()
-  times.sort((a, b) => a - b)
-  return { p50: times[Math.floor(times.length / 2)]!, p99: times[Math.floor(times.length * 0.99)]! }
+  const { latencies } = await drive(base, auth, total, C)
+  return { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) }
 }
 
 try {
-  const originPort = await freePort()
-  run(`node --import tsx bench/origin.ts ${originPort}`)
-  const origin = `http://127.0.0.1:${originPort}`
-  await up(`${origin}/v1/models`)
+  const { url: origin } = await startOrigin()
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gc-'))
   console.log(`scavenges over ${N} requests at c=${C} (medians per scavenge)`)
   console.log('| target | p50 ms | p99 ms | scavenges | median pause ms | total pause ms | survived KB | promoted KB |')

@@ -16,9 +16,8 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, benchKey, gatewayEnv, killAll, parseBuild, run, up } from './lib.js'
+import { BENCH_LIMITS, benchKey, drive, gatewayEnv, killAll, parseBuild, run, startOrigin, up } from './lib.js'
 
 const N = Number(process.env.INSTR_N ?? 2000)
 const WARM = Number(process.env.INSTR_WARM ?? 3000)
@@ -26,27 +25,13 @@ const C = Number(process.env.INSTR_C ?? 1)
 const builds = process.argv.slice(2).map(parseBuild)
 // Under valgrind a server starts in tens of seconds.
 const START_MS = 120_000
-async function load(base: string, auth: string, total: number) {
-  const pool = new Pool(base, { connections: C })
-  let left = total
-  await Promise.all(Array.from({ length: C }, async () => {
-    while (left-- > 0) {
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: BODY })
-      if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${await res.body.text()}`)
-      await res.body.dump()
-    }
-  }))
-  await pool.close()
-}
+const load = (base: string, auth: string, total: number) => drive(base, auth, total, C)
 // vgdb finds the process by user and host names taken from the environment: the gateway's HOST too.
 const controlEnv = { ...process.env, HOST: '127.0.0.1' }
 const control = (...args: string[]) => spawnSync('callgrind_control', args, { encoding: 'utf8', env: controlEnv })
 
 try {
-  const originPort = await freePort()
-  run(`node --import tsx bench/origin.ts ${originPort}`)
-  const origin = `http://127.0.0.1:${originPort}`
-  await up(`${origin}/v1/models`)
+  const { url: origin } = await startOrigin()
   const redis = process.env.INSTR_REDIS ? await startRedis() : null
   console.log(`instructions per request, ${N} requests at c=${C} after ${WARM} to warm up${redis ? ', Redis' : ''}`)
   console.log('| build | instructions/request |\n| --- | --- |')

@@ -1,8 +1,11 @@
-/** What the bench scripts share: child processes, waiting for servers, the gateway's settings. */
+/** What the bench scripts share: child processes, waiting for servers, the fake upstream, load, the gateway's settings. */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool } from 'undici'
+import type { QuotaEngine, Scope } from '../src/quota/types.js'
+import { freePort } from '../test/helpers/redis.js'
 
 export const ROOT = new URL('..', import.meta.url).pathname
 export const ADMIN = 'bench-admin-token-0000000000000000'
@@ -61,3 +64,76 @@ export function cpuMicros(pid: number): number {
 }
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+/** The fast fake upstream (origin.ts) on a free port, answering. */
+export async function startOrigin(): Promise<{ url: string; process: ChildProcess }> {
+  const port = await freePort()
+  const child = run(`node --import tsx bench/origin.ts ${port}`)
+  const url = `http://127.0.0.1:${port}`
+  await up(`${url}/v1/models`)
+  return { url, process: child }
+}
+
+/**
+ * Sends `total` chat requests to `base` from `concurrency` clients at once, and throws on any answer
+ * but 200. Returns the wall time, each request's time to its last byte (ms) and, with `firstByte`,
+ * to its first (the body is then read chunk by chunk instead of dumped).
+ */
+export async function drive(
+  base: string,
+  auth: string,
+  total: number,
+  concurrency: number,
+  options: { body?: string; firstByte?: boolean; pool?: ConstructorParameters<typeof Pool>[1] } = {},
+): Promise<{ seconds: number; latencies: number[]; firstBytes: number[] }> {
+  const pool = new Pool(base, { connections: concurrency, ...options.pool })
+  const latencies: number[] = []
+  const firstBytes: number[] = []
+  let left = total
+  const started = process.hrtime.bigint()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (left-- > 0) {
+      const t0 = process.hrtime.bigint()
+      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: options.body ?? BODY })
+      if (res.statusCode !== 200) throw new Error(`${base}: ${res.statusCode} ${await res.body.text()}`)
+      if (options.firstByte) {
+        let first = true
+        for await (const _chunk of res.body) {
+          if (first) firstBytes.push(Number(process.hrtime.bigint() - t0) / 1e6)
+          first = false
+        }
+      } else {
+        await res.body.dump()
+      }
+      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
+    }
+  }))
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  await pool.close()
+  return { seconds, latencies, firstBytes }
+}
+
+/** The p-quantile of xs (0 ≤ p < 1), by rank. */
+export const quantile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
+
+/**
+ * The gateway's quota work for `total` requests, `concurrency` at a time: each admitted (one team,
+ * BENCH_LIMITS), settled and audited as the proxy does it; then what waits of the audit is written.
+ */
+export async function quotaWork(q: QuotaEngine, total: number, concurrency: number): Promise<void> {
+  const scopes: Scope[] = [{ id: 'team', label: 'team', limits: BENCH_LIMITS }]
+  const usage = { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 }
+  let left = total
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (left-- > 0) {
+      const now = Date.now()
+      const requestId = `r${left}-${now}`
+      const admitted = await q.admit({ team: 'bench', requestId, scopes, tokens: 100, now })
+      if (!admitted.ok) throw new Error(`refused: ${admitted.refusal.kind}`)
+      await q.settle({ ticket: admitted.ticket, keyId: 'key_1', model: 'm', usage, estimated: false, now })
+      void q.audit({ time: new Date(now).toISOString(), request_id: requestId, team: 'bench', key_id: 'key_1', model: 'm', endpoint: 'chat', status: 200, ...usage, estimated: false, latency_ms: 1 })
+    }
+  }))
+  await q.writeAudit?.()
+}
+

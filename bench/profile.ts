@@ -12,9 +12,8 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, benchKey, gatewayEnv, killAll, run, up } from './lib.js'
+import { BENCH_LIMITS, BODY, benchKey, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
 
 const N = Number(process.env.PROFILE_N ?? 20_000)
 const TOP = Number(process.env.PROFILE_TOP ?? 40)
@@ -38,10 +37,7 @@ function group(url: string, name: string): string {
 
 try {
   const profDir = mkdtempSync(join(tmpdir(), 'tollgate-prof-'))
-  const originPort = await freePort()
-  run(`node --import tsx bench/origin.ts ${originPort}`)
-  const origin = `http://127.0.0.1:${originPort}`
-  await up(`${origin}/v1/models`)
+  const { url: origin } = await startOrigin()
   const redis = process.env.PROFILE_REDIS ? await startRedis() : null
   const port = await freePort()
   const bare = Boolean(process.env.PROFILE_BARE)
@@ -55,16 +51,7 @@ try {
     key = await benchKey(base, 'prof', redis ? BENCH_LIMITS : undefined)
   }
   const body = process.env.PROFILE_STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
-  const pool = new Pool(base, { connections: C })
-  let left = N
-  await Promise.all(Array.from({ length: C }, async () => {
-    while (left-- > 0) {
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body })
-      if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${await res.body.text()}`)
-      await res.body.dump()
-    }
-  }))
-  await pool.close()
+  await drive(base, `Bearer ${key}`, N, C, { body })
   const exited = new Promise((r) => gateway.once('exit', r))
   gateway.kill('SIGINT')
   await exited

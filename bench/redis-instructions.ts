@@ -15,15 +15,12 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { RedisQuotas } from '../src/quota/redis.js'
-import type { Scope } from '../src/quota/types.js'
 import { freePort } from '../test/helpers/redis.js'
-import { BENCH_LIMITS } from './lib.js'
+import { quotaWork } from './lib.js'
 
 const N = Number(process.env.RI_N ?? 6000)
 const C = Number(process.env.RI_C ?? 64)
 const WARM = 1000
-const scopes: Scope[] = [{ id: 'team', label: 'team', limits: BENCH_LIMITS }]
-const usage = { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 }
 
 /** Runs `requests` (after the warm-up) against a redis-server under callgrind; returns its output file. */
 async function measure(requests: number): Promise<string> {
@@ -38,23 +35,7 @@ async function measure(requests: number): Promise<string> {
     if (Date.now() > deadline) throw new Error('redis-server under valgrind did not start')
     await sleep(200)
   }
-  const q = new RedisQuotas({ client })
-  let seq = 0
-  const work = async (n: number) => {
-    let left = n
-    await Promise.all(Array.from({ length: C }, async () => {
-      while (left-- > 0) {
-        const now = Date.now()
-        const requestId = `r${++seq}`
-        const admitted = await q.admit({ team: 'bench', requestId, scopes, tokens: 100, now })
-        if (!admitted.ok) throw new Error(`refused: ${admitted.refusal.kind}`)
-        await q.settle({ ticket: admitted.ticket, keyId: 'key_1', model: 'm', usage, estimated: false, now })
-        void q.audit({ time: new Date(now).toISOString(), request_id: requestId, team: 'bench', key_id: 'key_1', model: 'm', endpoint: 'chat', status: 200, ...usage, estimated: false, latency_ms: 1 })
-      }
-    }))
-    await q.writeAudit()
-  }
-  await work(WARM + requests)
+  await quotaWork(new RedisQuotas({ client }), WARM + requests, C)
   await client.call('shutdown', 'nosave').catch(() => undefined) // the connection closes: no reply
   await exited
   client.disconnect()

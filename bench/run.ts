@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, gatewayEnv, killAll, median, run, up } from './lib.js'
+import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, quantile, run, startOrigin, up } from './lib.js'
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1)
 const HOLD = Number(process.env.BENCH_STREAMS ?? 10_000)
@@ -33,30 +33,10 @@ const streamBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', message
 const holdBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true, user: 'hold' })
 
 async function load(t: Target, total: number, concurrency: number, stream = false) {
-  const pool = new Pool(t.base, { connections: concurrency })
   const cpuBefore = t.pid === undefined ? NaN : cpuMicros(t.pid)
-  const latencies: number[] = []
-  const ttfb: number[] = []
-  let left = total
-  const started = process.hrtime.bigint()
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (left-- > 0) {
-      const t0 = process.hrtime.bigint()
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body: stream ? streamBody : BODY })
-      if (res.statusCode !== 200) throw new Error(`${t.name}: ${res.statusCode} ${await res.body.text()}`)
-      let first = true
-      for await (const _chunk of res.body) {
-        if (first) ttfb.push(Number(process.hrtime.bigint() - t0) / 1e6)
-        first = false
-      }
-      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
-    }
-  }))
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  const { seconds, latencies, firstBytes } = await drive(t.base, t.auth, total, concurrency, { body: stream ? streamBody : BODY, firstByte: true })
   const cpuPerRequest = t.pid === undefined ? NaN : (cpuMicros(t.pid) - cpuBefore) / total
-  await pool.close()
-  const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
-  return { rps: total / seconds, p50: q(latencies, 0.5), p99: q(latencies, 0.99), ttfb50: ttfb.length ? q(ttfb, 0.5) : NaN, cpuPerRequest }
+  return { rps: total / seconds, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), ttfb50: firstBytes.length ? quantile(firstBytes, 0.5) : NaN, cpuPerRequest }
 }
 
 async function holdStreams(t: Target, n: number): Promise<{ before: number; after: number }> {
@@ -111,10 +91,7 @@ async function gateway(name: string, origin: string, redisUrl?: string, limits?:
 
 try {
   spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' })
-  const originPort = await freePort()
-  const originProcess = run(`node --import tsx bench/origin.ts ${originPort}`)
-  const origin = `http://127.0.0.1:${originPort}`
-  await up(`${origin}/v1/models`)
+  const { url: origin, process: originProcess } = await startOrigin()
   const barePort = await freePort()
   const bare = run(`node --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
   await up(`http://127.0.0.1:${barePort}/v1/chat/completions`)
@@ -131,7 +108,7 @@ try {
     // One process (no master): it ends with the bench instead of leaving a worker behind.
     writeFileSync(join(dir, 'nginx.conf'), `master_process off; daemon off; pid ${dir}/pid; error_log ${dir}/err.log;
 events { worker_connections 65536; }
-http { access_log off; upstream o { server 127.0.0.1:${originPort}; keepalive 256; }
+http { access_log off; upstream o { server ${new URL(origin).host}; keepalive 256; }
 server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }`)
     const nginx = run(`nginx -c ${dir}/nginx.conf -p ${dir}`)
     await sleep(300)

@@ -91,11 +91,11 @@ export class BatchedScript {
     const batch = (g.next ??= { keys: [], args: [0], waiters: [] })
     fill(batch.keys, batch.args)
     const reply = new Promise<unknown>((resolve, reject) => batch.waiters.push({ resolve, reject }))
-    if (g.inFlight === 0 || batch.waiters.length >= this.maxBatch) this.send(group, g)
+    if (g.inFlight === 0 || batch.waiters.length >= this.maxBatch) this.send(g)
     return reply
   }
 
-  private send(group: string, g: Group): void {
+  private send(g: Group): void {
     const batch = g.next!
     g.next = null
     g.inFlight++
@@ -104,18 +104,18 @@ export class BatchedScript {
       (replies) => {
         const list = replies as unknown[]
         for (let i = 0; i < batch.waiters.length; i++) batch.waiters[i]!.resolve(list[i])
-        this.done(group, g)
+        this.done(g)
       },
       (err: unknown) => {
         for (const w of batch.waiters) w.reject(err)
-        this.done(group, g)
+        this.done(g)
       },
     )
   }
 
-  private done(group: string, g: Group): void {
+  private done(g: Group): void {
     if (--g.inFlight > 0) return
-    if (g.next !== null) this.send(group, g)
+    if (g.next !== null) this.send(g)
     // An idle team's entry stays (one small object per team this instance has served): a Map that
     // gains and loses entries under load keeps garbage alive through young collections (leases.ts).
   }
