@@ -197,9 +197,8 @@ export class MemoryQuotas implements QuotaEngine {
 
   /**
    * The audit trail is Redis's (the `tg:audit` stream); the embedded store keeps none. It used to
-   * keep the last 10,000 entries, which nothing ever read, and that made every request's entry
-   * outlive the young generation: a third of what each scavenge copied, and longer GC pauses
-   * (docs/benchmarks.md).
+   * keep the last 10,000 entries in memory, which nothing ever read, so every request's entry
+   * outlived the young generation (docs/benchmarks.md).
    */
   async audit(_entry: AuditEntry): Promise<void> {}
 }

@@ -1,13 +1,14 @@
 /** UTC calendar periods: day and month quotas reset at 00:00 UTC. */
 
-/** The last day asked for: [start, end) in ms, its ISO date and its month's end. Every request asks (profiled). */
-let memo = { start: 0, end: 0, iso: '', monthEnd: 0 }
+/** The last day asked for: [start, end) in ms, its date and month (YYYY-MM-DD, YYYY-MM) and its month's end. Every request asks (profiled). */
+let memo = { start: 0, end: 0, day: '', month: '', monthEnd: 0 }
 
 function day(ms: number): typeof memo {
   if (ms < memo.start || ms >= memo.end) {
     const start = ms - (((ms % 86_400_000) + 86_400_000) % 86_400_000)
     const d = new Date(start)
-    memo = { start, end: start + 86_400_000, iso: d.toISOString(), monthEnd: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) }
+    const iso = d.toISOString()
+    memo = { start, end: start + 86_400_000, day: iso.slice(0, 10), month: iso.slice(0, 7), monthEnd: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) }
   }
   return memo
 }
@@ -25,11 +26,11 @@ export function isoTime(ms: number): string {
 }
 
 export function utcDay(ms: number): string {
-  return day(ms).iso.slice(0, 10)
+  return day(ms).day
 }
 
 export function utcMonth(ms: number): string {
-  return day(ms).iso.slice(0, 7)
+  return day(ms).month
 }
 
 export function dayEnd(ms: number): number {

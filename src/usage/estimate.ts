@@ -38,10 +38,7 @@ export function countPromptText(text: string): number {
   if (text.length === 0) return 0
   const key = hash('sha256', text, 'base64')
   let n = promptCounts.get(key)
-  if (n === undefined) {
-    n = countTokens(text)
-    promptCounts.set(key, n)
-  }
+  if (n === undefined) promptCounts.set(key, (n = countText(text)))
   return n
 }
 
