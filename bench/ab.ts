@@ -8,6 +8,7 @@
  *   npm run build && cp -r dist /tmp/a     (then change something, build again)
  *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
  *   BENCH_AB_REDIS=1 ...                      (gateways on Redis, limits on; Redis's own CPU per request too)
+ *   BENCH_AB_LIMITS=1 ...                     (limits on with the embedded store too)
  *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; p50 and p99 are per request)
  *   BENCH_AB_STREAM=1 ...                (streams of 64 chunks; p50 and p99 are then of the first byte)
  *   BENCH_AB_BARE_FLAGS=--single-threaded-gc ...   (node flags for the bare hop too)
@@ -21,6 +22,7 @@ const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
 const C = Number(process.env.BENCH_AB_C ?? 64)
 const STREAM = Boolean(process.env.BENCH_AB_STREAM)
+const LIMITS = Boolean(process.env.BENCH_AB_LIMITS)
 const builds = process.argv.slice(2).map(parseBuild)
 
 interface Target { name: string; base: string; auth: string; pid: number }
@@ -53,7 +55,7 @@ try {
     const child = run(`node ${build.flags} ${build.dir}/server.js`, gatewayEnv(port, origin, redis?.url))
     const base = `http://127.0.0.1:${port}`
     await up(`${base}/healthz`)
-    const key = await benchKey(base, `ab${i}`, redis ? BENCH_LIMITS : undefined)
+    const key = await benchKey(base, `ab${i}`, redis || LIMITS ? BENCH_LIMITS : undefined)
     targets.push({ name: build.name, base, auth: `Bearer ${key}`, pid: child.pid! })
   }
   for (const t of targets) await load(t, 3000)

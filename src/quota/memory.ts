@@ -23,123 +23,220 @@ import {
  * RedisQuotas (one contract suite checks both): a sliding one-minute log for requests, a token
  * bucket refilling continuously for tokens per minute, UTC day and month counters with the
  * reservations of requests in flight, and leases for concurrency.
+ *
+ * Every step of an admission costs the same however many requests a scope has in its minute or in
+ * flight: the minute's log is kept in order and trimmed from its start, the leases are a list in
+ * order of expiry (a renewal moves a lease to its end) that lapses from its start, and each scope
+ * keeps the count and the reserved tokens of its leases as they change. A ticket holds its own
+ * leases, so settling and renewing find them without a lookup. Nothing here is a Map that gains
+ * and loses an entry per request: such a Map keeps the requests in flight alive through
+ * young-generation collections (docs/benchmarks.md, the lease keeper).
  */
 
+/** One request in flight in one scope: a link in the scope's list of leases. */
 interface Lease {
-  expires: number
+  requestId: string
   tokens: number
+  expires: number
+  /** The scope whose list holds it; null once it has left (settled or lapsed). */
+  scope: ScopeState | null
+  prev: Lease | null
+  next: Lease | null
 }
 
-interface Bucket {
-  level: number
-  ts: number
+/** All a scope of a team counts. */
+class ScopeState {
+  /** Admission times of the last minute, oldest first, from `start` on (what is before it has left the window). */
+  times: number[] = []
+  start = 0
+  /** The token bucket: its level at `bucketTs`; NaN before the first use (a full bucket). */
+  level = Number.NaN
+  bucketTs = 0
+  /** Leases in order of expiry. */
+  first: Lease | null = null
+  last: Lease | null = null
+  inflight = 0
+  reserved = 0
+  /** Tokens used per UTC day and month (YYYY-MM-DD, YYYY-MM). */
+  readonly days = new Map<string, number>()
+  readonly months = new Map<string, number>()
+
+  /** The minute up to `now`: drops what has left it and answers how many remain. */
+  window(now: number): number {
+    const times = this.times
+    let start = this.start
+    while (start < times.length && times[start]! <= now - MINUTE_MS) start++
+    if (start > 64 && start * 2 > times.length) {
+      times.copyWithin(0, start)
+      times.length -= start
+      start = 0
+    }
+    this.start = start
+    return times.length - start
+  }
+
+  oldest(): number | undefined {
+    return this.times[this.start]
+  }
+
+  record(now: number): void {
+    const times = this.times
+    let i = times.length
+    times.push(now)
+    // Kept in order even if a clock steps back: slide the new time into place from the end.
+    while (i > this.start && times[i - 1]! > now) {
+      times[i] = times[i - 1]!
+      times[--i] = now
+    }
+  }
+
+  /** The bucket's level at `now`, refilled (and kept as of now: refilling is linear up to the cap). */
+  bucket(limit: number, now: number): number {
+    this.level = Number.isNaN(this.level) ? limit : refill(this.level, this.bucketTs, limit, now)
+    this.bucketTs = now
+    return this.level
+  }
+
+  /** Lets the leases lapse that expire by `now`. */
+  lapse(now: number): void {
+    while (this.first !== null && this.first.expires <= now) this.unlink(this.first)
+  }
+
+  /** Puts a lease in its place by expiry: at the end, unless a clock stepped back. */
+  link(lease: Lease): void {
+    let after = this.last
+    while (after !== null && after.expires > lease.expires) after = after.prev
+    lease.scope = this
+    lease.prev = after
+    lease.next = after === null ? this.first : after.next
+    if (lease.next !== null) lease.next.prev = lease
+    else this.last = lease
+    if (after !== null) after.next = lease
+    else this.first = lease
+    this.inflight++
+    this.reserved += lease.tokens
+  }
+
+  /** Takes a lease out; it drops its pointers, so a lease kept by a ticket holds no others alive. */
+  unlink(lease: Lease): void {
+    if (lease.prev !== null) lease.prev.next = lease.next
+    else this.first = lease.next
+    if (lease.next !== null) lease.next.prev = lease.prev
+    else this.last = lease.prev
+    lease.scope = lease.prev = lease.next = null
+    this.inflight--
+    this.reserved -= lease.tokens
+  }
+
+  /** A lease of an admitted request, found by its id (for a ticket that does not hold its leases). */
+  find(requestId: string): Lease | null {
+    for (let l = this.first; l !== null; l = l.next) if (l.requestId === requestId) return l
+    return null
+  }
 }
+
+/** The leases an admitted request holds, one per scope, in the order of its ticket's scopes. */
+const LEASES = Symbol('leases')
+type HeldTicket = Ticket & { [LEASES]?: Lease[] }
 
 export class MemoryQuotas implements QuotaEngine {
-  private readonly rpm = new Map<string, { t: number; id: string }[]>()
-  private readonly tpm = new Map<string, Bucket>()
-  private readonly used = new Map<string, number>()
-  private readonly inflight = new Map<string, Map<string, Lease>>()
+  /** team → scope id → its state: two lookups, no key string made per request. */
+  private readonly teams = new Map<string, Map<string, ScopeState>>()
   /** team → day → key and model → [requests, prompt, completion, total, estimated] */
   private readonly usageByDay = new Map<string, Map<string, Map<string, number[]>>>()
 
-  private leases(key: string, now: number): Map<string, Lease> {
-    let leases = this.inflight.get(key)
-    if (!leases) this.inflight.set(key, (leases = new Map()))
-    for (const [id, lease] of leases) if (lease.expires <= now) leases.delete(id)
-    return leases
+  private state(team: string, scopeId: string): ScopeState {
+    let scopes = this.teams.get(team)
+    if (scopes === undefined) this.teams.set(team, (scopes = new Map()))
+    let state = scopes.get(scopeId)
+    if (state === undefined) scopes.set(scopeId, (state = new ScopeState()))
+    return state
   }
 
-  private window(key: string, now: number): { t: number; id: string }[] {
-    const log = (this.rpm.get(key) ?? []).filter((e) => e.t > now - MINUTE_MS)
-    this.rpm.set(key, log)
-    return log
-  }
-
-  private bucket(key: string, limit: number, now: number): Bucket {
-    const b = this.tpm.get(key)
-    return { level: b ? refill(b.level, b.ts, limit, now) : limit, ts: now }
-  }
-
-  private check(team: string, scope: Scope, tokens: number, now: number): Refusal | null {
-    const key = `${team}\u0000${scope.id}`
+  private check(state: ScopeState, scope: Scope, tokens: number, now: number): Refusal | null {
     const { limits } = scope
-    const leases = this.leases(key, now)
     const refuse = (r: Omit<Refusal, 'scope'>): Refusal => ({ ...r, scope: scope.label })
+    state.lapse(now)
 
-    if (limits.concurrent_requests !== undefined && leases.size + 1 > limits.concurrent_requests) {
-      return refuse({ kind: 'concurrency', limit: limits.concurrent_requests, used: leases.size, requested: 1, retryAfterMs: 1000, final: false })
+    if (limits.concurrent_requests !== undefined && state.inflight + 1 > limits.concurrent_requests) {
+      return refuse({ kind: 'concurrency', limit: limits.concurrent_requests, used: state.inflight, requested: 1, retryAfterMs: 1000, final: false })
     }
     if (limits.requests_per_minute !== undefined) {
-      const log = this.window(key, now)
-      if (log.length + 1 > limits.requests_per_minute) {
-        const oldest = log[0]?.t ?? now
-        return refuse({ kind: 'requests', limit: limits.requests_per_minute, used: log.length, requested: 1, retryAfterMs: Math.max(1, oldest + MINUTE_MS - now), final: limits.requests_per_minute === 0 })
+      const count = state.window(now)
+      if (count + 1 > limits.requests_per_minute) {
+        const oldest = state.oldest() ?? now
+        return refuse({ kind: 'requests', limit: limits.requests_per_minute, used: count, requested: 1, retryAfterMs: Math.max(1, oldest + MINUTE_MS - now), final: limits.requests_per_minute === 0 })
       }
     }
     if (limits.tokens_per_minute !== undefined) {
       const limit = limits.tokens_per_minute
-      const b = this.bucket(key, limit, now)
-      if (tokens > limit) return refuse({ kind: 'tokens', limit, used: Math.max(0, Math.ceil(limit - b.level)), requested: tokens, retryAfterMs: 0, final: true })
-      if (tokens > b.level) {
-        return refuse({ kind: 'tokens', limit, used: Math.ceil(limit - b.level), requested: tokens, retryAfterMs: Math.ceil(((tokens - b.level) * MINUTE_MS) / limit), final: false })
+      const level = state.bucket(limit, now)
+      if (tokens > limit) return refuse({ kind: 'tokens', limit, used: Math.max(0, Math.ceil(limit - level)), requested: tokens, retryAfterMs: 0, final: true })
+      if (tokens > level) {
+        return refuse({ kind: 'tokens', limit, used: Math.ceil(limit - level), requested: tokens, retryAfterMs: Math.ceil(((tokens - level) * MINUTE_MS) / limit), final: false })
       }
     }
-    const reserved = [...leases.values()].reduce((sum, l) => sum + l.tokens, 0)
-    for (const [kind, limit, period, end] of [
-      ['tokens_per_day', limits.tokens_per_day, `d:${utcDay(now)}`, dayEnd(now)],
-      ['tokens_per_month', limits.tokens_per_month, `m:${utcMonth(now)}`, monthEnd(now)],
-    ] as const) {
-      if (limit === undefined) continue
-      const used = this.used.get(`${key}\u0000${period}`) ?? 0
-      if (used + tokens > limit) return refuse({ kind, limit, used, requested: tokens, retryAfterMs: end - now, final: true, resetsAt: end })
-      if (used + reserved + tokens > limit) return refuse({ kind, limit, used: used + reserved, requested: tokens, retryAfterMs: 1000, final: false })
+    if (limits.tokens_per_day !== undefined) {
+      const refusal = checkPeriod('tokens_per_day', limits.tokens_per_day, state.days.get(utcDay(now)) ?? 0, state.reserved, tokens, dayEnd(now) - now, dayEnd(now))
+      if (refusal) return refuse(refusal)
+    }
+    if (limits.tokens_per_month !== undefined) {
+      const refusal = checkPeriod('tokens_per_month', limits.tokens_per_month, state.months.get(utcMonth(now)) ?? 0, state.reserved, tokens, monthEnd(now) - now, monthEnd(now))
+      if (refusal) return refuse(refusal)
     }
     return null
   }
 
   async admit(a: Admission): Promise<AdmitResult> {
+    const states: ScopeState[] = []
     for (const scope of a.scopes) {
-      const refusal = this.check(a.team, scope, a.tokens, a.now)
+      const state = this.state(a.team, scope.id)
+      const refusal = this.check(state, scope, a.tokens, a.now)
       if (refusal) return { ok: false, refusal }
+      states.push(state)
     }
     const rate: RateState = {}
-    for (const scope of a.scopes) {
-      const key = `${a.team}\u0000${scope.id}`
-      this.leases(key, a.now).set(a.requestId, { expires: a.now + LEASE_MS, tokens: a.tokens })
-      const { requests_per_minute: rpm, tokens_per_minute: tpm } = scope.limits
+    const leases: Lease[] = []
+    for (let i = 0; i < states.length; i++) {
+      const state = states[i]!
+      const lease: Lease = { requestId: a.requestId, tokens: a.tokens, expires: a.now + LEASE_MS, scope: null, prev: null, next: null }
+      state.link(lease)
+      leases.push(lease)
+      const { requests_per_minute: rpm, tokens_per_minute: tpm } = a.scopes[i]!.limits
       if (rpm !== undefined) {
-        const log = this.window(key, a.now)
-        log.push({ t: a.now, id: a.requestId })
-        const state = { limit: rpm, remaining: rpm - log.length, resetMs: log[0]!.t + MINUTE_MS - a.now }
-        if (!rate.requests || state.remaining < rate.requests.remaining) rate.requests = state
+        state.record(a.now)
+        const count = state.window(a.now)
+        const window = { limit: rpm, remaining: rpm - count, resetMs: state.oldest()! + MINUTE_MS - a.now }
+        if (!rate.requests || window.remaining < rate.requests.remaining) rate.requests = window
       }
       if (tpm !== undefined) {
-        const b = this.bucket(key, tpm, a.now)
-        b.level -= a.tokens
-        this.tpm.set(key, b)
-        const state = { limit: tpm, remaining: Math.max(0, Math.floor(b.level)), resetMs: Math.ceil(((tpm - b.level) * MINUTE_MS) / tpm) }
-        if (!rate.tokens || state.remaining < rate.tokens.remaining) rate.tokens = state
+        const level = (state.level = state.bucket(tpm, a.now) - a.tokens)
+        const bucket = { limit: tpm, remaining: Math.max(0, Math.floor(level)), resetMs: Math.ceil(((tpm - level) * MINUTE_MS) / tpm) }
+        if (!rate.tokens || bucket.remaining < rate.tokens.remaining) rate.tokens = bucket
       }
     }
-    return { ok: true, rate, ticket: { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, day: utcDay(a.now), month: utcMonth(a.now) } }
+    const ticket: HeldTicket = { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, day: utcDay(a.now), month: utcMonth(a.now), [LEASES]: leases }
+    return { ok: true, rate, ticket }
+  }
+
+  /** The request's lease in the i-th scope of its ticket, while it is held. */
+  private lease(ticket: HeldTicket, i: number): Lease | null {
+    const held = ticket[LEASES]
+    if (held !== undefined) return held[i]!.scope !== null ? held[i]! : null
+    return this.teams.get(ticket.team)?.get(ticket.scopes[i]!.id)?.find(ticket.requestId) ?? null
   }
 
   async settle(s: Settlement): Promise<void> {
     const { ticket, usage } = s
-    for (const scope of ticket.scopes) {
-      const key = `${ticket.team}\u0000${scope.id}`
-      this.inflight.get(key)?.delete(ticket.requestId)
-      for (const period of [`d:${ticket.day}`, `m:${ticket.month}`]) {
-        const k = `${key}\u0000${period}`
-        this.used.set(k, (this.used.get(k) ?? 0) + usage.total_tokens)
-      }
+    for (let i = 0; i < ticket.scopes.length; i++) {
+      const scope = ticket.scopes[i]!
+      const state = this.state(ticket.team, scope.id)
+      const lease = this.lease(ticket, i)
+      if (lease !== null) state.unlink(lease)
+      state.days.set(ticket.day, (state.days.get(ticket.day) ?? 0) + usage.total_tokens)
+      state.months.set(ticket.month, (state.months.get(ticket.month) ?? 0) + usage.total_tokens)
       const tpm = scope.limits.tokens_per_minute
-      if (tpm !== undefined) {
-        const b = this.bucket(key, tpm, s.now)
-        b.level = Math.min(tpm, b.level + ticket.tokens - usage.total_tokens)
-        this.tpm.set(key, b)
-      }
+      if (tpm !== undefined) state.level = Math.min(tpm, state.bucket(tpm, s.now) + ticket.tokens - usage.total_tokens)
     }
     let days = this.usageByDay.get(ticket.team)
     if (!days) this.usageByDay.set(ticket.team, (days = new Map()))
@@ -158,9 +255,13 @@ export class MemoryQuotas implements QuotaEngine {
 
   async renew(tickets: Ticket[], now: number): Promise<void> {
     for (const t of tickets) {
-      for (const scope of t.scopes) {
-        const lease = this.inflight.get(`${t.team}\u0000${scope.id}`)?.get(t.requestId)
-        if (lease) lease.expires = now + LEASE_MS
+      for (let i = 0; i < t.scopes.length; i++) {
+        const lease = this.lease(t, i)
+        if (lease === null) continue
+        const state = lease.scope!
+        state.unlink(lease)
+        lease.expires = now + LEASE_MS
+        state.link(lease)
       }
     }
   }
@@ -168,17 +269,15 @@ export class MemoryQuotas implements QuotaEngine {
   async status(team: string, scopes: Scope[], now: number): Promise<Record<string, ScopeStatus>> {
     const out: Record<string, ScopeStatus> = {}
     for (const scope of scopes) {
-      const key = `${team}\u0000${scope.id}`
-      const leases = this.leases(key, now)
-      const reserved = [...leases.values()].reduce((sum, l) => sum + l.tokens, 0)
-      const tokenBucket = (limit: number) => Math.ceil(limit - this.bucket(key, limit, now).level)
+      const state = this.state(team, scope.id)
+      state.lapse(now)
       out[scope.id] = describeStatus(scope.limits, {
-        requests: this.window(key, now).length,
-        tokensMinute: tokenBucket,
-        day: this.used.get(`${key}\u0000d:${utcDay(now)}`) ?? 0,
-        month: this.used.get(`${key}\u0000m:${utcMonth(now)}`) ?? 0,
-        inflight: leases.size,
-        reserved,
+        requests: state.window(now),
+        tokensMinute: (limit) => Math.ceil(limit - state.bucket(limit, now)),
+        day: state.days.get(utcDay(now)) ?? 0,
+        month: state.months.get(utcMonth(now)) ?? 0,
+        inflight: state.inflight,
+        reserved: state.reserved,
       })
     }
     return out
@@ -201,6 +300,13 @@ export class MemoryQuotas implements QuotaEngine {
    * outlived the young generation (docs/benchmarks.md).
    */
   async audit(_entry: AuditEntry): Promise<void> {}
+}
+
+/** A day or month quota: spent (final until the period ends), or full with what is reserved (wait). */
+function checkPeriod(kind: 'tokens_per_day' | 'tokens_per_month', limit: number, used: number, reserved: number, tokens: number, untilEnd: number, end: number): Omit<Refusal, 'scope'> | null {
+  if (used + tokens > limit) return { kind, limit, used, requested: tokens, retryAfterMs: untilEnd, final: true, resetsAt: end }
+  if (used + reserved + tokens > limit) return { kind, limit, used: used + reserved, requested: tokens, retryAfterMs: 1000, final: false }
+  return null
 }
 
 function* asFields(rows: Map<string, number[]>): Iterable<[string, number]> {

@@ -203,14 +203,26 @@ export class RedisQuotas implements QuotaEngine {
       pipeline.hget(m, 'used')
       pipeline.zcount(inflight, `(${now}`, '+inf')
       pipeline.hget(reserved, '_sum')
+      pipeline.zrangebyscore(inflight, '-inf', String(now)) // lapsed leases the next admission will clear
     }
     const results = ((await pipeline.exec()) ?? []).map(([err, value]) => {
       if (err) throw err
       return value
     })
+    // A lapsed lease's reservation is in _sum until an admission clears it: it is not in flight.
+    const lapsed = this.client.pipeline()
+    scopes.forEach((scope, i) => {
+      const ids = results[i * 7 + 6] as string[]
+      if (ids.length > 0) lapsed.hmget(this.scopeKeys(team, scope, day, month)[5]!, ...ids)
+    })
+    const lapsedTokens = ((await lapsed.exec()) ?? []).map(([err, value]) => {
+      if (err) throw err
+      return (value as (string | null)[]).reduce((sum, v) => sum + Number(v ?? 0), 0)
+    })
     const out: Record<string, ScopeStatus> = {}
     scopes.forEach((scope, i) => {
-      const [requests, bucket, d, m, inflight, reserved] = results.slice(i * 6, i * 6 + 6) as [number, (string | null)[], string | null, string | null, number, string | null]
+      const [requests, bucket, d, m, inflight, reserved, ids] = results.slice(i * 7, i * 7 + 7) as [number, (string | null)[], string | null, string | null, number, string | null, string[]]
+      const gone = ids.length > 0 ? lapsedTokens.shift()! : 0
       out[scope.id] = describeStatus(scope.limits, {
         requests,
         tokensMinute: (limit) => {
@@ -220,7 +232,7 @@ export class RedisQuotas implements QuotaEngine {
         day: Number(d ?? 0),
         month: Number(m ?? 0),
         inflight,
-        reserved: Math.max(0, Number(reserved ?? 0)),
+        reserved: Math.max(0, Number(reserved ?? 0) - gone),
       })
     })
     return out

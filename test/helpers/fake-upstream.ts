@@ -74,11 +74,23 @@ export class FakeUpstream {
   sliceDelayMs = 0
   /** Keys that get 429 (with this retry-after, in seconds) while they are in here. */
   readonly limitedKeys = new Map<string, string>()
+  /** While set, answers wait for it (requests are recorded as they arrive). */
+  private gate: Promise<void> | null = null
 
   constructor(readonly apiKeys: string[] = ['nvapi-test-upstream-key-0001']) {}
 
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}/v1`
+  }
+
+  /** Holds every answer from now until the returned function is called: the requests stay in flight. */
+  hold(): () => void {
+    let release!: () => void
+    this.gate = new Promise((resolve) => (release = resolve))
+    return () => {
+      this.gate = null
+      release()
+    }
   }
 
   /** The next request gets this instead of the normal answer. */
@@ -143,6 +155,7 @@ export class FakeUpstream {
       return this.json(res, 429, { status: 429, title: 'Too Many Requests' })
     }
 
+    if (this.gate !== null) await this.gate
     const behaviour = this.behaviours.shift()
     if (behaviour?.kind === 'hang') return
     if (behaviour?.kind === 'error' || behaviour?.kind === 'status') {

@@ -95,12 +95,28 @@ describe.each([
     const quota = 5_000
     const maxTokens = 1_000
     const key = await teamKey('tpd', { limits: { tokens_per_day: quota } })
-    const responses = await Promise.all(Array.from({ length: 30 }, (_, i) => call(i, key, { model: LLAMA, messages, max_tokens: maxTokens })))
-    const admitted = responses.filter((r) => r.status === 200).length
-    expect(admitted).toBeGreaterThan(0)
-    expect(admitted * maxTokens).toBeLessThanOrEqual(quota)
+    // The upstream holds its answers, so every admitted request is still in flight (its
+    // reservation held) while the others are admitted or refused.
+    const release = upstream.hold()
+    const before = upstream.requests.length
+    let refusals = 0
+    const pending = Array.from({ length: 30 }, (_, i) =>
+      call(i, key, { model: LLAMA, messages, max_tokens: maxTokens }).then((r) => {
+        if (r.status === 429) refusals++
+        return r
+      }),
+    )
+    await waitFor(() => upstream.requests.length - before + refusals === 30, 'every request admitted or refused')
+    const forwarded = upstream.requests.length - before
+    release()
+    const responses = await Promise.all(pending)
+    // Each reserves its max_tokens and a prompt of a few tokens: four fit in 5,000, a fifth does not.
+    expect(forwarded).toBe(4)
+    expect(responses.filter((r) => r.status === 200)).toHaveLength(4)
     const refused = responses.find((r) => r.status === 429)!
-    expect(((await refused.json()) as Envelope).error.code).toMatch(/rate_limit_exceeded|insufficient_quota/)
+    const error = ((await refused.json()) as Envelope).error
+    expect(error.code).toBe('rate_limit_exceeded')
+    expect(error.message).toMatch(/Limit 5000, Used 4\d{3}, Requested 10\d{2}/)
     await Promise.all(responses.map((r) => r.text().catch(() => '')))
   })
 

@@ -108,6 +108,42 @@ describe.each([
     ok(await admit(s, 100, T0 + 2 * LEASE_MS))
   })
 
+  it('a renewed lease outlives one admitted after it; each lapses at its own time', async () => {
+    const s = [team({ concurrent_requests: 2, tokens_per_day: 1_000 })]
+    const a = ok(await admit(s, 100, T0))
+    ok(await admit(s, 200, T0 + 1_000))
+    await q.renew([a], T0 + LEASE_MS - 1)
+    // b (admitted later, never renewed) has lapsed; a holds its slot and its reservation.
+    expect((await q.status('ml', s, T0 + LEASE_MS + 1_000)).team).toMatchObject({ concurrent_requests: { used: 1 }, tokens_per_day: { in_flight: 100 } })
+    expect((await q.status('ml', s, T0 + 2 * LEASE_MS - 1)).team).toMatchObject({ concurrent_requests: { used: 0 }, tokens_per_day: { in_flight: 0 } })
+  })
+
+  it('a ticket that went through JSON settles and renews its own leases', async () => {
+    const s = [team({ concurrent_requests: 2, tokens_per_day: 1_000 }), key({ concurrent_requests: 2 })]
+    const a = ok(await admit(s, 100, T0))
+    const b = ok(await admit(s, 200, T0))
+    const copy = (t: Ticket) => JSON.parse(JSON.stringify(t)) as Ticket
+    await q.renew([copy(b)], T0 + LEASE_MS - 1)
+    await settle(copy(a), 50, T0 + 1)
+    const status = await q.status('ml', s, T0 + LEASE_MS + 1)
+    expect(status.team).toMatchObject({ concurrent_requests: { used: 1 }, tokens_per_day: { used: 50, in_flight: 200 } })
+    expect(status['key:key_1']).toMatchObject({ concurrent_requests: { used: 1 } })
+  })
+
+  it('a minute window holds exactly its last minute over many minutes', async () => {
+    // 5 admissions a second against 100 a minute, for three minutes: the first 100 (20 s) pass, the
+    // rest of the minute is refused, and a minute after each admitted one a place comes free again:
+    // admitted in the first 20 s of every minute, and only then.
+    const s = [team({ requests_per_minute: 100 })]
+    const outcomes: boolean[] = []
+    for (let t = 0; t < 180_000; t += 200) outcomes.push((await admit(s, 0, T0 + t)).ok)
+    expect(outcomes).toEqual(Array.from({ length: 900 }, (_, i) => i % 300 < 100))
+    expect((await q.status('ml', s, T0 + 180_000 - 200)).team?.requests_per_minute).toEqual({ limit: 100, used: 100, remaining: 0 })
+    // The last admitted came at 139.8 s: it counts until a minute has passed, to the millisecond.
+    expect((await q.status('ml', s, T0 + 199_799)).team?.requests_per_minute).toMatchObject({ used: 1 })
+    expect((await q.status('ml', s, T0 + 199_800)).team?.requests_per_minute).toMatchObject({ used: 0 })
+  })
+
   it('every scope must admit; a refusal by one counts in none', async () => {
     const scopes = [team({ requests_per_minute: 10 }), key({ requests_per_minute: 1 })]
     const first = await admit(scopes, 0, T0)
