@@ -1,7 +1,7 @@
 /**
  * Side by side in one run: the upstream directly, a bare Fastify + undici hop, the gateway with
- * its embedded store, the gateway with Redis (auth, limits and usage on), and nginx when it is
- * installed. Prints requests per second, p50 and p99 added latency (minus direct), added time to
+ * its embedded store (a team without limits, and one with the Redis row's limits), the gateway
+ * with Redis (auth, limits and usage on), and nginx when it is installed. Prints requests per second, p50 and p99 added latency (minus direct), added time to
  * first byte for streams, and the gateway's RSS with N streams held open.
  *
  *   npm run bench                 (from the repository root; builds dist/ first)
@@ -100,6 +100,7 @@ try {
     { name: 'upstream directly', base: origin, auth: 'Bearer nvapi-bench', pid: originProcess.pid },
     { name: 'bare Fastify + undici hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid },
     await gateway('tollgate, embedded store', origin),
+    await gateway('tollgate, embedded store, limits on', origin, undefined, BENCH_LIMITS),
     await gateway('tollgate, Redis (auth, limits, usage)', origin, redis.url, BENCH_LIMITS),
   ]
   if (spawnSync('which', ['nginx']).status === 0) {

@@ -167,7 +167,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       const model = status < 400 || opts.router.isConfigured(answeredBy) ? answeredBy : 'other'
       const m = opts.metrics
       m.requests.inc({ team: principal.team.id, model, endpoint: endpoint.name, status })
-      m.duration.observe({ endpoint: endpoint.name, stream: String(ctx.stream) }, msSince(ctx.started) / 1000)
+      m.duration.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
       m.tokens.inc({ team: principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
       m.tokens.inc({ team: principal.team.id, model, kind: 'completion' }, usage.completion_tokens)
       if (streaming) m.streamsOpen.dec()
@@ -199,7 +199,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
         now: opts.now,
         log: request.log,
         observe: {
-          attempt: (name, status, seconds) => opts.metrics.upstreamLatency.observe({ upstream: name, status }, seconds),
+          attempt: (name, status, seconds) => opts.metrics.upstreamLatency.series(name, status).observe(seconds),
           keyEvent: (name, event) => opts.metrics.keyEvents.inc({ upstream: name, event }),
         },
       })
@@ -214,7 +214,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     // Server-Timing: the gateway's own share so far, and the upstream's time to headers.
     ctx.upstreamMs = dispatched.upstreamMs
     ctx.gatewayMs = Math.max(0, Math.round((msSince(ctx.started) - dispatched.upstreamMs) * 100) / 100)
-    opts.metrics.gatewayOverhead.observe({ endpoint: endpoint.name }, ctx.gatewayMs / 1000)
+    opts.metrics.gatewayOverhead.series(endpoint.name).observe(ctx.gatewayMs / 1000)
     reply.header('server-timing', ctx.stream ? `gateway;dur=${ctx.gatewayMs}` : `gateway;dur=${ctx.gatewayMs}, upstream;dur=${ctx.upstreamMs}`)
 
     if (res.statusCode >= 400 || res.statusCode === 202) {
@@ -250,7 +250,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const isEventStream = typeof contentType === 'string' && contentType.startsWith('text/event-stream')
     reply.code(res.statusCode)
     reply.header('content-type', typeof contentType === 'string' ? contentType : ctx.stream ? 'text/event-stream' : 'application/json')
-    const firstByte = () => opts.metrics.timeToFirstByte.observe({ endpoint: endpoint.name, stream: String(ctx.stream) }, msSince(ctx.started) / 1000)
+    const firstByte = () => opts.metrics.timeToFirstByte.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
     if (!isEventStream) {
       // A whole JSON answer: read it (errors still become clean 502/504s), pass it on unchanged.
       let answer: Buffer
