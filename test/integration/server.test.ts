@@ -111,10 +111,17 @@ describe('a running gateway', () => {
     expect(down.err).toContain('cannot reach the gateway')
   })
 
-  it('exits 0 on SIGTERM', async () => {
+  it('writes its log lines while it runs, and the last ones as it exits on SIGTERM (exit 0)', async () => {
+    // Standard output is written in blocks: a line must still come out on its own while the
+    // gateway is idle, and a line logged just before the end must not be lost.
+    const refused = (id: string) => fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer not-a-key', 'x-request-id': id } })
+    expect((await refused('line-while-running')).status).toBe(401)
+    await waitFor(() => server.output().includes('"reqId":"line-while-running"'), 'the line to be written while the gateway runs')
+    expect((await refused('line-before-exit')).status).toBe(401)
     server.child.kill('SIGTERM')
     const [code] = await once(server.child, 'exit')
     expect(code).toBe(0)
+    expect(server.output()).toContain('"reqId":"line-before-exit"')
     expect(server.output()).toContain('shutting down')
   })
 })
