@@ -48,8 +48,7 @@ local slots = {}                                              -- inflight key ->
 local slot_count = {}                                         -- inflight key -> slots gathered
 local held = {}                                               -- reserved key -> {id, tokens, …}
 local held_sum = {}                                           -- reserved key -> tokens gathered
-local ttl_at_least = {}                                       -- key -> ms it must live at least
-local ttl_set = {}                                            -- key -> ms it is to live (set, not extended)
+local ttl_set = {}                                            -- key -> ms it is to live from the batch's last write
 local oldest_seen = {}                                        -- rpm key -> oldest score in its window
 -- Reads kept for the rest of the batch, and kept up to date by its own writes (nil: read again).
 local window = {}                                             -- rpm key -> admissions in its window
@@ -57,18 +56,11 @@ local slots_read = {}                                         -- inflight key ->
 local sum_read = {}                                           -- reserved key -> _sum, gathered tokens left out
 local used_read = {}                                          -- day or month key -> used (admissions never change it)
 
-local function gather(key)
-  if not ttl_at_least[key] and not ttl_set[key] then order[#order + 1] = key end
-end
-
-local function extend(key, until_ms)                          -- keep a key at least until then
-  gather(key)
-  local wanted = until_ms - now                               -- relative: the clock is the gateway's
-  if wanted > (ttl_at_least[key] or 0) then ttl_at_least[key] = wanted end
-end
-
-local function expire(key, ms)                                -- a key's expiry, from the last write to it
-  gather(key)
+-- A key's expiry, from the last write to it. Every writer of a key sets the same span from its own
+-- write (leases and reservations: a lease and a minute, here and in lease renewals), so an expiry
+-- is set, never read first: no writer's key outlives less than what it asked for.
+local function expire(key, ms)
+  if not ttl_set[key] then order[#order + 1] = key end
   if ms > (ttl_set[key] or 0) then ttl_set[key] = ms end
 end
 
@@ -170,13 +162,13 @@ local function admit()
     local k = kb + (s - 1) * 6
     local rpm_key, tpm_key, inflight_key, reserved_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 5], KEYS[k + 6]
 
-    extend(inflight_key, lease_until + MINUTE)                    -- a concurrency slot, as a lease
+    expire(inflight_key, lease_until - now + MINUTE)              -- a concurrency slot, as a lease
     local list = slots[inflight_key] or {}
     list[#list + 1] = ARGV[ab + 4]                                -- (lease_until, as sent)
     list[#list + 1] = id
     slots[inflight_key] = list
     slot_count[inflight_key] = (slot_count[inflight_key] or 0) + 1
-    extend(reserved_key, lease_until + MINUTE)                    -- its reservation
+    expire(reserved_key, lease_until - now + MINUTE)              -- its reservation
     list = held[reserved_key] or {}
     list[#list + 1] = id
     list[#list + 1] = ARGV[ab + 3]                                -- (tokens, as sent)
@@ -229,11 +221,6 @@ for _, key in ipairs(order) do
     redis.call('HSET', key, unpack(held[key]))
     redis.call('HINCRBY', key, '_sum', int(held_sum[key]))
   end
-  if ttl_set[key] then
-    redis.call('PEXPIRE', key, int(ttl_set[key]))
-  else
-    local ttl = redis.call('PTTL', key)                       -- (-1 or -2 without one)
-    if ttl < ttl_at_least[key] then redis.call('PEXPIRE', key, int(ttl_at_least[key])) end
-  end
+  redis.call('PEXPIRE', key, int(ttl_set[key]))
 end
 return results
