@@ -106,9 +106,13 @@ describe.each([
         return r
       }),
     )
-    await waitFor(() => upstream.requests.length - before + refusals === 30, 'every request admitted or refused')
-    const forwarded = upstream.requests.length - before
-    release()
+    let forwarded: number
+    try {
+      await waitFor(() => upstream.requests.length - before + refusals === 30, 'every request admitted or refused')
+      forwarded = upstream.requests.length - before
+    } finally {
+      release() // (also when the wait fails: the next tests need the upstream answering)
+    }
     const responses = await Promise.all(pending)
     // Each reserves its max_tokens and a prompt of a few tokens: four fit in 5,000, a fifth does not.
     expect(forwarded).toBe(4)
