@@ -57,8 +57,8 @@ local sum_read = {}                                           -- reserved key ->
 local used_read = {}                                          -- day or month key -> used (admissions never change it)
 
 -- A key's expiry, from the last write to it. Every writer of a key sets the same span from its own
--- write (leases and reservations: a lease and a minute, here and in lease renewals), so an expiry
--- is set, never read first: no writer's key outlives less than what it asked for.
+-- write (slots and reservations: a lease and a minute, here and in lease renewals), so setting it
+-- never cuts short what another writer asked for, and it is set without being read first.
 local function expire(key, ms)
   if not ttl_set[key] then order[#order + 1] = key end
   if ms > (ttl_set[key] or 0) then ttl_set[key] = ms end
