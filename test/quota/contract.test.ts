@@ -130,6 +130,19 @@ describe.each([
     expect(status['key:key_1']).toMatchObject({ concurrent_requests: { used: 1 } })
   })
 
+  it('a clock that steps back keeps the minute window and the leases in order', async () => {
+    const s = [team({ requests_per_minute: 10, concurrent_requests: 5, tokens_per_day: 1_000 })]
+    ok(await admit(s, 100, T0 + 1_000))
+    ok(await admit(s, 200, T0 + 500)) // (an instance whose clock is half a second behind)
+    // 60.6 s in: the admission made at 0.5 s has left the minute and its lease has lapsed (taking
+    // its 200 tokens with it); the one made at 1 s has not.
+    expect((await q.status('ml', s, T0 + 60_600)).team).toMatchObject({
+      requests_per_minute: { used: 1 },
+      concurrent_requests: { used: 1 },
+      tokens_per_day: { in_flight: 100 },
+    })
+  })
+
   it('a minute window holds exactly its last minute over many minutes', async () => {
     // 5 admissions a second against 100 a minute, for three minutes: the first 100 (20 s) pass, the
     // rest of the minute is refused, and a minute after each admitted one a place comes free again:
