@@ -5,6 +5,7 @@
  *
  *   cd bench && npm run profile                      (embedded store; PROFILE_N=20000)
  *   PROFILE_REDIS=1 npm run profile                  (Redis: auth, limits, usage)
+ *   PROFILE_LIMITS=1 npm run profile                 (embedded store with the Redis row's limits on)
  *   PROFILE_STREAM=1 npm run profile                 (streams of 64 chunks instead of JSON)
  *   PROFILE_BARE=1 npm run profile                   (the bare Fastify + undici hop, for comparison)
  *   PROFILE_C=1 npm run profile                      (one client at a time: what grows with concurrency)
@@ -48,7 +49,7 @@ try {
   if (bare) await up(`${base}/v1/chat/completions`)
   else {
     await up(`${base}/healthz`)
-    key = await benchKey(base, 'prof', redis ? BENCH_LIMITS : undefined)
+    key = await benchKey(base, 'prof', redis || process.env.PROFILE_LIMITS ? BENCH_LIMITS : undefined)
   }
   const body = process.env.PROFILE_STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
   await drive(base, `Bearer ${key}`, N, C, { body })
