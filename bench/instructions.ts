@@ -6,8 +6,12 @@
  *
  *   cd bench && node --import tsx instructions.ts ../dist [OTHER_BUILD …]   (INSTR_N=2000, INSTR_WARM=3000)
  *   INSTR_REDIS=1 …     (gateways on Redis, limits on)
- *   INSTR_C=1           (concurrent clients; at 1 a build's count repeats within about 1 %, at 64
- *                        it does not: how many requests share an event-loop turn depends on timing)
+ *   INSTR_C=1           (concurrent clients; at 64 the count does not repeat: how many requests
+ *                        share an event-loop turn depends on timing. At 1 it repeated within about
+ *                        1 % in the third session, but not in the fifth: two copies of one build
+ *                        counted 812 k and 713 k, as timers that fire per second weigh less per
+ *                        request when requests get faster. Measure a build twice before trusting
+ *                        a difference of a few per cent.)
  *   the word `bare` in place of a build directory measures the bare Fastify + undici hop;
  *   node flags follow an @: ../dist@--max-semi-space-size=64
  */
