@@ -82,10 +82,6 @@ export class FastHistogram {
     return series
   }
 
-  observe(labels: Record<string, LabelValue>, value: number): void {
-    this.series(labels[this.labelNames[0]!]!, labels[this.labelNames[1]!]).observe(value)
-  }
-
   async get() {
     const values: { labels: Record<string, LabelValue>; value: number; metricName: string; exemplar?: null }[] = []
     for (const s of this.all) {

@@ -177,11 +177,11 @@ export class MemoryQuotas implements QuotaEngine {
       }
     }
     if (limits.tokens_per_day !== undefined) {
-      const refusal = checkPeriod('tokens_per_day', limits.tokens_per_day, state.days.get(utcDay(now)) ?? 0, state.reserved, tokens, dayEnd(now) - now, dayEnd(now))
+      const refusal = checkPeriod('tokens_per_day', limits.tokens_per_day, state.days.get(utcDay(now)) ?? 0, state.reserved, tokens, now, dayEnd(now))
       if (refusal) return refuse(refusal)
     }
     if (limits.tokens_per_month !== undefined) {
-      const refusal = checkPeriod('tokens_per_month', limits.tokens_per_month, state.months.get(utcMonth(now)) ?? 0, state.reserved, tokens, monthEnd(now) - now, monthEnd(now))
+      const refusal = checkPeriod('tokens_per_month', limits.tokens_per_month, state.months.get(utcMonth(now)) ?? 0, state.reserved, tokens, now, monthEnd(now))
       if (refusal) return refuse(refusal)
     }
     return null
@@ -303,8 +303,8 @@ export class MemoryQuotas implements QuotaEngine {
 }
 
 /** A day or month quota: spent (final until the period ends), or full with what is reserved (wait). */
-function checkPeriod(kind: 'tokens_per_day' | 'tokens_per_month', limit: number, used: number, reserved: number, tokens: number, untilEnd: number, end: number): Omit<Refusal, 'scope'> | null {
-  if (used + tokens > limit) return { kind, limit, used, requested: tokens, retryAfterMs: untilEnd, final: true, resetsAt: end }
+function checkPeriod(kind: 'tokens_per_day' | 'tokens_per_month', limit: number, used: number, reserved: number, tokens: number, now: number, end: number): Omit<Refusal, 'scope'> | null {
+  if (used + tokens > limit) return { kind, limit, used, requested: tokens, retryAfterMs: end - now, final: true, resetsAt: end }
   if (used + reserved + tokens > limit) return { kind, limit, used: used + reserved, requested: tokens, retryAfterMs: 1000, final: false }
   return null
 }

@@ -105,7 +105,7 @@ export class RedisQuotas implements QuotaEngine {
     const id = `${team}\t${scope.id}`
     let made = this.keyNames.get(id)
     if (made === undefined || made.day !== day) {
-      const base = `${this.prefix}{t:${team}}:${scope.id}:`
+      const base = this.teamKey(team, `${scope.id}:`)
       made = { day, names: [`${base}rpm`, `${base}tpm`, `${base}d:${day}`, `${base}m:${month}`, `${base}inflight`, `${base}reserved`] }
       this.keyNames.set(id, made)
     }
@@ -195,8 +195,10 @@ export class RedisQuotas implements QuotaEngine {
     const day = utcDay(now)
     const month = utcMonth(now)
     const pipeline = this.client.pipeline()
+    const reservedKeys: string[] = []
     for (const scope of scopes) {
       const [rpm, tpm, d, m, inflight, reserved] = this.scopeKeys(team, scope, day, month) as [string, string, string, string, string, string]
+      reservedKeys.push(reserved)
       pipeline.zcount(rpm, `(${now - MINUTE_MS}`, '+inf')
       pipeline.hmget(tpm, 'level', 'ts')
       pipeline.hget(d, 'used')
@@ -211,9 +213,9 @@ export class RedisQuotas implements QuotaEngine {
     })
     // A lapsed lease's reservation is in _sum until an admission clears it: it is not in flight.
     const lapsed = this.client.pipeline()
-    scopes.forEach((scope, i) => {
+    scopes.forEach((_, i) => {
       const ids = results[i * 7 + 6] as string[]
-      if (ids.length > 0) lapsed.hmget(this.scopeKeys(team, scope, day, month)[5]!, ...ids)
+      if (ids.length > 0) lapsed.hmget(reservedKeys[i]!, ...ids)
     })
     const lapsedTokens = ((await lapsed.exec()) ?? []).map(([err, value]) => {
       if (err) throw err
