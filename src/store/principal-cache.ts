@@ -5,14 +5,18 @@ import type { Principal } from './types.js'
  * Authenticated keys, cached in-process so most requests need no store lookup at all. Entries are
  * fresh for `ttlMs`; every change to a key or team is broadcast (Redis pub/sub, see
  * store/redis.ts) and drops the affected entries at once on every instance, so revocation still
- * takes effect at once. Fail-open keeps using stale entries while the store is away. Bounded: the
+ * takes effect at once. Fail-open keeps using stale entries while the store is away. A change that
+ * may have been missed (pub/sub reconnected) makes every entry stale, not gone: the next request
+ * looks its key up again, and if the store is still away, fail-open can still serve it. Bounded: the
  * least recently used entries go first (lru-cache: a hit moves an index, where the hand-made LRU
  * deleted and re-added a Map entry on every request, and the Map rebuilt its table every few).
  */
 export class PrincipalCache {
-  private readonly entries: LRUCache<string, { principal: Principal; at: number }>
+  private readonly entries: LRUCache<string, { principal: Principal; at: number; round: number }>
   /** Bumped by every invalidation: a lookup that started before one must not be cached. */
   private generation = 0
+  /** Bumped by an invalidation of everything: entries cached in an earlier round are stale. */
+  private round = 0
 
   constructor(
     private readonly ttlMs = 10_000,
@@ -29,14 +33,14 @@ export class PrincipalCache {
   get(hash: string, now: number, stale = false): Principal | undefined {
     const entry = this.entries.get(hash)
     if (!entry) return undefined
-    if (!stale && now - entry.at > this.ttlMs) return undefined
+    if (!stale && (entry.round !== this.round || now - entry.at > this.ttlMs)) return undefined
     return entry.principal
   }
 
   /** Caches a lookup's result, unless an invalidation came since the lookup began (`epoch`). */
   set(hash: string, principal: Principal, now: number, epoch: number): void {
     if (epoch !== this.generation) return
-    this.entries.set(hash, { principal, at: now })
+    this.entries.set(hash, { principal, at: now, round: this.round })
   }
 
   delete(hash: string): void {
@@ -47,7 +51,7 @@ export class PrincipalCache {
   invalidate(change: Invalidation): void {
     this.generation++
     if (change.kind === 'all') {
-      this.entries.clear()
+      this.round++
       return
     }
     const gone: string[] = []

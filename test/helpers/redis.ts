@@ -66,7 +66,8 @@ export async function startRedis(extraArgs: string[] = [], fixedPort?: number): 
     port,
     process: child,
     async stop() {
-      if (child.exitCode !== null) return
+      // A process killed by a signal keeps exitCode null: it has exited all the same.
+      if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGKILL')
       await new Promise((resolve) => child.once('exit', resolve))
     },

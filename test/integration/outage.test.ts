@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Redis } from 'ioredis'
+import { hashClientKey } from '../../src/keys.js'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { withGateway, type Envelope } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
@@ -84,6 +86,44 @@ describe('a Redis outage', () => {
       expect(ready.usage_buffer.dropped).toBe(0)
     })
     await redis.stop()
+  })
+
+  it('fail-open: after a pub/sub reconnect every cached key is looked up again, and still served from memory if Redis then goes', async () => {
+    const redis = await startRedis()
+    const admin = new Redis(redis.url)
+    try {
+      await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (gw) => {
+        await gw.admin('POST', '/admin/teams', { id: 'stale', limits: { requests_per_minute: 1000 } })
+        const newKey = async () => ((await (await gw.admin('POST', '/admin/teams/stale/keys', {})).json()) as { key: string }).key
+        const [kept, revoked] = [await newKey(), await newKey()]
+        const call = (key: string) =>
+          fetch(`${gw.url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ model: LLAMA, messages }),
+          })
+        expect((await call(kept)).status).toBe(200) // both keys are now cached
+        expect((await call(revoked)).status).toBe(200)
+
+        // Cut only the gateway's pub/sub connection, and revoke a key behind its back (no message).
+        const subscribed = async () => ((await admin.pubsub('NUMSUB', 'tg:changes')) as [string, number])[1]
+        expect(await subscribed()).toBe(1)
+        await admin.client('KILL', 'TYPE', 'pubsub')
+        expect(await admin.del(`tg:{dir}:keyhash:${hashClientKey(revoked)}`)).toBe(1)
+        await waitFor(async () => (await subscribed()) === 1, 'the gateway to subscribe again', 10_000)
+
+        // Changes may have been missed while it was away, so the cache is not trusted: looked up again.
+        expect((await call(revoked)).status).toBe(401)
+
+        // With Redis gone the lookup fails, and fail-open serves the key it knew.
+        admin.disconnect()
+        await redis.stop()
+        expect((await call(kept)).status).toBe(200)
+      })
+    } finally {
+      admin.disconnect()
+      await redis.stop()
+    }
   })
 
   it('fail-closed: requests get a 503 in OpenAI\'s envelope while Redis is away, and work again after', async () => {
