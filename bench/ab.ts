@@ -15,7 +15,7 @@
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
-import { freePort, startRedis } from '../test/helpers/redis.js'
+import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
 import { BENCH_LIMITS, BODY, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, parseBuild, quantile, run, startOrigin, up } from './lib.js'
 
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
@@ -29,6 +29,7 @@ interface Target { name: string; base: string; auth: string; pid: number }
 const body = STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
 
 let redisPid: number | undefined
+let redis: RedisServer | null = null
 
 async function load(t: Target, total: number) {
   const c0 = cpuMicros(t.pid)
@@ -38,13 +39,13 @@ async function load(t: Target, total: number) {
   return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, redisCpu: redisPid === undefined ? 0 : (cpuMicros(redisPid) - r0) / total, p50: quantile(times, 0.5), p99: quantile(times, 0.99) }
 }
 
-if (builds.length === 0) {
-  console.error('usage: node --import tsx ab.ts BUILD_DIR [BUILD_DIR …]')
+if (builds.length === 0 || new Set(builds.map((b) => b.name)).size < builds.length) {
+  console.error('usage: node --import tsx ab.ts BUILD_DIR [BUILD_DIR …] (each once: copy a build to compare it with itself)')
   process.exit(2)
 }
 try {
   const { url: origin } = await startOrigin()
-  const redis = process.env.BENCH_AB_REDIS ? await startRedis() : null
+  redis = process.env.BENCH_AB_REDIS ? await startRedis() : null
   redisPid = redis?.process.pid
   const barePort = await freePort()
   const bare = run(`node ${process.env.BENCH_AB_BARE_FLAGS ?? ''} --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
@@ -75,7 +76,7 @@ try {
     const added = median(runs.map((r, i) => r.p50 - bareRuns[i]!.p50)).toFixed(3)
     console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} |${redis ? ` ${median(runs.map((r) => r.redisCpu)).toFixed(0)} |` : ''} ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} | ${ratio((i) => runs[i]!.p99 / bareRuns[i]!.p99)} |`)
   }
-  await redis?.stop()
 } finally {
+  await redis?.stop()
   killAll()
 }
