@@ -4,11 +4,13 @@
  * drive one target at a time, the server run with `--perf-basic-prof` so its JavaScript frames have
  * names. For each target it prints:
  *   - each process's share of both cores' time, idle included (the load generator, the fake
- *     upstream, the server, Redis, and `swapper`: a core with nothing to run);
+ *     upstream, the server's main thread and its other threads, Redis, and `swapper`: a core with
+ *     nothing to run);
  *   - the server's main thread in perf samples per 1,000 requests (one sample = 1/499 s of a core),
  *     by where the sample's innermost JavaScript frame is (our code by file, a library, a Node
  *     module, GC, or native code with no JavaScript frame);
- *   - of those, the samples in socket writes, by the library that wrote.
+ *   - of those, the samples in socket writes (one row above), by the first library or file of ours
+ *     up the stack (a hint: V8's inlining can hide a frame).
  *
  *   cd bench && node --import tsx system-profile.ts            (all four targets; SP_SECONDS=10, SP_C=64)
  *   node --import tsx system-profile.ts bare redis            (some of them: bare, embedded, limits, redis)
@@ -85,6 +87,8 @@ const SOCKET_WRITE = /node:internal\/streams\/writable|(writeGeneric|writevGener
 
 function where(frames: string[]): string {
   if (frames.some((f) => GC.test(f))) return 'GC'
+  // One row for socket writes, whichever of Node's write frames V8 happened to inline.
+  if (SOCKET_WRITE.test(frames.find((f) => f.startsWith('JS:')) ?? '')) return 'node: socket writes'
   for (const f of frames) {
     const c = component(f)
     if (c !== null) return c
@@ -156,19 +160,19 @@ async function profile(name: TargetName, origin: string, originPid: number): Pro
     const writes = new Map<string, number>()
     let main = 0
     for (const s of samples) {
-      bump(byProcess, roles.get(s.pid) ?? `other: ${s.comm}`)
+      const role = roles.get(s.pid) ?? `other: ${s.comm}`
+      bump(byProcess, role === 'server' ? (s.tid === s.pid ? 'server, main thread' : 'server, its other threads (GC, I/O)') : role)
       if (s.tid !== server.pid) continue
       main++
       const place = where(s.frames)
       bump(byPlace, place)
-      const firstJs = s.frames.find((f) => f.startsWith('JS:'))
-      if (firstJs !== undefined && SOCKET_WRITE.test(firstJs)) bump(writes, writer(s.frames))
+      if (place === 'node: socket writes') bump(writes, writer(s.frames))
     }
     const requests = rps * SECONDS
     const perKilo = 1000 / requests
     console.log(`\n## ${name}: ${Math.round(rps)} requests/s at c=${C}; ${samples.length} samples over ${SECONDS} s on every core`)
     console.log('\n| process | share of both cores |\n| --- | --- |')
-    for (const [k, v] of [...byProcess.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(`| ${k} | ${((100 * v) / samples.length).toFixed(1)} % |`)
+    for (const [k, v] of [...byProcess.entries()].sort((a, b) => b[1] - a[1]).slice(0, 9)) console.log(`| ${k} | ${((100 * v) / samples.length).toFixed(1)} % |`)
     console.log(`\nServer main thread: ${(main * perKilo).toFixed(1)} samples per 1,000 requests (${((main / HZ / requests) * 1e6).toFixed(0)} µs of CPU per request).`)
     console.log('\n| innermost JavaScript (or GC, or native) | samples per 1,000 requests |\n| --- | --- |')
     for (const r of rows(byPlace, perKilo, 25)) console.log(r)
