@@ -3,9 +3,9 @@
  * spends per request: `perf record -a -g` (Linux perf; Debian package linux-perf) while 64 clients
  * drive one target at a time, the server run with `--perf-basic-prof` so its JavaScript frames have
  * names. For each target it prints:
- *   - each process's share of both cores' time, idle included (the load generator, the fake
- *     upstream, the server's main thread and its other threads, Redis, and `swapper`: a core with
- *     nothing to run);
+ *   - each process's share of the cores' time, idle included (the load generator, the fake
+ *     upstream, the server's main thread and its other threads, Redis, `swapper`: a core with
+ *     nothing to run, and the samples no core took: a core asleep takes none);
  *   - the server's main thread in perf samples per 1,000 requests (one sample = 1/499 s of a core),
  *     by where the sample's innermost JavaScript frame is (our code by file, a library, a Node
  *     module, GC, or native code with no JavaScript frame);
@@ -21,7 +21,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
@@ -170,9 +170,13 @@ async function profile(name: TargetName, origin: string, originPid: number): Pro
     }
     const requests = rps * SECONDS
     const perKilo = 1000 / requests
-    console.log(`\n## ${name}: ${Math.round(rps)} requests/s at c=${C}; ${samples.length} samples over ${SECONDS} s on every core`)
-    console.log('\n| process | share of both cores |\n| --- | --- |')
-    for (const [k, v] of [...byProcess.entries()].sort((a, b) => b[1] - a[1]).slice(0, 9)) console.log(`| ${k} | ${((100 * v) / samples.length).toFixed(1)} % |`)
+    // A core asleep in the hypervisor takes no samples at all, so shares are of the samples the
+    // cores could have taken, and what none took is idle too.
+    const possible = HZ * SECONDS * availableParallelism()
+    byProcess.set('idle, not sampled (a core asleep)', Math.max(0, possible - samples.length))
+    console.log(`\n## ${name}: ${Math.round(rps)} requests/s at c=${C}; ${samples.length} samples over ${SECONDS} s of ${possible} possible`)
+    console.log('\n| process | share of the cores |\n| --- | --- |')
+    for (const [k, v] of [...byProcess.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10)) console.log(`| ${k} | ${((100 * v) / possible).toFixed(1)} % |`)
     console.log(`\nServer main thread: ${(main * perKilo).toFixed(1)} samples per 1,000 requests (${((main / HZ / requests) * 1e6).toFixed(0)} µs of CPU per request).`)
     console.log('\n| innermost JavaScript (or GC, or native) | samples per 1,000 requests |\n| --- | --- |')
     for (const r of rows(byPlace, perKilo, 25)) console.log(r)
