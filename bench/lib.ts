@@ -63,6 +63,20 @@ export function cpuMicros(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
+/**
+ * Where a script belongs, from its location (a URL or path, a `:line:column` after it allowed):
+ * node_modules/<pkg> (scoped too), node:<first part>, the gateway's own files as
+ * tollgate/<directory>, or the location itself.
+ */
+export function codeGroup(location: string): string {
+  const url = location.replace(/(:\d+)+$/, '')
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
+  if (m) return m[1]!
+  if (url.startsWith('node:')) return 'node:' + (url.split('/')[1] ?? url.slice(5))
+  const own = /\/dist\/(.+)$/.exec(url)
+  return own ? `tollgate/${own[1]!.split('/')[0]!.replace(/\.js$/, '')}` : url
+}
+
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 /** The fast fake upstream (origin.ts) on a free port, answering. */

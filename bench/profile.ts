@@ -14,7 +14,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, benchKey, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
+import { BENCH_LIMITS, BODY, benchKey, codeGroup, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
 
 const N = Number(process.env.PROFILE_N ?? 20_000)
 const TOP = Number(process.env.PROFILE_TOP ?? 40)
@@ -26,14 +26,10 @@ interface Node {
 }
 interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
 
-/** node_modules/<pkg> (scoped too), node:internal, the gateway's own files, or V8 itself. */
+/** A profile node's group (lib.ts's codeGroup), or V8 itself. */
 function group(url: string, name: string): string {
   if (!url) return name.startsWith('(') ? name : '(native)'
-  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
-  if (m) return m[1]!
-  if (url.startsWith('node:')) return 'node:' + (url.split('/')[1] ?? url.slice(5))
-  const own = /\/dist\/(.+)$/.exec(url)
-  return own ? `tollgate/${own[1]!.split('/')[0]!.replace(/\.js$/, '')}` : url
+  return codeGroup(url)
 }
 
 try {

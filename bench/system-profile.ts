@@ -7,10 +7,10 @@
  *     upstream, the server's main thread and its other threads, Redis, `swapper`: a core with
  *     nothing to run, and the samples no core took: a core asleep takes none);
  *   - the server's main thread in perf samples per 1,000 requests (one sample = 1/499 s of a core),
- *     by where the sample's innermost JavaScript frame is (our code by file, a library, a Node
- *     module, GC, or native code with no JavaScript frame);
- *   - of those, the samples in socket writes (one row above), by the first library or file of ours
- *     up the stack (a hint: V8's inlining can hide a frame).
+ *     by where the sample's innermost JavaScript frame is (the gateway's code by directory, a
+ *     library, a Node module, GC, or native code with no JavaScript frame; lib.ts's codeGroup);
+ *   - of those, the samples in socket writes (one row above), by the first library or directory of
+ *     ours up the stack (a hint: V8's inlining can hide a frame).
  *
  *   cd bench && node --import tsx system-profile.ts            (all four targets; SP_SECONDS=10, SP_C=64)
  *   node --import tsx system-profile.ts bare redis            (some of them: bare, embedded, limits, redis)
@@ -25,7 +25,7 @@ import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, benchKey, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
+import { BENCH_LIMITS, benchKey, codeGroup, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
 
 const SECONDS = Number(process.env.SP_SECONDS ?? 10)
 const C = Number(process.env.SP_C ?? 64)
@@ -65,20 +65,11 @@ function parseSamples(text: string): Sample[] {
   return samples
 }
 
-/** The part of the code a JavaScript frame belongs to, or null for a native frame. */
+/** Where a JavaScript frame's code belongs (lib.ts's codeGroup), or null for a native frame. */
 function component(frame: string): string | null {
   if (!frame.startsWith('JS:')) return null
-  const dist = frame.indexOf('/dist/')
-  if (dist >= 0) return 'ours: ' + frame.slice(dist + 6).split(':')[0]
-  if (frame.includes('bare-proxy.ts')) return 'bare-proxy.ts'
-  const modules = frame.lastIndexOf('node_modules/')
-  if (modules >= 0) {
-    const rest = frame.slice(modules + 13).split('/')
-    return 'lib: ' + (rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0])
-  }
-  const node = frame.indexOf(' node:')
-  if (node >= 0) return 'node: ' + frame.slice(node + 6).split(':')[0]
-  return 'js: other'
+  const space = frame.lastIndexOf(' ')
+  return space < 0 ? 'js: other' : codeGroup(frame.slice(space + 1))
 }
 
 const GC = /Scavenger|MarkCompact|Heap::CollectGarbage|ConcurrentMarking/
@@ -88,7 +79,7 @@ const SOCKET_WRITE = /node:internal\/streams\/writable|(writeGeneric|writevGener
 function where(frames: string[]): string {
   if (frames.some((f) => GC.test(f))) return 'GC'
   // One row for socket writes, whichever of Node's write frames V8 happened to inline.
-  if (SOCKET_WRITE.test(frames.find((f) => f.startsWith('JS:')) ?? '')) return 'node: socket writes'
+  if (SOCKET_WRITE.test(frames.find((f) => f.startsWith('JS:')) ?? '')) return 'node:socket writes'
   for (const f of frames) {
     const c = component(f)
     if (c !== null) return c
@@ -166,7 +157,7 @@ async function profile(name: TargetName, origin: string, originPid: number): Pro
       main++
       const place = where(s.frames)
       bump(byPlace, place)
-      if (place === 'node: socket writes') bump(writes, writer(s.frames))
+      if (place === 'node:socket writes') bump(writes, writer(s.frames))
     }
     const requests = rps * SECONDS
     const perKilo = 1000 / requests

@@ -80,6 +80,7 @@ local function admit()
 
   -- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
   local counted = {}                                          -- per scope: admissions in its minute window
+  local levels = {}                                           -- per scope: its token bucket's level, refilled to now
   for s = 1, scopes do
     local k = kb + (s - 1) * 6
     local rpm_key, tpm_key, day_key, month_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
@@ -126,6 +127,7 @@ local function admit()
     local tpm = limit(s, 2)
     if tpm then
       local level = bucket(tpm_key, tpm)
+      levels[s] = level
       local used = math.ceil(tpm - level)
       if used < 0 then used = 0 end
       if tokens > tpm then return {0, s, 'tokens', tpm, used, 0, 1} end  -- can never fit
@@ -190,7 +192,7 @@ local function admit()
 
     local tpm = limit(s, 2)
     if tpm then
-      local level = bucket(tpm_key, tpm) - tokens
+      local level = levels[s] - tokens                           -- (read in phase 1; nothing wrote it since)
       redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now_s)
       expire(tpm_key, 2 * MINUTE)
       local remaining = math.floor(level)
