@@ -1,5 +1,6 @@
 import { afterAll, beforeAll } from 'vitest'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 
@@ -33,6 +34,24 @@ export interface RedisServer {
   port: number
   process: ChildProcess
   stop(): Promise<void>
+  /**
+   * Bytes that clients sent this server and it has not read yet (Linux: /proc/net/tcp). With the
+   * server stopped (SIGSTOP), above 0 once a command has reached it: a test waits on that, not on
+   * a fixed time.
+   */
+  unread(): number
+}
+
+/** Unread bytes on the established loopback connections whose local port is `port`. */
+function unreadOn(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  let bytes = 0
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/)
+    // sl, local address, remote address, state (01: established), tx_queue:rx_queue, …
+    if (f[1] === local && f[3] === '01') bytes += parseInt(f[4]!.split(':')[1]!, 16)
+  }
+  return bytes
 }
 
 export async function startRedis(extraArgs: string[] = [], fixedPort?: number): Promise<RedisServer> {
@@ -65,6 +84,7 @@ export async function startRedis(extraArgs: string[] = [], fixedPort?: number): 
     url,
     port,
     process: child,
+    unread: () => unreadOn(port),
     async stop() {
       // A process killed by a signal keeps exitCode null: it has exited all the same.
       if (child.exitCode !== null || child.signalCode !== null) return

@@ -51,10 +51,11 @@ describe('a client gone during admission', () => {
     redis.process.kill('SIGSTOP')
     const controller = new AbortController()
     const pending = chat(key, controller.signal).catch((err: Error) => err)
-    await new Promise((r) => setTimeout(r, 150))
+    await waitFor(() => redis.unread() > 0, 'the admission to reach the stopped Redis')
     controller.abort()
     expect(await pending).toBeInstanceOf(Error)
-    await new Promise((r) => setTimeout(r, 100))
+    // The gateway sees the client leave while the admission still waits.
+    await waitFor(() => gw.logLines().some((l) => l.msg === 'request' && l.aborted === true && l.team === 'gone'), 'the aborted request to be logged')
     redis.process.kill('SIGCONT')
 
     await waitFor(async () => (await inFlight()).used === 0, 'the slot to come back')
@@ -62,6 +63,5 @@ describe('a client gone during admission', () => {
     const again = await chat(key)
     expect(again.status).toBe(200)
     await again.text()
-    await waitFor(async () => gw.logLines().some((l) => l.msg === 'request' && l.aborted === true && l.team === 'gone'), 'the aborted request to be logged')
   })
 })
