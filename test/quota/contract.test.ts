@@ -203,6 +203,30 @@ describe.each([
     expect((await q.status('ml', s, T0)).team?.tokens_per_day).toMatchObject({ used: 0, in_flight: 400, remaining: 50 })
   })
 
+  // Made at once, the first goes alone and the rest together (with Redis, one script call), their
+  // clock times rising through it: each must see the minute and the slots at its own time.
+  it('admissions made at once see the minute window slide between them', async () => {
+    const s = [team({ requests_per_minute: 10 })]
+    for (const now of [T0, T0 + 1_000, T0 + 2_000]) ok(await admit(s, 0, now))
+    const results = await Promise.all([T0 + 59_000, T0 + 60_500, T0 + 61_500, T0 + 62_500].map((now) => admit(s, 0, now)))
+    // T0, T0 + 1 000 and T0 + 2 000 leave the window one by one as each admitted one joins it: four
+    // in the window every time, and the oldest left decides when a place frees.
+    expect(results.map((r) => r.ok && r.rate.requests)).toEqual([
+      { limit: 10, remaining: 6, resetMs: 1_000 },
+      { limit: 10, remaining: 6, resetMs: 500 },
+      { limit: 10, remaining: 6, resetMs: 500 },
+      { limit: 10, remaining: 6, resetMs: 56_500 },
+    ])
+  })
+
+  it('admissions made at once see a lease lapse between them', async () => {
+    const s = [team({ concurrent_requests: 2 })]
+    ok(await admit(s, 0, T0)) // never settled: its instance died, and its lease lapses at T0 + LEASE_MS
+    const results = await Promise.all([T0 + LEASE_MS - 10, T0 + LEASE_MS - 5, T0 + LEASE_MS + 1].map((now) => admit(s, 0, now)))
+    expect(results.map((r) => (r.ok ? 'ok' : r.refusal.kind))).toEqual(['ok', 'concurrency', 'ok'])
+    expect((await q.status('ml', s, T0 + LEASE_MS + 2)).team).toMatchObject({ concurrent_requests: { used: 2 } })
+  })
+
   it('reports usage grouped and filtered, and the current use of each limit', async () => {
     const s = [team({ tokens_per_day: 10_000, concurrent_requests: 5, requests_per_minute: 100 })]
     await settle(ok(await admit(s, 10, T0)), 100, T0, 'a', 'key_1')

@@ -16,9 +16,11 @@
 -- Returns per admission, in order: {1, rpm limit, rpm remaining, rpm reset ms, tpm limit,
 --      tpm remaining, tpm reset ms} or {0, scope index, kind, limit, used, retry after ms, final (0/1)}
 --
--- Writes that no later check in the batch reads from Redis (slots, reservations, expiries) are
--- gathered and made once per key at the end; the checks add what is gathered to what they read.
--- So a batch of n costs Redis about half the calls of n scripts (docs/benchmarks.md).
+-- Writes that no later check in the batch reads from Redis (admissions to the minute window,
+-- slots, reservations, token buckets, expiries) are gathered and made once per key at the end; the
+-- checks add what is gathered to what they read. Reads are made once per batch and kept up to date
+-- by the batch's own writes, and clean-ups that could find nothing are not made: a batch of n costs
+-- Redis a few calls, not a few per admission (docs/benchmarks.md).
 
 local MINUTE = 60000
 local now, now_s, kb, ab                                      -- this admission's time (number, string), KEYS and ARGV offsets
@@ -34,24 +36,23 @@ local function limit(s, i)                                    -- limit i of scop
   return tonumber(v)
 end
 
-local function bucket(key, cap)                               -- token bucket level, refilled to now
-  local state = redis.call('HMGET', key, 'level', 'ts')
-  if not state[1] then return cap end                         -- never used: full
-  local level = tonumber(state[1]) + (now - tonumber(state[2])) * cap / MINUTE
-  if level > cap then level = cap end
-  return level
-end
-
 -- Gathered writes, per key, in the order keys were first seen.
 local order = {}                                              -- keys with something gathered
+local ttl_set = {}                                            -- key -> ms it is to live from the batch's last write
 local slots = {}                                              -- inflight key -> {lease, id, lease, id, …}
 local slot_count = {}                                         -- inflight key -> slots gathered
 local held = {}                                               -- reserved key -> {id, tokens, …}
 local held_sum = {}                                           -- reserved key -> tokens gathered
-local ttl_set = {}                                            -- key -> ms it is to live from the batch's last write
-local oldest_seen = {}                                        -- rpm key -> oldest score in its window
+local entries = {}                                            -- rpm key -> {time, id, …}: admissions to its window
+local entry_count = {}                                        -- rpm key -> admissions gathered
+local entry_oldest = {}                                       -- rpm key -> the oldest time gathered
+local buckets = {}                                            -- tpm key -> {level, ts, ts as text}: read once, then kept here
+local bucket_dirty = {}                                       -- tpm key -> true once an admission took from it
 -- Reads kept for the rest of the batch, and kept up to date by its own writes (nil: read again).
-local window = {}                                             -- rpm key -> admissions in its window
+local window_read = {}                                        -- rpm key -> ZCARD, gathered admissions left out
+local oldest_read = {}                                        -- rpm key -> its oldest time in Redis, false: none
+local trimmed_at = {}                                         -- rpm key -> the time its window was last trimmed to
+local lapse_checked = {}                                      -- inflight key -> the time lapsed leases were last cleared to
 local slots_read = {}                                         -- inflight key -> ZCARD, gathered slots left out
 local sum_read = {}                                           -- reserved key -> _sum, gathered tokens left out
 local used_read = {}                                          -- day or month key -> used (admissions never change it)
@@ -64,12 +65,49 @@ local function expire(key, ms)
   if ms > (ttl_set[key] or 0) then ttl_set[key] = ms end
 end
 
-local function oldest(rpm_key)                                -- the window's oldest admission time, or nil
-  if not oldest_seen[rpm_key] then
-    local score = redis.call('ZRANGE', rpm_key, '0', '0', 'WITHSCORES')[2]
-    if score then oldest_seen[rpm_key] = tonumber(score) end
+-- The minute window (a log of admission times). Trimmed only when an entry may have left it: not
+-- again at a time it was trimmed to, nor while its oldest entry is known to be inside.
+local function trim(rpm_key)
+  if trimmed_at[rpm_key] and now <= trimmed_at[rpm_key] then return end
+  local first = oldest_read[rpm_key]
+  if first == false or (first and first > now - MINUTE) then return end
+  trimmed_at[rpm_key] = now
+  local removed = redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', int(now - MINUTE))
+  if removed > 0 then
+    oldest_read[rpm_key] = nil
+    if window_read[rpm_key] then window_read[rpm_key] = window_read[rpm_key] - removed end
   end
-  return oldest_seen[rpm_key]
+end
+
+local function window(rpm_key)                                -- admissions in the window, gathered ones too
+  if not window_read[rpm_key] then
+    window_read[rpm_key] = redis.call('ZCARD', rpm_key)
+    if window_read[rpm_key] == 0 then oldest_read[rpm_key] = false end
+  end
+  return window_read[rpm_key] + (entry_count[rpm_key] or 0)
+end
+
+local function oldest(rpm_key)                                -- the window's oldest admission time, or nil
+  if oldest_read[rpm_key] == nil then
+    local score = redis.call('ZRANGE', rpm_key, '0', '0', 'WITHSCORES')[2]
+    oldest_read[rpm_key] = score and tonumber(score) or false
+  end
+  local first, gathered = oldest_read[rpm_key], entry_oldest[rpm_key]
+  if not first or (gathered and gathered < first) then return gathered end
+  return first
+end
+
+local function bucket(key, cap)                               -- token bucket level, refilled to now
+  local state = buckets[key]
+  if not state then
+    local read = redis.call('HMGET', key, 'level', 'ts')
+    if not read[1] then return cap end                        -- never used: full
+    state = {tonumber(read[1]), tonumber(read[2]), read[2]}
+    buckets[key] = state
+  end
+  local level = state[1] + (now - state[2]) * cap / MINUTE
+  if level > cap then level = cap end
+  return level
 end
 
 local function admit()
@@ -79,23 +117,26 @@ local function admit()
   local scopes = tonumber(ARGV[ab + 7])
 
   -- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
-  local counted = {}                                          -- per scope: admissions in its minute window
   local levels = {}                                           -- per scope: its token bucket's level, refilled to now
   for s = 1, scopes do
     local k = kb + (s - 1) * 6
     local rpm_key, tpm_key, day_key, month_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
     local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
 
-    -- Leases of instances that died expire: give their reservations back.
-    for _, gone in ipairs(redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now_s)) do
-      slots_read[inflight_key] = nil
-      sum_read[reserved_key] = nil
-      local amount = redis.call('HGET', reserved_key, gone)
-      if amount then
-        redis.call('HINCRBY', reserved_key, '_sum', int(0 - tonumber(amount))) -- (never -0)
-        redis.call('HDEL', reserved_key, gone)
+    -- Leases of instances that died expire: give their reservations back. (Not again at a time
+    -- already cleared to: the batch's own slots, gathered, lapse long after it.)
+    if not (lapse_checked[inflight_key] and now <= lapse_checked[inflight_key]) then
+      lapse_checked[inflight_key] = now
+      for _, gone in ipairs(redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now_s)) do
+        slots_read[inflight_key] = nil
+        sum_read[reserved_key] = nil
+        local amount = redis.call('HGET', reserved_key, gone)
+        if amount then
+          redis.call('HINCRBY', reserved_key, '_sum', int(0 - tonumber(amount))) -- (never -0)
+          redis.call('HDEL', reserved_key, gone)
+        end
+        redis.call('ZREM', inflight_key, gone)
       end
-      redis.call('ZREM', inflight_key, gone)
     end
 
     local conc = limit(s, 5)
@@ -107,13 +148,8 @@ local function admit()
 
     local rpm = limit(s, 1)
     if rpm then
-      if redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', int(now - MINUTE)) > 0 then  -- the window slides
-        oldest_seen[rpm_key] = nil
-        window[rpm_key] = nil
-      end
-      local n = window[rpm_key] or redis.call('ZCARD', rpm_key)
-      window[rpm_key] = n
-      counted[s] = n
+      trim(rpm_key)
+      local n = window(rpm_key)
       if n + 1 > rpm then
         local first = oldest(rpm_key)
         local retry = 1
@@ -137,18 +173,21 @@ local function admit()
     end
 
     local reserved = nil                                      -- tokens reserved in flight, read once if needed
-    local periods = {{limit(s, 3), day_key, ab + 5, 'tokens_per_day'}, {limit(s, 4), month_key, ab + 6, 'tokens_per_month'}}
-    for _, p in ipairs(periods) do
-      local cap, key, end_arg, kind = p[1], p[2], p[3], p[4]     -- (the period's end, parsed if refused)
+    for p = 3, 4 do                                           -- tokens per day, then per month
+      local cap = limit(s, p)
       if cap then
+        local key = day_key
+        if p == 4 then key = month_key end
         if not reserved then
           sum_read[reserved_key] = sum_read[reserved_key] or tonumber(redis.call('HGET', reserved_key, '_sum') or '0')
           reserved = sum_read[reserved_key] + (held_sum[reserved_key] or 0)
         end
         used_read[key] = used_read[key] or tonumber(redis.call('HGET', key, 'used') or '0')
         local used = used_read[key]
+        local kind = 'tokens_per_day'
+        if p == 4 then kind = 'tokens_per_month' end
         if used + tokens > cap then                               -- spent until the period ends
-          return {0, s, kind, cap, used, tonumber(ARGV[end_arg]) - now, 1}
+          return {0, s, kind, cap, used, tonumber(ARGV[ab + 2 + p]) - now, 1}
         end
         if used + reserved + tokens > cap then                    -- fits once requests in flight settle
           return {0, s, kind, cap, used + reserved, 1000, 0}
@@ -179,11 +218,16 @@ local function admit()
 
     local rpm = limit(s, 1)
     if rpm then
-      local n = counted[s] + redis.call('ZADD', rpm_key, now_s, id) -- (ZADD answers how many it added)
-      window[rpm_key] = n
+      -- Counted in the window (request ids are new per admission, so each adds one entry).
+      local n = window(rpm_key) + 1
       expire(rpm_key, MINUTE)
-      local first = oldest_seen[rpm_key]
-      if n == 1 or (first and now < first) then oldest_seen[rpm_key] = now end -- (n == 1: alone in the window)
+      list = entries[rpm_key] or {}
+      list[#list + 1] = now_s
+      list[#list + 1] = id
+      entries[rpm_key] = list
+      entry_count[rpm_key] = (entry_count[rpm_key] or 0) + 1
+      if not entry_oldest[rpm_key] or now < entry_oldest[rpm_key] then entry_oldest[rpm_key] = now end
+      if n == 1 then oldest_read[rpm_key] = false end             -- (alone in the window: nothing in Redis)
       local remaining = rpm - n
       if rpm_state[1] < 0 or remaining < rpm_state[2] then
         rpm_state = {rpm, remaining, oldest(rpm_key) + MINUTE - now}
@@ -192,9 +236,12 @@ local function admit()
 
     local tpm = limit(s, 2)
     if tpm then
-      local level = levels[s] - tokens                           -- (read in phase 1; nothing wrote it since)
-      redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', now_s)
-      expire(tpm_key, 2 * MINUTE)
+      local level = levels[s] - tokens                           -- (refilled in phase 1; nothing took from it since)
+      if not bucket_dirty[tpm_key] then
+        bucket_dirty[tpm_key] = true
+        expire(tpm_key, 2 * MINUTE)
+      end
+      buckets[tpm_key] = {level, now, now_s}
       local remaining = math.floor(level)
       if remaining < 0 then remaining = 0 end
       if tpm_state[1] < 0 or remaining < tpm_state[2] then
@@ -218,6 +265,11 @@ end
 
 -- The gathered writes, once per key.
 for _, key in ipairs(order) do
+  if entries[key] then redis.call('ZADD', key, unpack(entries[key])) end
+  if bucket_dirty[key] then
+    local state = buckets[key]
+    redis.call('HSET', key, 'level', tostring(state[1]), 'ts', state[3])
+  end
   if slots[key] then redis.call('ZADD', key, unpack(slots[key])) end
   if held[key] then
     redis.call('HSET', key, unpack(held[key]))

@@ -13,8 +13,9 @@
 -- Idempotent: a settlement whose reply was lost (Redis died just after running it) may be sent
 -- again from the usage buffer; the marker makes the second run change nothing.
 --
--- The counters, freed slots and given-back reservations, which no later settlement in the batch
--- reads, are gathered and written once per key and field at the end (docs/benchmarks.md).
+-- The counters, freed slots, given-back reservations and token buckets, which no later settlement
+-- in the batch reads from Redis, are gathered and written once per key and field at the end; a
+-- bucket is read once per batch (docs/benchmarks.md).
 
 local MINUTE = 60000
 -- Numbers go to redis.call as strings made here (see admit.lua); TTLs pass on as the gateway sent them.
@@ -24,6 +25,8 @@ local kb, ab                                                  -- this settlement
 -- Gathered: amounts per key and field (in the order first seen), and members to remove per key.
 local sums, sum_order = {}, {}
 local removals, removal_order = {}, {}
+local returned, returned_order = {}, {}                       -- reserved key -> request ids whose reservations come back
+local buckets, bucket_order = {}, {}                          -- tpm key -> {level, ts as text}, read once
 
 -- Adds to a counter. With a ttl, a key that did not exist gets its expiry at the write (the first
 -- add to a new key returns exactly the amount; a later one that does too only sets the same
@@ -39,7 +42,7 @@ local function add(key, field, amount, ttl)
   end
 end
 
-local function remove(command, key, member)                   -- HDEL or ZREM, gathered
+local function remove(command, key, member)                   -- ZREM, gathered
   local id = command .. '\0' .. key
   local r = removals[id]
   if not r then
@@ -67,11 +70,13 @@ local function settle()
     local tpm_key, day_key, month_key = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
     local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
 
-    local amount = redis.call('HGET', reserved_key, id)       -- the reservation, unless its lease lapsed
-    if amount then
-      add(reserved_key, '_sum', 0 - tonumber(amount))         -- (never -0)
-      remove('HDEL', reserved_key, id)
+    local ids = returned[reserved_key]                        -- the reservation comes back (at the end)
+    if not ids then
+      ids = {}
+      returned[reserved_key] = ids
+      returned_order[#returned_order + 1] = reserved_key
     end
+    ids[#ids + 1] = id
     remove('ZREM', inflight_key, id)                          -- the concurrency slot is free
 
     add(day_key, 'used', used_tokens, day_ttl)                -- real usage in the periods
@@ -80,15 +85,21 @@ local function settle()
     if ARGV[ab + 7 + s] ~= '-1' then                          -- the bucket gets back what was not used
       local tpm = tonumber(ARGV[ab + 7 + s])
       local now = tonumber(ARGV[ab + 1])
-      local state = redis.call('HMGET', tpm_key, 'level', 'ts')
+      local state = buckets[tpm_key]
+      if not state then
+        local read = redis.call('HMGET', tpm_key, 'level', 'ts')
+        state = {}
+        if read[1] then state = {tonumber(read[1]), read[2]} end
+        buckets[tpm_key] = state
+        bucket_order[#bucket_order + 1] = tpm_key
+      end
       local level = tpm
       if state[1] then
-        level = tonumber(state[1]) + (now - tonumber(state[2])) * tpm / MINUTE
+        level = state[1] + (now - tonumber(state[2])) * tpm / MINUTE
       end
       level = level + tonumber(ARGV[ab + 3]) - used_tokens   -- (what was reserved, less what was used)
       if level > tpm then level = tpm end
-      redis.call('HSET', tpm_key, 'level', tostring(level), 'ts', ARGV[ab + 1])
-      redis.call('PEXPIRE', tpm_key, int(2 * MINUTE))
+      state[1], state[2] = level, ARGV[ab + 1]
     end
   end
 
@@ -111,7 +122,28 @@ for n = 1, tonumber(ARGV[1]) do
   ab = ab + 7 + scopes + 7
 end
 
--- The gathered writes.
+-- The gathered writes. Reservations first: each one still held (its lease did not lapse, and it
+-- was not given back before) leaves the sum.
+for _, key in ipairs(returned_order) do
+  local ids = returned[key]
+  local amounts = redis.call('HMGET', key, unpack(ids))
+  local held, total = {}, 0
+  for i = 1, #ids do
+    if amounts[i] then
+      held[#held + 1] = ids[i]
+      total = total + tonumber(amounts[i])
+    end
+  end
+  if #held > 0 then
+    redis.call('HDEL', key, unpack(held))
+    if total ~= 0 then redis.call('HINCRBY', key, '_sum', int(0 - total)) end -- (never -0)
+  end
+end
+for _, key in ipairs(bucket_order) do
+  local state = buckets[key]
+  redis.call('HSET', key, 'level', tostring(state[1]), 'ts', state[2])
+  redis.call('PEXPIRE', key, int(2 * MINUTE))
+end
 for _, id in ipairs(removal_order) do redis.call(unpack(removals[id])) end
 for _, id in ipairs(sum_order) do
   local sum = sums[id]
