@@ -130,11 +130,15 @@ export async function drive(
 /** The p-quantile of xs (0 ≤ p < 1), by rank. */
 export const quantile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
 
+/** How far quotaWork takes each request: admitted only, then settled too, then audited too. */
+export type QuotaSteps = 'admit' | 'settle' | 'all'
+
 /**
  * The gateway's quota work for `total` requests, `concurrency` at a time: each admitted (one team,
- * BENCH_LIMITS), settled and audited as the proxy does it; then what waits of the audit is written.
+ * BENCH_LIMITS), settled and audited as the proxy does it (or only the first `steps`); then what
+ * waits of the audit is written.
  */
-export async function quotaWork(q: QuotaEngine, total: number, concurrency: number): Promise<void> {
+export async function quotaWork(q: QuotaEngine, total: number, concurrency: number, steps: QuotaSteps = 'all'): Promise<void> {
   const scopes: Scope[] = [{ id: 'team', label: 'team', limits: BENCH_LIMITS }]
   const usage = { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 }
   let left = total
@@ -144,8 +148,9 @@ export async function quotaWork(q: QuotaEngine, total: number, concurrency: numb
       const requestId = `r${left}-${now}`
       const admitted = await q.admit({ team: 'bench', requestId, scopes, tokens: 100, now })
       if (!admitted.ok) throw new Error(`refused: ${admitted.refusal.kind}`)
+      if (steps === 'admit') continue
       await q.settle({ ticket: admitted.ticket, keyId: 'key_1', model: 'm', usage, estimated: false, now })
-      void q.audit({ time: new Date(now).toISOString(), request_id: requestId, team: 'bench', key_id: 'key_1', model: 'm', endpoint: 'chat', status: 200, ...usage, estimated: false, latency_ms: 1 })
+      if (steps === 'all') void q.audit({ time: new Date(now).toISOString(), request_id: requestId, team: 'bench', key_id: 'key_1', model: 'm', endpoint: 'chat', status: 200, ...usage, estimated: false, latency_ms: 1 })
     }
   }))
   await q.writeAudit?.()

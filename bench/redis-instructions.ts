@@ -7,6 +7,8 @@
  * prints the share of number parsing and formatting (strtod, printf) in the larger run.
  *
  *   cd bench && node --import tsx redis-instructions.ts          (RI_N=6000, RI_C=64)
+ *   RI_STEPS=admit ... (admissions only)   RI_STEPS=settle ... (admissions and settlements): each
+ *   script's share, by difference
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
@@ -16,11 +18,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { RedisQuotas } from '../src/quota/redis.js'
 import { freePort } from '../test/helpers/redis.js'
-import { quotaWork } from './lib.js'
+import { quotaWork, type QuotaSteps } from './lib.js'
 
 const N = Number(process.env.RI_N ?? 6000)
 const C = Number(process.env.RI_C ?? 64)
 const WARM = 1000
+const STEPS = (process.env.RI_STEPS ?? 'all') as QuotaSteps
+if (!['admit', 'settle', 'all'].includes(STEPS)) throw new Error('RI_STEPS: admit, settle or all')
 
 /** Runs `requests` (after the warm-up) against a redis-server under callgrind; returns its output file. */
 async function measure(requests: number): Promise<string> {
@@ -35,7 +39,7 @@ async function measure(requests: number): Promise<string> {
     if (Date.now() > deadline) throw new Error('redis-server under valgrind did not start')
     await sleep(200)
   }
-  await quotaWork(new RedisQuotas({ client }), WARM + requests, C)
+  await quotaWork(new RedisQuotas({ client }), WARM + requests, C, STEPS)
   await client.call('shutdown', 'nosave').catch(() => undefined) // the connection closes: no reply
   await exited
   client.disconnect()
@@ -51,5 +55,6 @@ const numbers = annotated
   .split('\n')
   .filter((l) => /^\s*[\d,]+ /.test(l) && /strtod|str_to_mpn|round_and_return|printf_fp|hack_digit|mpn_/.test(l))
   .reduce((sum, l) => sum + Number(l.trim().split(' ')[0]!.replaceAll(',', '')), 0)
-console.log(`Redis instructions per request (admission + settlement + audit entry, c=${C}, ${N / 3} and ${N} requests): ${(perRequest / 1000).toFixed(1)} k`)
+const work = { admit: 'admission', settle: 'admission + settlement', all: 'admission + settlement + audit entry' }[STEPS]
+console.log(`Redis instructions per request (${work}, c=${C}, ${N / 3} and ${N} requests): ${(perRequest / 1000).toFixed(1)} k`)
 console.log(`number parsing and formatting (strtod, printf) in the ${N}-request run: ${((100 * numbers) / total(large)).toFixed(1)} % of its instructions`)
