@@ -22,9 +22,9 @@ local MINUTE = 60000
 local function int(n) return string.format('%d', n) end
 local kb, ab                                                  -- this settlement's KEYS and ARGV offsets
 
--- Gathered: amounts per key and field (in the order first seen), and members to remove per key.
+-- Gathered: amounts per key and field (in the order first seen), and slots to free per key.
 local sums, sum_order = {}, {}
-local removals, removal_order = {}, {}
+local freed, freed_order = {}, {}                             -- inflight key -> request ids whose slots are free
 local returned, returned_order = {}, {}                       -- reserved key -> request ids whose reservations come back
 local buckets, bucket_order = {}, {}                          -- tpm key -> {level, ts as text}, read once
 
@@ -59,15 +59,14 @@ local function usage_fields(prefix)
   return names
 end
 
-local function remove(command, key, member)                   -- ZREM, gathered
-  local id = command .. '\0' .. key
-  local r = removals[id]
-  if not r then
-    r = {command, key}
-    removals[id] = r
-    removal_order[#removal_order + 1] = id
+local function gather(lists, order, key, id)                  -- a request id into a key's list
+  local ids = lists[key]
+  if not ids then
+    ids = {}
+    lists[key] = ids
+    order[#order + 1] = key
   end
-  r[#r + 1] = member
+  ids[#ids + 1] = id
 end
 
 local function settle()
@@ -87,14 +86,8 @@ local function settle()
     local tpm_key, day_key, month_key = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
     local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
 
-    local ids = returned[reserved_key]                        -- the reservation comes back (at the end)
-    if not ids then
-      ids = {}
-      returned[reserved_key] = ids
-      returned_order[#returned_order + 1] = reserved_key
-    end
-    ids[#ids + 1] = id
-    remove('ZREM', inflight_key, id)                          -- the concurrency slot is free
+    gather(returned, returned_order, reserved_key, id)        -- the reservation comes back (at the end)
+    gather(freed, freed_order, inflight_key, id)              -- the concurrency slot is free
 
     add(day_key, 'used', used_tokens, day_ttl)                -- real usage in the periods
     add(month_key, 'used', used_tokens, month_ttl)
@@ -161,7 +154,7 @@ for _, key in ipairs(bucket_order) do
   redis.call('HSET', key, 'level', tostring(state[1]), 'ts', state[2])
   redis.call('PEXPIRE', key, int(2 * MINUTE))
 end
-for _, id in ipairs(removal_order) do redis.call(unpack(removals[id])) end
+for _, key in ipairs(freed_order) do redis.call('ZREM', key, unpack(freed[key])) end
 for _, sum in ipairs(sum_order) do                             -- {key, field, amount, ttl}
   local value = redis.call('HINCRBY', sum[1], sum[2], int(sum[3]))
   if sum[4] and value == sum[3] then redis.call('PEXPIRE', sum[1], sum[4]) end
