@@ -79,6 +79,43 @@ export function codeGroup(location: string): string {
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
+/**
+ * A distribution-free interval for the median of `xs` (the sign test's): the k-th smallest and the
+ * k-th largest of n values hold the median between them with probability 1 − 2·P(Binomial(n, ½) < k).
+ * k is the largest for which that is at least `confidence`; null when n is too small for any.
+ */
+export function medianInterval(xs: number[], confidence = 0.95): { lo: number; hi: number; coverage: number } | null {
+  const n = xs.length
+  const sorted = [...xs].sort((a, b) => a - b)
+  let choose = 1 // C(n, k - 1)
+  let below = 0 // P(Binomial(n, ½) < k)
+  let best: { lo: number; hi: number; coverage: number } | null = null
+  for (let k = 1; 2 * k <= n + 1; k++) {
+    below += choose / 2 ** n
+    choose = (choose * (n - k + 1)) / k
+    const coverage = 1 - 2 * below
+    if (coverage < confidence) break
+    best = { lo: sorted[k - 1]!, hi: sorted[n - k]!, coverage }
+  }
+  return best
+}
+
+/**
+ * Whether a goal is met, from a median over rounds and its interval: met when the whole interval is
+ * on the goal's side, not met when the whole of it is on the other, undecided when it spans the goal.
+ */
+export function verdict(xs: number[], goal: number, side: 'at most' | 'at least'): { median: number; interval: ReturnType<typeof medianInterval>; says: string } {
+  const m = median(xs)
+  const interval = medianInterval(xs)
+  const ok = (x: number) => (side === 'at most' ? x <= goal : x >= goal)
+  let says: string
+  if (interval === null) says = `${ok(m) ? 'met' : 'not met'} by the median (too few rounds for an interval)`
+  else if (ok(interval.lo) && ok(interval.hi)) says = 'met'
+  else if (!ok(interval.lo) && !ok(interval.hi)) says = 'not met'
+  else says = 'undecided (the interval spans the goal)'
+  return { median: m, interval, says }
+}
+
 /** The fast fake upstream (origin.ts) on a free port, answering. */
 export async function startOrigin(): Promise<{ url: string; process: ChildProcess }> {
   const port = await freePort()
