@@ -146,13 +146,13 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   }
   // Comparisons are paired: within each round (the machine's speed drifts between rounds), then
   // the median over the rounds.
-  const paired = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) => {
-    const mine = rounds.get(t.name)!
-    const theirs = rounds.get(ref)!
-    return median(mine.map((r, i) => of(r, theirs[i]!)))
-  }
+  const perRound = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) =>
+    rounds.get(t.name)!.map((r, i) => of(r, rounds.get(ref)![i]!))
+  const paired = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) => median(perRound(t, ref, of))
   const DIRECT = 'upstream directly'
   const BARE = 'bare Fastify + undici hop'
+  const ratio = (k: string) => (x: Record<string, number>, b: Record<string, number>) => x[k]! / b[k]!
+  const gateways = targets.filter((x) => x.name.startsWith('tollgate'))
   const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a')
   console.log(`\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}, medians of ${ROUNDS} rounds (differences and ratios: per round, then the median)`)
   console.log('| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | CPU µs/request c=64 | added TTFB stream (ms) |')
@@ -161,30 +161,26 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
     const r = results.get(t.name)!
     const first = t.name === DIRECT
     const added = (k: string) => (first ? '–' : f(paired(t, DIRECT, (x, d) => x[k]! - d[k]!)))
-    const vsBare = (k: string) => `${f(paired(t, BARE, (x, b) => x[k]! / b[k]!), 2)}×`
+    const vsBare = (k: string) => `${f(paired(t, BARE, ratio(k)), 2)}×`
     console.log(`| ${t.name} | ${added('c1p50')} | ${added('c1p99')} | ${f(r.c16p99!)} | ${vsBare('c16p99')} | ${Math.round(r.c64rps!)} | ${vsBare('c64rps')} | ${f(r.c64cpu!, 0)} | ${added('sttfb')} |`)
   }
   // The spread behind the medians: each round's ratios.
-  const bareRounds = rounds.get(BARE)!
-  for (const t of targets.filter((x) => x.name.startsWith('tollgate'))) {
-    const each = (k: string) => rounds.get(t.name)!.map((r, i) => f(r[k]! / bareRounds[i]![k]!, 2)).join(', ')
+  for (const t of gateways) {
+    const each = (k: string) => perRound(t, BARE, ratio(k)).map((x) => f(x, 2)).join(', ')
     console.log(`(${t.name}, per round vs bare: p99 c=16 ${each('c16p99')}; rps c=64 ${each('c64rps')})`)
   }
   // The issue's targets, each from the per-round figures: the median, and how sure this run is of
   // it (the median's interval from the rounds' spread; a few rounds cannot settle a figure near
   // its goal on a noisy machine, and this says so instead of a bare median).
-  const perRound = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) =>
-    rounds.get(t.name)!.map((r, i) => of(r, rounds.get(ref)![i]!))
   const show = (v: ReturnType<typeof verdict>, d: number, unit: string) =>
     `${f(v.median, d)}${unit}${v.interval ? ` [${f(v.interval.lo, d)}–${f(v.interval.hi, d)}]` : ''}: ${v.says}`
-  const gateways = targets.filter((x) => x.name.startsWith('tollgate'))
   const coverage = medianInterval(Array.from({ length: ROUNDS }, (_, i) => i))?.coverage
   console.log(`\nAgainst the targets: median over the rounds [${coverage ? `its ${(coverage * 100).toFixed(0)} % interval, from the rounds' spread` : 'too few rounds for an interval'}]`)
   const redisRow = gateways.find((x) => x.name.includes('Redis'))
   if (redisRow) console.log(`- added p50 at c=1 with Redis, at most 0.3 ms: ${show(verdict(perRound(redisRow, DIRECT, (x, d) => x.c1p50! - d.c1p50!), 0.3, 'at most'), 3, ' ms')}`)
   for (const t of gateways) {
-    console.log(`- ${t.name}: p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, (x, b) => x.c16p99! / b.c16p99!), 1.3, 'at most'), 2, '×')}; ` +
-      `rps at c=64 at least 0.70× the bare hop's: ${show(verdict(perRound(t, BARE, (x, b) => x.c64rps! / b.c64rps!), 0.7, 'at least'), 2, '×')}`)
+    console.log(`- ${t.name}: p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c16p99')), 1.3, 'at most'), 2, '×')}; ` +
+      `rps at c=64 at least 0.70× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c64rps')), 0.7, 'at least'), 2, '×')}`)
   }
   // Each held stream takes two descriptors in the gateway (client and upstream sockets): hold what
   // the open-files limit allows, and say so when that is fewer than asked.
@@ -192,7 +188,7 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   const hold = Math.min(HOLD, Math.floor((fdLimit - 500) / 2))
   if (hold < HOLD) console.log(`\n(the open-files limit here is ${fdLimit} and cannot be raised: ${hold} streams instead of ${HOLD}; per-stream figures below)`)
   console.log(`\nRSS with ${hold} streams held open (MB, before → after; per 1,000 streams):`)
-  for (const t of targets.filter((x) => x.pid !== undefined && x.name.startsWith('tollgate'))) {
+  for (const t of gateways.filter((x) => x.pid !== undefined)) {
     const { before, after } = await holdStreams(t, hold)
     // (Extrapolated to the goal's 10,000 only from enough held: a few hundred streams fit in what
     // the process had already reserved.)

@@ -40,14 +40,12 @@ end
 local order = {}                                              -- keys with something gathered
 local ttl_set = {}                                            -- key -> ms it is to live from the batch's last write
 local slots = {}                                              -- inflight key -> {lease, id, lease, id, …}
-local slot_count = {}                                         -- inflight key -> slots gathered
 local held = {}                                               -- reserved key -> {id, tokens, …}
 local held_sum = {}                                           -- reserved key -> tokens gathered
 local entries = {}                                            -- rpm key -> {time, id, …}: admissions to its window
-local entry_count = {}                                        -- rpm key -> admissions gathered
 local entry_oldest = {}                                       -- rpm key -> the oldest time gathered
 local buckets = {}                                            -- tpm key -> {level, ts, ts as text}: read once, then kept here
-local bucket_dirty = {}                                       -- tpm key -> true once an admission took from it
+                                                              -- (written at the end if an admission took from it: then it is in `order`)
 -- Reads kept for the rest of the batch, and kept up to date by its own writes (nil: read again).
 local window_read = {}                                        -- rpm key -> ZCARD, gathered admissions left out
 local oldest_read = {}                                        -- rpm key -> its oldest time in Redis, false: none
@@ -56,6 +54,22 @@ local lapse_checked = {}                                      -- inflight key ->
 local slots_read = {}                                         -- inflight key -> ZCARD, gathered slots left out
 local sum_read = {}                                           -- reserved key -> _sum, gathered tokens left out
 local used_read = {}                                          -- day or month key -> used (admissions never change it)
+
+local function push(lists, key, a, b)                          -- a pair onto a key's gathered list
+  local list = lists[key]
+  if not list then
+    list = {}
+    lists[key] = list
+  end
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
+
+local function gathered(lists, key)                           -- pairs gathered for a key
+  local list = lists[key]
+  if list then return #list / 2 end
+  return 0
+end
 
 -- A key's expiry, from the last write to it. Every writer of a key sets the same span from its own
 -- write (slots and reservations: a lease and a minute, here and in lease renewals), so setting it
@@ -84,7 +98,7 @@ local function window(rpm_key)                                -- admissions in t
     window_read[rpm_key] = redis.call('ZCARD', rpm_key)
     if window_read[rpm_key] == 0 then oldest_read[rpm_key] = false end
   end
-  return window_read[rpm_key] + (entry_count[rpm_key] or 0)
+  return window_read[rpm_key] + gathered(entries, rpm_key)
 end
 
 local function oldest(rpm_key)                                -- the window's oldest admission time, or nil
@@ -142,7 +156,7 @@ local function admit()
     local conc = limit(s, 5)
     if conc then
       slots_read[inflight_key] = slots_read[inflight_key] or redis.call('ZCARD', inflight_key)
-      local n = slots_read[inflight_key] + (slot_count[inflight_key] or 0)
+      local n = slots_read[inflight_key] + gathered(slots, inflight_key)
       if n + 1 > conc then return {0, s, 'concurrency', conc, n, 1000, 0} end
     end
 
@@ -204,16 +218,9 @@ local function admit()
     local rpm_key, tpm_key, inflight_key, reserved_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 5], KEYS[k + 6]
 
     expire(inflight_key, lease_until - now + MINUTE)              -- a concurrency slot, as a lease
-    local list = slots[inflight_key] or {}
-    list[#list + 1] = ARGV[ab + 4]                                -- (lease_until, as sent)
-    list[#list + 1] = id
-    slots[inflight_key] = list
-    slot_count[inflight_key] = (slot_count[inflight_key] or 0) + 1
+    push(slots, inflight_key, ARGV[ab + 4], id)                   -- (lease_until, as sent)
     expire(reserved_key, lease_until - now + MINUTE)              -- its reservation
-    list = held[reserved_key] or {}
-    list[#list + 1] = id
-    list[#list + 1] = ARGV[ab + 3]                                -- (tokens, as sent)
-    held[reserved_key] = list
+    push(held, reserved_key, id, ARGV[ab + 3])                    -- (tokens, as sent)
     held_sum[reserved_key] = (held_sum[reserved_key] or 0) + tokens
 
     local rpm = limit(s, 1)
@@ -221,11 +228,7 @@ local function admit()
       -- Counted in the window (request ids are new per admission, so each adds one entry).
       local n = window(rpm_key) + 1
       expire(rpm_key, MINUTE)
-      list = entries[rpm_key] or {}
-      list[#list + 1] = now_s
-      list[#list + 1] = id
-      entries[rpm_key] = list
-      entry_count[rpm_key] = (entry_count[rpm_key] or 0) + 1
+      push(entries, rpm_key, now_s, id)
       if not entry_oldest[rpm_key] or now < entry_oldest[rpm_key] then entry_oldest[rpm_key] = now end
       if n == 1 then oldest_read[rpm_key] = false end             -- (alone in the window: nothing in Redis)
       local remaining = rpm - n
@@ -237,10 +240,7 @@ local function admit()
     local tpm = limit(s, 2)
     if tpm then
       local level = levels[s] - tokens                           -- (refilled in phase 1; nothing took from it since)
-      if not bucket_dirty[tpm_key] then
-        bucket_dirty[tpm_key] = true
-        expire(tpm_key, 2 * MINUTE)
-      end
+      expire(tpm_key, 2 * MINUTE)
       buckets[tpm_key] = {level, now, now_s}
       local remaining = math.floor(level)
       if remaining < 0 then remaining = 0 end
@@ -266,7 +266,7 @@ end
 -- The gathered writes, once per key.
 for _, key in ipairs(order) do
   if entries[key] then redis.call('ZADD', key, unpack(entries[key])) end
-  if bucket_dirty[key] then
+  if buckets[key] then
     local state = buckets[key]
     redis.call('HSET', key, 'level', tostring(state[1]), 'ts', state[3])
   end
