@@ -1,6 +1,7 @@
 /**
  * Paired A/B of gateway builds: each build against the same fast upstream, beside the bare hop,
- * in many short alternating rounds at 64 concurrent clients. Reports, per build, the median over
+ * in many short rounds at 64 concurrent clients, the order turned by one place each round (lib.ts's
+ * rotated). Reports, per build, the median over
  * rounds of its CPU per request divided by the first build's in the same round (and by the bare
  * hop's): on a shared machine whose speed drifts from minute to minute, the ratio within a round
  * is far steadier than any absolute figure.
@@ -16,7 +17,7 @@
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
 import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, parseBuild, quantile, run, startOrigin, up } from './lib.js'
+import { BENCH_LIMITS, BODY, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, parseBuild, quantile, rotated, run, startOrigin, up } from './lib.js'
 
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
@@ -62,7 +63,7 @@ try {
   for (const t of targets) await load(t, 3000)
   const results = new Map(targets.map((t) => [t.name, [] as { rps: number; cpu: number; redisCpu: number; p50: number; p99: number }[]]))
   for (let round = 0; round < ROUNDS; round++) {
-    for (const t of round % 2 === 0 ? targets : [...targets].reverse()) results.get(t.name)!.push(await load(t, N))
+    for (const t of rotated(targets, round)) results.get(t.name)!.push(await load(t, N))
   }
   const bareRuns = results.get('bare hop')!
   const firstRuns = results.get(builds[0]!.name)!

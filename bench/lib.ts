@@ -1,6 +1,6 @@
 /** What the bench scripts share: child processes, waiting for servers, the fake upstream, load, the gateway's settings. */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
@@ -57,10 +57,22 @@ export function parseBuild(arg: string): { name: string; dir: string; flags: str
   return { name: arg, dir: dir === 'bare' ? dir : resolve(dir), flags: flags?.replaceAll(',', ' ') ?? '' }
 }
 
-/** User + system CPU time of a process so far, in microseconds (clock ticks of 10 ms). */
+/**
+ * CPU time of a process so far, in microseconds: the sum over its threads of the scheduler's own
+ * count (/proc/PID/task/TID/schedstat, in nanoseconds). /proc/PID/stat counts in clock ticks of
+ * 10 ms: over a round of 1,500 requests at about 150 µs each that is 5 % steps, as coarse as the
+ * differences being measured.
+ */
 export function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10_000
+  let ns = 0
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+    } catch {
+      // a thread that ended between the listing and the read
+    }
+  }
+  return ns / 1000
 }
 
 /**
@@ -75,6 +87,18 @@ export function codeGroup(location: string): string {
   if (url.startsWith('node:')) return 'node:' + (url.split('/')[1] ?? url.slice(5))
   const own = /\/dist\/(.+)$/.exec(url)
   return own ? `tollgate/${own[1]!.split('/')[0]!.replace(/\.js$/, '')}` : url
+}
+
+/**
+ * The order of a round: `items` turned by `round` places. Over rounds each target takes each place
+ * equally often, and none ever runs twice in a row (three or more of them). Reversing the order
+ * every other round, as the bench did before, ran the last target twice in a row at every other
+ * round's turn: a process measured again right after its own run was measured warm, and came out
+ * 3-15 % cheaper than an identical copy (docs/benchmarks.md, eighth session).
+ */
+export function rotated<T>(items: readonly T[], round: number): T[] {
+  const k = round % items.length
+  return [...items.slice(k), ...items.slice(0, k)]
 }
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!

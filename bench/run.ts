@@ -8,8 +8,9 @@
  *   BENCH_SCALE=0.2 npm run bench (shorter)   BENCH_STREAMS=10000 (streams held open)
  *   BENCH_ROUNDS=3                (rounds; each figure is the median of its rounds)
  *
- * Every scenario runs on all targets back to back, round after round, in alternating order, so
- * a noisy neighbour on a shared machine hits all of them alike. CPU per request is each server
+ * Every scenario runs on all targets back to back, round after round, the order turned by one
+ * place each round (lib.ts's rotated), so a noisy neighbour on a shared machine hits all of them
+ * alike. CPU per request is each server
  * process's own user + system time (from /proc) over the c=64 run: less noisy than requests per
  * second, and the load generator's share is left out.
  *
@@ -24,7 +25,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, medianInterval, quantile, run, startOrigin, up, verdict } from './lib.js'
+import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, medianInterval, quantile, rotated, run, startOrigin, up, verdict } from './lib.js'
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1)
 const HOLD = Number(process.env.BENCH_STREAMS ?? 10_000)
@@ -121,7 +122,7 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   }
 
   // Warm up every target, then measure each scenario on all targets back to back, round after
-  // round (alternating the order), and keep each figure's median over the rounds.
+  // round (the order turned by one place each round), and keep each figure's median over the rounds.
   for (const t of targets) await load(t, Math.ceil(2000 * SCALE), 16)
   const rounds = new Map<string, Record<string, number>[]>()
   for (const t of targets) rounds.set(t.name, [])
@@ -134,7 +135,7 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
     ['stream', async (t) => { const r = await load(t, per(600), 1, true); return { sttfb: r.ttfb50, sp50: r.p50 } }],
   ]
   for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    const order = rotated(targets, round)
     const got = new Map<string, Record<string, number>>(targets.map((t) => [t.name, {}]))
     for (const [, measure] of scenarios) for (const t of order) Object.assign(got.get(t.name)!, await measure(t))
     for (const t of targets) rounds.get(t.name)!.push(got.get(t.name)!)
