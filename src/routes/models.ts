@@ -60,6 +60,7 @@ export class ModelCatalog {
       path: '/models',
       method: 'GET',
       accept: 'application/json',
+      stream: false,
       requestId: 'models-list',
       headersTimeoutMs: UPSTREAM_LIST_TIMEOUT_MS,
     }, client.config.apiKeys[0])

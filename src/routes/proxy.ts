@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { Readable } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { msSince } from '../context.js'
 import type { Metrics } from '../metrics.js'
@@ -10,7 +11,7 @@ import type { AdmitResult, AuditEntry, QuotaEngine, Scope, Usage } from '../quot
 import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
-import { readAll, readLimited, type UpstreamClient } from '../upstream/client.js'
+import { readAll, readLimited, WholeBody, type UpstreamClient } from '../upstream/client.js'
 import { Cancel } from '../upstream/abort.js'
 import { ClientGone, dispatch, type Dispatched } from '../upstream/dispatch.js'
 import type { KeyPool } from '../upstream/key-pool.js'
@@ -193,7 +194,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
         clients: opts.upstreams,
         pools: opts.pools,
         path: endpoint.upstreamPath,
-        accept: ctx.stream ? 'text/event-stream' : 'application/json',
+        stream: ctx.stream,
         requestId: request.id,
         signal: controller,
         now: opts.now,
@@ -251,21 +252,27 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     reply.code(res.statusCode)
     reply.header('content-type', typeof contentType === 'string' ? contentType : ctx.stream ? 'text/event-stream' : 'application/json')
     const firstByte = () => opts.metrics.timeToFirstByte.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
-    if (!isEventStream) {
-      // A whole JSON answer: read it (errors still become clean 502/504s), pass it on unchanged.
-      let answer: Buffer
+    // An answer read whole (errors still become clean 502/504s).
+    const readWhole = async (): Promise<Buffer> => {
       try {
-        answer = await readAll(res.body)
+        return await readAll(res.body)
       } catch (err) {
         meter.fail()
         if (controller.aborted) throw clientGone()
         throw mapTransportError(upstream.name, err)
       }
+    }
+    if (!isEventStream) {
+      // A whole JSON answer, passed on unchanged.
+      const answer = await readWhole()
       meter.readBody(answer)
       firstByte()
       return reply.header('content-length', answer.length).send(answer)
     }
 
+    // An event stream that answers a request which did not ask for one was read whole (WholeBody):
+    // it goes through the same tap as a stream, in one piece.
+    const source = res.body instanceof WholeBody ? Readable.from([await readWhole()], { objectMode: false }) : res.body
     reply.header('cache-control', 'no-cache')
     reply.header('x-accel-buffering', 'no')
     streaming = true
@@ -274,12 +281,12 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     // reads (and in strip mode removes the one usage event the gateway asked for). Plain pipe
     // plus two listeners: stream.pipeline costs an AbortController per request.
     const tap = meter.tapStream(stripUsage)
-    res.body.once('error', (err) => tap.destroy(err))
+    source.once('error', (err) => tap.destroy(err))
     tap.once('close', () => {
-      if (!res.body.destroyed) res.body.destroy()
+      if (!source.destroyed) source.destroy()
     })
     tap.once('data', firstByte)
-    res.body.pipe(tap)
+    source.pipe(tap)
     return reply.send(tap)
   }
 }

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
 import type { UpstreamConfig } from '../config.js'
 import type { Cancel } from './abort.js'
@@ -9,6 +10,8 @@ export interface UpstreamRequest {
   body?: string
   /** What the client accepts; the upstream's answer decides the content type. */
   accept: string
+  /** Pass the answer on as it arrives (a stream); otherwise it is read whole (WholeBody). */
+  stream: boolean
   requestId: string
   /** Aborts the upstream request (and its body) when it fires. */
   signal?: Cancel
@@ -17,6 +20,17 @@ export interface UpstreamRequest {
 }
 
 const USER_AGENT = 'tollgate/0.1'
+/** The most of an error answer that is kept (its message); the rest is not read. */
+export const ERROR_BODY_LIMIT = 64 * 1024
+
+/** A streamed answer's body, as undici's request() gives it. */
+export type StreamBody = Dispatcher.ResponseData['body']
+
+export interface UpstreamResponse {
+  statusCode: number
+  headers: IncomingHttpHeaders
+  body: StreamBody | WholeBody
+}
 
 /**
  * One upstream: a keep-alive undici pool to its origin and its stored API keys. Requests are built
@@ -47,7 +61,7 @@ export class UpstreamClient {
   }
 
   /** Sends a request with the given stored key (chosen by the key pool), or none. */
-  request(req: UpstreamRequest, key: string | undefined): Promise<Dispatcher.ResponseData> {
+  request(req: UpstreamRequest, key: string | undefined): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
       accept: req.accept,
       'user-agent': USER_AGENT,
@@ -55,14 +69,15 @@ export class UpstreamClient {
     }
     if (req.body !== undefined) headers['content-type'] = 'application/json'
     if (key !== undefined) headers.authorization = `Bearer ${key}`
-    return this.pool.request({
+    const options: Dispatcher.DispatchOptions = {
       path: this.basePath + req.path,
       method: req.method,
       headers,
       body: req.body,
-      signal: req.signal,
       ...(req.headersTimeoutMs !== undefined ? { headersTimeout: req.headersTimeoutMs } : {}),
-    })
+    }
+    if (req.stream) return this.pool.request({ ...options, signal: req.signal })
+    return new Promise((resolve, reject) => this.pool.dispatch(options, new WholeBody(resolve, reject, req.signal)))
   }
 
   /** Replaces every stored key in a text with [redacted], for messages that leave the gateway. */
@@ -78,10 +93,110 @@ export class UpstreamClient {
 }
 
 /**
+ * An answer read whole (a JSON answer, an error), straight from undici's dispatch: no stream, and
+ * the client's cancellation watched here instead of by undici. undici's request() makes a Readable
+ * per answer and its own abort handling per request: reading answers whole through it cost the
+ * gateway more CPU per request than this (docs/benchmarks.md). It is its own dispatch handler: the
+ * request's promise resolves when the headers come, with this as the body, which keeps arriving.
+ *
+ * Of an error answer (status 400 and up) the first ERROR_BODY_LIMIT bytes are kept and the
+ * request is then cut off, as with a streamed error answer.
+ */
+export class WholeBody implements Dispatcher.DispatchHandler {
+  private readonly chunks: Buffer[] = []
+  private size = 0
+  private limit = Number.POSITIVE_INFINITY
+  private controller: Dispatcher.DispatchController | null = null
+  private started = false
+  /** null while the body is still arriving; then true, or the error that ended it. */
+  private ended: true | Error | null = null
+  /** Made when something waits for the end, and settled at the end. */
+  private waiting: { promise: Promise<void>; resolve: () => void } | null = null
+  private readonly onAbort = () => this.controller?.abort(new Error('The client closed the connection.'))
+
+  constructor(
+    private readonly resolve: (res: UpstreamResponse) => void,
+    private readonly reject: (err: Error) => void,
+    private readonly signal: Cancel | undefined,
+  ) {}
+
+  /** Called again should undici retry the request on another connection. */
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    const first = this.controller === null
+    this.controller = controller
+    if (this.signal === undefined) return
+    if (this.signal.aborted) this.onAbort()
+    else if (first) this.signal.once('abort', this.onAbort)
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.started = true
+    if (statusCode >= 400) this.limit = ERROR_BODY_LIMIT
+    this.resolve({ statusCode, headers, body: this })
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const room = this.limit - this.size
+    this.chunks.push(room < chunk.length ? chunk.subarray(0, room) : chunk)
+    this.size += Math.min(room, chunk.length)
+    if (this.size >= this.limit) {
+      this.end(true)
+      controller.abort(new Error('error answer cut off at its limit'))
+    }
+  }
+
+  onResponseEnd(): void {
+    this.end(true)
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (!this.started) {
+      this.signal?.off('abort', this.onAbort)
+      this.reject(err)
+    } else this.end(err)
+  }
+
+  private end(how: true | Error): void {
+    if (this.ended !== null) return
+    this.ended = how
+    this.signal?.off('abort', this.onAbort)
+    this.waiting?.resolve()
+  }
+
+  private async done(): Promise<void> {
+    if (this.ended === null) {
+      if (this.waiting === null) {
+        let resolve!: () => void
+        const promise = new Promise<void>((r) => (resolve = r))
+        this.waiting = { promise, resolve }
+      }
+      await this.waiting.promise
+    }
+    if (this.ended !== true) throw this.ended
+  }
+
+  /** The whole body (a one-chunk answer is not copied). */
+  async whole(): Promise<Buffer> {
+    await this.done()
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size)
+  }
+
+  async text(): Promise<string> {
+    return (await this.whole()).toString('utf8')
+  }
+
+  /** Waits for the end of an answer that is not wanted (what is kept of an error answer is small). */
+  async dump(): Promise<void> {
+    await this.done()
+  }
+}
+
+/**
  * A whole body as one buffer: the chunks as they come, joined once (a one-chunk answer is not
  * copied at all; undici's arrayBuffer() always copies, and its bookkeeping showed in profiles).
  */
-export function readAll(body: Dispatcher.ResponseData['body']): Promise<Buffer> {
+export function readAll(body: StreamBody | WholeBody): Promise<Buffer> {
+  if (body instanceof WholeBody) return body.whole()
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -95,7 +210,8 @@ export function readAll(body: Dispatcher.ResponseData['body']): Promise<Buffer> 
 }
 
 /** Reads at most `limit` bytes of a body as text and discards the rest. */
-export async function readLimited(body: Dispatcher.ResponseData['body'], limit = 64 * 1024): Promise<string> {
+export async function readLimited(body: StreamBody | WholeBody, limit = ERROR_BODY_LIMIT): Promise<string> {
+  if (body instanceof WholeBody) return (await body.whole()).subarray(0, limit).toString('utf8')
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of body) {

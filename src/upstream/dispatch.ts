@@ -1,8 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Dispatcher } from 'undici'
 import { GatewayError } from '../errors.js'
 import type { Cancel } from './abort.js'
-import type { UpstreamClient } from './client.js'
+import type { UpstreamClient, UpstreamResponse } from './client.js'
 import { mapTransportError } from './errors.js'
 import type { KeyPool, Pick } from './key-pool.js'
 import type { ResolvedModel } from './router.js'
@@ -20,7 +19,8 @@ export interface DispatchOptions {
   clients: Map<string, UpstreamClient>
   pools: Map<string, KeyPool>
   path: string
-  accept: string
+  /** The client asked for a stream: the answer is passed on as it arrives, not read whole. */
+  stream: boolean
   requestId: string
   signal: Cancel
   now: () => number
@@ -33,7 +33,7 @@ export interface DispatchOptions {
 }
 
 export interface Dispatched {
-  res: Dispatcher.ResponseData
+  res: UpstreamResponse
   resolved: ResolvedModel
   client: UpstreamClient
   /** The answering attempt's time from sending to response headers. */
@@ -111,10 +111,10 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
       picked = first.ok ? first : await pickKey(pool, client, o, first)
     }
 
-    let res: Dispatcher.ResponseData
+    let res: UpstreamResponse
     const sent = process.hrtime.bigint()
     try {
-      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), accept: o.accept, requestId: o.requestId, signal: o.signal }, picked.key)
+      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), accept: o.stream ? 'text/event-stream' : 'application/json', stream: o.stream, requestId: o.requestId, signal: o.signal }, picked.key)
     } catch (err) {
       if (o.signal.aborted) throw new ClientGone()
       const code = (err as { code?: string }).code ?? ''

@@ -90,6 +90,41 @@ describe('usage when no usage arrives', () => {
   })
 })
 
+describe('answers read whole', () => {
+  it('an event stream answering a request that did not ask for one reaches the client byte for byte, its reported usage counted', async () => {
+    const key = await teamWithKey('unasked-stream')
+    const chunk = (rest: string) => `data: {"id":"chatcmpl-x","object":"chat.completion.chunk","model":"${LLAMA}",${rest}}\n\n`
+    const sse = chunk('"choices":[{"index":0,"delta":{"content":"Grüße"}}]') +
+      chunk('"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}') + 'data: [DONE]\n\n'
+    upstream.enqueue({ kind: 'error', status: 200, body: sse, contentType: 'text/event-stream; charset=utf-8' })
+    const res = await call(key, { model: LLAMA, messages })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
+    expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(sse))).toBe(true)
+    await waitFor(async () => (await usageOf('unasked-stream'))?.requests === 1, 'the call to settle')
+    expect(await usageOf('unasked-stream')).toMatchObject({ prompt_tokens: 7, completion_tokens: 3, total_tokens: 10, estimated_requests: 0 })
+  })
+
+  it('a client that gives up before the answer closes the upstream request, is charged its prompt as an estimate, and frees its slot', async () => {
+    const key = await teamWithKey('gives-up', { concurrent_requests: 1 })
+    const closed = upstream.closedEarly
+    const sent = upstream.requests.length
+    upstream.enqueue({ kind: 'hang' })
+    const controller = new AbortController()
+    const pending = call(key, { model: LLAMA, messages }, controller.signal).catch((err: Error) => err)
+    await waitFor(() => upstream.requests.length === sent + 1, 'the request to reach the upstream')
+    controller.abort()
+    expect(await pending).toBeInstanceOf(Error)
+    await waitFor(() => upstream.closedEarly === closed + 1, 'the upstream to see the request closed')
+    await waitFor(async () => (await usageOf('gives-up'))?.requests === 1, 'the call to settle')
+    // The prompt reached the model, which may have read it: it counts, flagged as an estimate.
+    const row = (await usageOf('gives-up'))!
+    expect(row).toMatchObject({ completion_tokens: 0, estimated_requests: 1 })
+    expect(row.prompt_tokens).toBeGreaterThan(0)
+    expect((await call(key, { model: LLAMA, messages })).status).toBe(200)
+  })
+})
+
 describe('failed calls', () => {
   it('cost no tokens and give their reservation back', async () => {
     const key = await teamWithKey('failing', { tokens_per_day: 100_000 })
