@@ -93,8 +93,8 @@ export function codeGroup(location: string): string {
  * The order of a round: `items` turned by `round` places. Over rounds each target takes each place
  * equally often, and none ever runs twice in a row (three or more of them). Reversing the order
  * every other round, as the bench did before, ran the last target twice in a row at every other
- * round's turn: a process measured again right after its own run was measured warm, and came out
- * 3-15 % cheaper than an identical copy (docs/benchmarks.md, eighth session).
+ * round's turn: a process measured again right after its own run was measured warm (an identical
+ * copy listed last came out 0.969× of the first; docs/benchmarks.md, eighth session).
  */
 export function rotated<T>(items: readonly T[], round: number): T[] {
   const k = round % items.length
