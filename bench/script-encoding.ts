@@ -14,6 +14,7 @@
  *   npx tsx bench/script-encoding.ts          (from the repository root)
  */
 import { Command } from 'ioredis'
+import { flatCommand } from '../src/quota/scripts.js'
 import { median } from './lib.js'
 
 const args: string[] = ['0123456789abcdef0123456789abcdef01234567', '144']
@@ -23,12 +24,6 @@ for (let r = 0; r < 12; r++) {
   for (let s = 0; s < 2; s++) args.push('100000000', '-1', '1000000000000', '-1', '100000')
 }
 const wire = (w: string | Buffer) => (typeof w === 'string' ? Buffer.from(w, 'utf8') : w)
-/** The gateway's way (src/quota/scripts.ts): ioredis's Command made empty (no flat), then its own toWritable. */
-function emptyCommand(name: string, list: string[]): Command {
-  const command = new Command(name, [], { replyEncoding: 'utf8' })
-  command.args = list
-  return command
-}
 /** One string, one byte count; null when not all ASCII (then ioredis's own way would be taken). */
 function oneString(name: string, list: string[]): string | null {
   let out = `*${list.length + 1}\r\n$${name.length}\r\n${name}\r\n`
@@ -37,9 +32,9 @@ function oneString(name: string, list: string[]): string | null {
 }
 const ways: [string, () => Buffer][] = [
   ["ioredis's Command as ioredis makes it (arguments copied with flat)", () => wire(new Command('evalsha', [...args]).toWritable({}))],
-  ["ioredis's Command made empty, given the arguments (the gateway's way)", () => wire(emptyCommand('evalsha', [...args]).toWritable({}))],
+  ["ioredis's Command made empty, given the arguments (the gateway's way)", () => wire(flatCommand('evalsha', [...args]).toWritable({}))],
   ['the same Command, written as one string with one byte count (tried, not kept)', () => {
-    const command = emptyCommand('evalsha', [...args])
+    const command = flatCommand('evalsha', [...args])
     return wire(oneString(command.name, command.args as string[])!)
   }],
 ]

@@ -12,7 +12,7 @@ export type Arg = string | number
  * the gateway never sets (its keys carry their own prefix), nothing else happens to them there.
  * (A subclass doing the same in its constructor was as slow as flat: V8.)
  */
-function flatCommand(name: string, args: Arg[]): Command {
+export function flatCommand(name: string, args: Arg[]): Command {
   const command = new Command(name, [], { replyEncoding: 'utf8' })
   for (let i = 0; i < args.length; i++) if (typeof args[i] !== 'string') args[i] = String(args[i])
   command.args = args
