@@ -96,6 +96,16 @@ describe('an answer read whole', () => {
     const res = await send()
     await expect(readAll(res.body)).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' })
   })
+
+  it('fails when the upstream breaks the connection part way through the body', async () => {
+    answer = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' })
+      res.write('{"id":"cut"', () => res.socket!.destroy())
+    }
+    const res = await send()
+    expect(res.statusCode).toBe(200)
+    await expect(readAll(res.body)).rejects.toMatchObject({ code: 'UND_ERR_SOCKET' })
+  })
 })
 
 describe('a client that goes away', () => {
