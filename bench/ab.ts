@@ -1,10 +1,11 @@
 /**
  * Paired A/B of gateway builds: each build against the same fast upstream, beside the bare hop,
  * in many short rounds at 64 concurrent clients, the order turned by one place each round (lib.ts's
- * rotated). Reports, per build, the median over
- * rounds of its CPU per request divided by the first build's in the same round (and by the bare
- * hop's): on a shared machine whose speed drifts from minute to minute, the ratio within a round
- * is far steadier than any absolute figure.
+ * rotated). Reports, per build, the median over rounds of its CPU per request divided by the first
+ * build's in the same round (and by the bare hop's): on a shared machine whose speed drifts from
+ * minute to minute, the ratio within a round is far steadier than any absolute figure. Even so,
+ * two copies of one build differ by up to 7 % (once 17 %) in one run: list the old build twice to
+ * see a run's noise, and repeat the run.
  *
  *   npm run build && cp -r dist /tmp/a     (then change something, build again)
  *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)

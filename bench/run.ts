@@ -10,9 +10,9 @@
  *
  * Every scenario runs on all targets back to back, round after round, the order turned by one
  * place each round (lib.ts's rotated), so a noisy neighbour on a shared machine hits all of them
- * alike. CPU per request is each server
- * process's own user + system time (from /proc) over the c=64 run: less noisy than requests per
- * second, and the load generator's share is left out.
+ * alike. CPU per request is each server process's own CPU time (the scheduler's count for each of
+ * its threads, from /proc) over the c=64 run: less noisy than requests per second, and the load
+ * generator's share is left out.
  *
  * Then each of the issue's targets, from the per-round figures: the median over the rounds, its
  * distribution-free interval (six rounds at least; 27 make it narrow enough to decide most
