@@ -101,6 +101,14 @@ describe('UsageTap', () => {
     }
   })
 
+  it('gives the generated text whole when asked, however the bytes were cut, in either mode', async () => {
+    // What an estimate counts when no usage comes: every text field of every event, decoded.
+    const text = 'Grüße, 你好 🙂 "quoted" \\ \n' + 'thinking…' + '{"city":"Zürich"}'
+    for (const mode of ['observe', 'strip'] as const) {
+      for (const seed of [3, 7, 11]) expect((await run(mode, seed)).tap.generatedText()).toBe(text)
+    }
+  })
+
   it('strip never removes an event that also carries choices', async () => {
     const tap = new UsageTap('strip')
     const event = 'data: {"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\n'
