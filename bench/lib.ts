@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import type { QuotaEngine, Scope } from '../src/quota/types.js'
-import { freePort } from '../test/helpers/redis.js'
+import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
 
 export const ROOT = new URL('..', import.meta.url).pathname
 export const ADMIN = 'bench-admin-token-0000000000000000'
@@ -49,6 +49,35 @@ export async function benchKey(base: string, team: string, limits?: object): Pro
   await fetch(`${base}/admin/teams`, { method: 'POST', headers: admin, body: JSON.stringify({ id: team, ...(limits ? { limits } : {}) }) })
   const res = await fetch(`${base}/admin/teams/${team}/keys`, { method: 'POST', headers: admin, body: '{}' })
   return ((await res.json()) as { key: string }).key
+}
+
+/** The servers a profile can drive: the bare hop, and the gateway (dist) with the embedded store, with the Redis row's limits on, or on Redis. */
+export const TARGETS = ['bare', 'embedded', 'limits', 'redis'] as const
+export type TargetName = (typeof TARGETS)[number]
+
+/**
+ * Starts one target on a free port, node `flags` first, and waits until it answers: the gateway
+ * with a team and key of its own (the Redis row's limits for `limits` and `redis`, on a
+ * redis-server of its own for `redis`). Returns where to send requests and with what key.
+ */
+export async function startTarget(name: TargetName, origin: string, flags = ''): Promise<{ server: ChildProcess; base: string; auth: string; redis: RedisServer | null }> {
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  if (name === 'bare') {
+    const server = run(`node ${flags} --import tsx bench/bare-proxy.ts ${port} ${origin}`)
+    await up(`${base}/v1/chat/completions`)
+    return { server, base, auth: 'Bearer x', redis: null }
+  }
+  const redis = name === 'redis' ? await startRedis() : null
+  const server = run(`node ${flags} dist/server.js`, gatewayEnv(port, origin, redis?.url))
+  try {
+    await up(`${base}/healthz`)
+    return { server, base, auth: `Bearer ${await benchKey(base, 'bench', name === 'embedded' ? undefined : BENCH_LIMITS)}`, redis }
+  } catch (err) {
+    server.kill('SIGKILL')
+    await redis?.stop()
+    throw err
+  }
 }
 
 /** `DIR` or `DIR@--flag,--other`: a build directory and the node flags to run it with. */

@@ -11,35 +11,32 @@
 import { readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, ROOT, benchKey, drive, gatewayEnv, killAll, quantile, run, startOrigin, up } from './lib.js'
+import { ROOT, drive, killAll, quantile, startOrigin, startTarget } from './lib.js'
 
 const C = Number(process.env.RS_C ?? 16)
 const N = Number(process.env.RS_N ?? 5_000)
 const SCRIPTS = ['admit', 'settle', 'audit']
 
-const redis = await startRedis()
-const client = new Redis(redis.url)
+const bySha = new Map(SCRIPTS.map((name) => [createHash('sha1').update(readFileSync(`${ROOT}src/quota/lua/${name}.lua`, 'utf8')).digest('hex'), name]))
+const { url: origin } = await startOrigin()
+const { base, auth, redis } = await startTarget('redis', origin)
+const client = new Redis(redis!.url)
 try {
-  const bySha = new Map(SCRIPTS.map((name) => [createHash('sha1').update(readFileSync(`${ROOT}src/quota/lua/${name}.lua`, 'utf8')).digest('hex'), name]))
-  const { url: origin } = await startOrigin()
-  const port = await freePort()
-  run('node dist/server.js', gatewayEnv(port, origin, redis.url))
-  const base = `http://127.0.0.1:${port}`
-  await up(`${base}/healthz`)
-  const key = await benchKey(base, 'slowlog', BENCH_LIMITS)
-  await drive(base, `Bearer ${key}`, 3000, C)
+  await drive(base, auth, 3000, C)
   await client.config('SET', 'slowlog-log-slower-than', '0')
   // The log holds the commands the scripts call too: some 15 per request.
   await client.config('SET', 'slowlog-max-len', String(N * 40))
   await client.slowlog('RESET')
-  const { latencies } = await drive(base, `Bearer ${key}`, N, C)
+  const { latencies } = await drive(base, auth, N, C)
   const log = (await client.slowlog('GET', -1)) as [number, number, number, string[]][]
   if (log.length >= N * 40) throw new Error('the slow log filled up: raise its length')
   const times = new Map<string, number[]>()
   for (const [, , micros, args] of log) {
     const name = args[0]?.toLowerCase() === 'evalsha' ? bySha.get(args[1] ?? '') : undefined
-    if (name !== undefined) times.set(name, [...(times.get(name) ?? []), micros])
+    if (name === undefined) continue
+    let list = times.get(name)
+    if (list === undefined) times.set(name, (list = []))
+    list.push(micros)
   }
   console.log(`script calls in Redis, ${N} requests at c=${C} (request p50 ${quantile(latencies, 0.5).toFixed(2)} ms, p99 ${quantile(latencies, 0.99).toFixed(2)} ms)`)
   console.log('| script | calls/request | µs per call p50 | p90 | p99 | max | µs per request |')
@@ -52,5 +49,5 @@ try {
 } finally {
   client.disconnect()
   killAll()
-  await redis.stop()
+  await redis!.stop()
 }

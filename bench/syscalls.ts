@@ -9,13 +9,11 @@
  *   SC_C=1 node --import tsx syscalls.ts                 (one client: nothing shared between requests)
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, benchKey, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
+import { TARGETS, drive, killAll, startOrigin, startTarget } from './lib.js'
 
 const C = Number(process.env.SC_C ?? 16)
 const N = Number(process.env.SC_N ?? 20_000)
 const EVENTS = ['context-switches', 'syscalls:sys_enter_write', 'syscalls:sys_enter_writev', 'syscalls:sys_enter_read']
-const TARGETS = ['bare', 'embedded', 'limits', 'redis'] as const
 
 if (spawnSync('perf', ['--version']).status !== 0) {
   console.error('syscalls needs Linux perf (Debian: apt-get install linux-perf)')
@@ -28,23 +26,14 @@ try {
   console.log(`| target | ${EVENTS.map((e) => e.replace('syscalls:sys_enter_', '')).join(' | ')} |`)
   console.log(`| --- |${EVENTS.map(() => ' --- |').join('')}`)
   for (const target of TARGETS) {
-    const redis = target === 'redis' ? await startRedis() : null
-    const port = await freePort()
-    const base = `http://127.0.0.1:${port}`
-    const server = target === 'bare' ? run(`node --import tsx bench/bare-proxy.ts ${port} ${origin}`) : run('node dist/server.js', gatewayEnv(port, origin, redis?.url))
-    let key = 'none'
-    if (target === 'bare') await up(`${base}/v1/chat/completions`)
-    else {
-      await up(`${base}/healthz`)
-      key = await benchKey(base, `sc-${target}`, target === 'embedded' ? undefined : BENCH_LIMITS)
-    }
-    await drive(base, `Bearer ${key}`, 3000, C)
+    const { server, base, auth, redis } = await startTarget(target, origin)
+    await drive(base, auth, 3000, C)
     // -t: the main thread only (its id is the process's); -x: values as CSV on stderr.
     const perf = spawn('perf', ['stat', '-x', ',', '-e', EVENTS.join(','), '-t', String(server.pid)], { stdio: ['ignore', 'ignore', 'pipe'] })
     let out = ''
     perf.stderr.on('data', (d: Buffer) => (out += d))
     await new Promise((resolve) => setTimeout(resolve, 300))
-    await drive(base, `Bearer ${key}`, N, C)
+    await drive(base, auth, N, C)
     perf.kill('SIGINT')
     await new Promise((resolve) => perf.once('exit', resolve))
     const counts = new Map(out.trim().split('\n').map((l) => l.split(',')).filter((f) => f.length > 2).map((f) => [f[2]!, Number(f[0])]))

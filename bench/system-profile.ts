@@ -19,19 +19,16 @@
  * speed drifts shows it between them: compare shares within one target, and repeat a run before
  * reading anything into a difference between targets.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, benchKey, codeGroup, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
+import { TARGETS, codeGroup, drive, killAll, startOrigin, startTarget, type TargetName } from './lib.js'
 
 const SECONDS = Number(process.env.SP_SECONDS ?? 10)
 const C = Number(process.env.SP_C ?? 64)
 const HZ = 499
-const TARGETS = ['bare', 'embedded', 'limits', 'redis'] as const
-type TargetName = (typeof TARGETS)[number]
 
 const chosen = (process.argv.length > 2 ? process.argv.slice(2) : [...TARGETS]) as TargetName[]
 if (chosen.some((t) => !TARGETS.includes(t))) {
@@ -104,22 +101,9 @@ function bump(counts: Map<string, number>, key: string): void {
 }
 
 async function profile(name: TargetName, origin: string, originPid: number): Promise<void> {
-  let redis: RedisServer | null = null
-  let server: ChildProcess | undefined
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-perf-'))
+  const { server, base, auth, redis } = await startTarget(name, origin, '--perf-basic-prof')
   try {
-    const port = await freePort()
-    const base = `http://127.0.0.1:${port}`
-    let auth = 'Bearer x'
-    if (name === 'bare') {
-      server = run(`node --perf-basic-prof --import tsx bench/bare-proxy.ts ${port} ${origin}`)
-      await up(`${base}/v1/chat/completions`)
-    } else {
-      if (name === 'redis') redis = await startRedis()
-      server = run('node --perf-basic-prof dist/server.js', gatewayEnv(port, origin, redis?.url))
-      await up(`${base}/healthz`)
-      auth = `Bearer ${await benchKey(base, 'profile', name === 'embedded' ? undefined : BENCH_LIMITS)}`
-    }
     await drive(base, auth, 3000, C) // warm-up
 
     // Load for longer than the recording, which starts once the load is steady.
@@ -174,7 +158,7 @@ async function profile(name: TargetName, origin: string, originPid: number): Pro
     console.log('\n| socket writes, asked for by | samples per 1,000 requests |\n| --- | --- |')
     for (const r of rows(writes, perKilo, 6)) console.log(r)
   } finally {
-    server?.kill('SIGKILL')
+    server.kill('SIGKILL')
     await redis?.stop()
     rmSync(dir, { recursive: true, force: true })
   }
