@@ -22,7 +22,7 @@ try {
   const pool = new Pool(url, { connections: C })
   const headers = { accept: 'application/json', 'user-agent': 'tollgate/0.1', 'x-request-id': 'bench', 'content-type': 'application/json', authorization: 'Bearer nvapi-made-up-bench-key-0001' }
   const viaClient = (stream: boolean) => async () => {
-    const res = await client.request({ path: '/chat/completions', method: 'POST', body: BODY, accept: 'application/json', stream, requestId: 'bench', signal: new Cancel() }, 'nvapi-made-up-bench-key-0001')
+    const res = await client.request({ path: '/chat/completions', method: 'POST', body: BODY, stream, requestId: 'bench', signal: new Cancel() }, 'nvapi-made-up-bench-key-0001')
     await readAll(res.body)
   }
   const viaRequest = (h: Record<string, string>) => async () => {

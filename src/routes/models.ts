@@ -59,7 +59,6 @@ export class ModelCatalog {
     const res = await client.request({
       path: '/models',
       method: 'GET',
-      accept: 'application/json',
       stream: false,
       requestId: 'models-list',
       headersTimeoutMs: UPSTREAM_LIST_TIMEOUT_MS,

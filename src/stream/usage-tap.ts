@@ -16,8 +16,9 @@ export class UsageTap extends Transform {
   /**
    * The events with generated text, kept as they came. Their text is found only if an estimate is
    * ever needed (a stream that ends without its usage): looking for five text fields in every event
-   * as it passed cost about a tenth of a stream's CPU in the gateway (docs/benchmarks.md). They hold
-   * no more memory than the text slices did, which pointed into the same buffers.
+   * as it passed cost about a tenth of a stream's CPU in the gateway (docs/benchmarks.md). They point
+   * into the same buffers the text slices did; events without text (a role, a comment) are kept now
+   * too, each a few hundred bytes at most.
    */
   private readonly events: Buffer[] = []
 

@@ -8,9 +8,10 @@ export interface UpstreamRequest {
   path: string
   method: 'GET' | 'POST'
   body?: string
-  /** What the client accepts; the upstream's answer decides the content type. */
-  accept: string
-  /** Pass the answer on as it arrives (a stream); otherwise it is read whole (WholeBody). */
+  /**
+   * A stream (sent as `accept: text/event-stream`, the answer passed on as it arrives) or not (JSON,
+   * read whole: WholeBody). The upstream's answer decides the content type.
+   */
   stream: boolean
   requestId: string
   /** Aborts the upstream request (and its body) when it fires. */
@@ -63,7 +64,7 @@ export class UpstreamClient {
   /** Sends a request with the given stored key (chosen by the key pool), or none. */
   request(req: UpstreamRequest, key: string | undefined): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
-      accept: req.accept,
+      accept: req.stream ? 'text/event-stream' : 'application/json',
       'user-agent': USER_AGENT,
       'x-request-id': req.requestId,
     }

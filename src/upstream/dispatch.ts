@@ -114,7 +114,7 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     let res: UpstreamResponse
     const sent = process.hrtime.bigint()
     try {
-      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), accept: o.stream ? 'text/event-stream' : 'application/json', stream: o.stream, requestId: o.requestId, signal: o.signal }, picked.key)
+      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), stream: o.stream, requestId: o.requestId, signal: o.signal }, picked.key)
     } catch (err) {
       if (o.signal.aborted) throw new ClientGone()
       const code = (err as { code?: string }).code ?? ''

@@ -39,7 +39,7 @@ afterAll(async () => {
 })
 
 const request = (signal?: Cancel): UpstreamRequest => ({
-  path: '/chat/completions', method: 'POST', body: '{"model":"m"}', accept: 'application/json', stream: false, requestId: 'req-1', ...(signal ? { signal } : {}),
+  path: '/chat/completions', method: 'POST', body: '{"model":"m"}', stream: false, requestId: 'req-1', ...(signal ? { signal } : {}),
 })
 const send = (signal?: Cancel) => client.request(request(signal), 'nvapi-made-up-test-key-0001')
 
