@@ -13,8 +13,7 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, benchKey, codeGroup, drive, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
+import { BODY, codeGroup, drive, killAll, startOrigin, startTarget } from './lib.js'
 
 const N = Number(process.env.PROFILE_N ?? 20_000)
 const TOP = Number(process.env.PROFILE_TOP ?? 40)
@@ -35,20 +34,11 @@ function group(url: string, name: string): string {
 try {
   const profDir = mkdtempSync(join(tmpdir(), 'tollgate-prof-'))
   const { url: origin } = await startOrigin()
-  const redis = process.env.PROFILE_REDIS ? await startRedis() : null
-  const port = await freePort()
   const bare = Boolean(process.env.PROFILE_BARE)
-  const flags = `--cpu-prof --cpu-prof-dir=${profDir}`
-  const gateway = run(bare ? `node ${flags} --import tsx bench/bare-proxy.ts ${port} ${origin}` : `node ${flags} dist/server.js`, gatewayEnv(port, origin, redis?.url))
-  const base = `http://127.0.0.1:${port}`
-  let key = 'none'
-  if (bare) await up(`${base}/v1/chat/completions`)
-  else {
-    await up(`${base}/healthz`)
-    key = await benchKey(base, 'prof', redis || process.env.PROFILE_LIMITS ? BENCH_LIMITS : undefined)
-  }
+  const target = bare ? 'bare' : process.env.PROFILE_REDIS ? 'redis' : process.env.PROFILE_LIMITS ? 'limits' : 'embedded'
+  const { server: gateway, base, auth, redis } = await startTarget(target, origin, `--cpu-prof --cpu-prof-dir=${profDir}`)
   const body = process.env.PROFILE_STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
-  await drive(base, `Bearer ${key}`, N, C, { body })
+  await drive(base, auth, N, C, { body })
   const exited = new Promise((r) => gateway.once('exit', r))
   gateway.kill('SIGINT')
   await exited
