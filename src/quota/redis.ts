@@ -113,7 +113,25 @@ export class RedisQuotas implements QuotaEngine {
     keys.push(n[0]!, n[1]!, n[2]!, n[3]!, n[4]!, n[5]!)
   }
 
+  /**
+   * Admissions and settlements of a team go out as separate batched script calls, so an admission
+   * can reach Redis before a settlement this instance made earlier (one waiting for its team's
+   * batch, or resent after NOSCRIPT): a client whose last answer is complete could be refused for a
+   * slot or tokens that answer still held. So a refusal that settlements can lift, made while this
+   * instance's earlier settlements of the team were unanswered, is decided again once they are in.
+   * Nothing waits on the way to an admission; only such refusals pay a second round trip.
+   * (A settlement another instance made can still arrive after the admission; the client's next
+   * request needs a round trip of its own to get there, so that is rare.)
+   */
   async admit(a: Admission): Promise<AdmitResult> {
+    const settling = this.settleScript.pending(a.team)
+    const result = await this.admitOnce(a)
+    if (result.ok || settling === null || result.refusal.final || result.refusal.kind === 'requests') return result
+    await settling
+    return this.admitOnce(a)
+  }
+
+  private async admitOnce(a: Admission): Promise<AdmitResult> {
     const day = utcDay(a.now)
     const month = utcMonth(a.now)
     const reply = (await this.admitScript.call(a.team, (keys, args) => {

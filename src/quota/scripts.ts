@@ -56,10 +56,16 @@ interface Batch {
   /** The number of calls first, then each call's arguments. */
   args: Arg[]
   waiters: Waiter[]
+  /** Marks this batch answered (or failed). */
+  finish: () => void
 }
 interface Group {
   inFlight: number
   next: Batch | null
+  /** Batches made and not yet answered, sent or not. */
+  open: number
+  /** Resolves once the newest open batch and every batch before it are answered; null when none is open. */
+  tail: Promise<void> | null
 }
 
 /**
@@ -85,14 +91,33 @@ export class BatchedScript {
   call(group: string, fill: (keys: string[], args: Arg[]) => void): Promise<unknown> {
     let g = this.groups.get(group)
     if (g === undefined) {
-      g = { inFlight: 0, next: null }
+      g = { inFlight: 0, next: null, open: 0, tail: null }
       this.groups.set(group, g)
     }
-    const batch = (g.next ??= { keys: [], args: [0], waiters: [] })
+    const batch = g.next ?? this.open(g)
     fill(batch.keys, batch.args)
     const reply = new Promise<unknown>((resolve, reject) => batch.waiters.push({ resolve, reject }))
     if (g.inFlight === 0 || batch.waiters.length >= this.maxBatch) this.send(g)
     return reply
+  }
+
+  /**
+   * Resolves once every call of the group made so far has its answer (or failed), or null if none
+   * is waiting: a caller that must not overtake them (an admission, behind its team's settlements)
+   * waits on it. Costs nothing per call: the promise is made per batch.
+   */
+  pending(group: string): Promise<void> | null {
+    return this.groups.get(group)?.tail ?? null
+  }
+
+  /** A new batch, the group's next; its end waits for those before it. */
+  private open(g: Group): Batch {
+    let finish!: () => void
+    const answered = new Promise<void>((resolve) => (finish = resolve))
+    g.tail = g.tail === null ? answered : g.tail.then(() => answered)
+    g.open++
+    g.next = { keys: [], args: [0], waiters: [], finish }
+    return g.next
   }
 
   private send(g: Group): void {
@@ -104,16 +129,18 @@ export class BatchedScript {
       (replies) => {
         const list = replies as unknown[]
         for (let i = 0; i < batch.waiters.length; i++) batch.waiters[i]!.resolve(list[i])
-        this.done(g)
+        this.done(g, batch)
       },
       (err: unknown) => {
         for (const w of batch.waiters) w.reject(err)
-        this.done(g)
+        this.done(g, batch)
       },
     )
   }
 
-  private done(g: Group): void {
+  private done(g: Group, batch: Batch): void {
+    batch.finish()
+    if (--g.open === 0) g.tail = null
     if (--g.inFlight > 0) return
     if (g.next !== null) this.send(g)
     // An idle team's entry stays (one small object per team this instance has served): a Map that

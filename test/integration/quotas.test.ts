@@ -220,6 +220,26 @@ describe.each([
     await Promise.all(both.map((r) => r.text()))
   })
 
+  it('eight workers, one request each at a time, on a team with eight slots: none is ever refused', async () => {
+    // Each worker sends its next request only once its last answer is complete, so the team never
+    // has more than eight in flight. All through one instance: its settlements waited for their
+    // team's batch while the next admission went out ahead of them, and up to 2 % of these were
+    // refused (0.25 to 1.9 % in runs of 800).
+    const key = await teamKey('slots', { limits: { concurrent_requests: 8, tokens_per_minute: 1_000_000 } })
+    let left = 1600
+    const statuses = new Map<number, number>()
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (left-- > 0) {
+          const res = await call(0, key, { model: LLAMA, messages, max_tokens: 8 })
+          await res.arrayBuffer()
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1)
+        }
+      }),
+    )
+    expect(Object.fromEntries(statuses)).toEqual({ 200: 1600 })
+  })
+
   it('a spent day quota answers insufficient_quota until midnight UTC, then comes back', async () => {
     const key = await teamKey('daily', { limits: { tokens_per_day: 200 } })
     const spend = await call(0, key, { model: LLAMA, messages, max_tokens: 100 })

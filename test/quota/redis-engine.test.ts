@@ -119,6 +119,24 @@ describe('the scripts, sent alone or batched', () => {
     expect(await calls()).toBe(before + 5)
   })
 
+  it('an admission is not refused for a slot that a settlement made before it frees, though that settlement waits for its batch', async () => {
+    const q = new RedisQuotas({ client: redis.client, prefix: 'order:' })
+    const slot = (key: string): Scope[] => [{ id: `key:${key}`, label: `key ${key}`, limits: { concurrent_requests: 1 } }]
+    const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
+    const other = ok(await q.admit({ team: 'ml', requestId: 'o1', scopes: slot('k2'), tokens: 0, now: T0 }))
+    const first = ok(await q.admit({ team: 'ml', requestId: 'f1', scopes: slot('k1'), tokens: 0, now: T0 }))
+    // In one turn: the team's first settlement goes out at once, the second (which frees k1's slot)
+    // waits for it to be answered, and the admission goes out at once (none of the team's is in
+    // flight), so it reaches Redis before the settlement that was made before it.
+    const settled = Promise.all([other, first].map((ticket) => q.settle({ ticket, keyId: 'k', model: 'm', usage, estimated: false, now: T0 + 1 })))
+    const next = q.admit({ team: 'ml', requestId: 'f2', scopes: slot('k1'), tokens: 0, now: T0 + 2 })
+    await settled
+    expect((await next).ok).toBe(true)
+    // A refusal no settlement can lift still comes: k1's slot is taken again.
+    const refused = await q.admit({ team: 'ml', requestId: 'f3', scopes: slot('k1'), tokens: 0, now: T0 + 3 })
+    expect(refused).toMatchObject({ ok: false, refusal: { kind: 'concurrency', limit: 1, used: 1 } })
+  })
+
   it('a batch that fails fails each of its calls, and the team’s next calls go out again', async () => {
     const q = new RedisQuotas({ client: redis.client, prefix: 'broken:' })
     const scope: Scope[] = [{ id: 'team', label: 'team', limits: { requests_per_minute: 1000 } }]
