@@ -1,8 +1,9 @@
 import type { Cluster, Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
+import type { LimitName, Limits } from '../limits.js'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, usageField } from './report.js'
-import { BatchedScript, LuaScript, type Arg } from './scripts.js'
+import { BatchedScript, LuaScript, type Arg, type CallSink } from './scripts.js'
 import { describeStatus, refill } from './status.js'
 import {
   LEASE_MS,
@@ -51,6 +52,79 @@ const AUDIT_DELAY_MS = 20
 const AUDIT_WIDTH = 24
 const NOTHING = Promise.resolve()
 
+const ADMIT_LIMITS: readonly LimitName[] = ['requests_per_minute', 'tokens_per_minute', 'tokens_per_day', 'tokens_per_month', 'concurrent_requests']
+const SETTLE_LIMITS: readonly LimitName[] = ['tokens_per_minute']
+
+/**
+ * The scopes of one batch, each once: its six keys and the limits the script reads, sent once per
+ * batch however many of the batch's calls it limits (under load a batch holds many calls of the
+ * same few scopes, and per-call copies of their keys were most of the bytes Redis parsed and the
+ * gateway encoded: docs/benchmarks.md). A call names a scope by its place, from 1. A scope whose
+ * limits changed within the batch gets a place of its own.
+ */
+class ScopeTable {
+  readonly keys: string[] = []
+  readonly values: Arg[] = []
+  /** A scope's key names for a day (the array scopeKeys makes once) → its newest place. */
+  private readonly places = new Map<readonly string[], number>()
+
+  constructor(private readonly fields: readonly LimitName[]) {}
+
+  get size(): number {
+    return this.keys.length / 6
+  }
+
+  place(names: readonly string[], limits: Limits): number {
+    const width = this.fields.length
+    const known = this.places.get(names)
+    if (known !== undefined) {
+      let same = true
+      for (let i = 0; i < width; i++) if (this.values[(known - 1) * width + i] !== (limits[this.fields[i]!] ?? NONE)) same = false
+      if (same) return known
+    }
+    this.keys.push(names[0]!, names[1]!, names[2]!, names[3]!, names[4]!, names[5]!)
+    for (let i = 0; i < width; i++) this.values.push(limits[this.fields[i]!] ?? NONE)
+    this.places.set(names, this.size)
+    return this.size
+  }
+}
+
+/** A batch of admissions (admit.lua): its scopes once, then each admission. */
+class AdmitCalls implements CallSink {
+  readonly scopes = new ScopeTable(ADMIT_LIMITS)
+  readonly args: Arg[] = []
+
+  encode(calls: number) {
+    return { keys: this.scopes.keys, args: [calls, this.scopes.size, ...this.scopes.values, ...this.args] }
+  }
+}
+
+/** A batch of settlements (settle.lua): its scopes and usage hashes once, then each settlement and its marker. */
+class SettleCalls implements CallSink {
+  readonly scopes = new ScopeTable(SETTLE_LIMITS)
+  /** The admission days of the batch's usage hashes, and the hashes. */
+  private readonly usageDays: string[] = []
+  private readonly usageKeys: string[] = []
+  readonly markers: string[] = []
+  readonly args: Arg[] = []
+
+  /** The place of the team's usage hash of a day, from 1; `key` makes its name the first time. */
+  usage(day: string, key: () => string): number {
+    const known = this.usageDays.indexOf(day)
+    if (known >= 0) return known + 1
+    this.usageDays.push(day)
+    this.usageKeys.push(key())
+    return this.usageDays.length
+  }
+
+  encode(calls: number) {
+    return {
+      keys: [...this.scopes.keys, ...this.usageKeys, ...this.markers],
+      args: [calls, this.scopes.size, this.usageKeys.length, ...this.scopes.values, ...this.args],
+    }
+  }
+}
+
 export interface RedisQuotasOptions {
   client: Redis | Cluster
   prefix?: string
@@ -65,8 +139,8 @@ export class RedisQuotas implements QuotaEngine {
   private readonly prefix: string
   private readonly retentionMs: number
   private readonly auditMaxLen: number
-  private readonly admitScript: BatchedScript
-  private readonly settleScript: BatchedScript
+  private readonly admitScript: BatchedScript<AdmitCalls>
+  private readonly settleScript: BatchedScript<SettleCalls>
   private readonly auditScript: LuaScript
   /** Audit entries not yet written, flattened (AUDIT_WIDTH values each). */
   private auditBatch: Arg[] = []
@@ -81,8 +155,8 @@ export class RedisQuotas implements QuotaEngine {
     this.prefix = options.prefix ?? 'tg:'
     this.retentionMs = (options.usageRetentionDays ?? 400) * DAY_MS
     this.auditMaxLen = options.auditMaxLen ?? 100_000
-    this.admitScript = new BatchedScript(new LuaScript(this.client, 'admit'))
-    this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'))
+    this.admitScript = new BatchedScript(new LuaScript(this.client, 'admit'), () => new AdmitCalls())
+    this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'), () => new SettleCalls())
     this.auditScript = new LuaScript(this.client, 'audit')
   }
 
@@ -90,18 +164,13 @@ export class RedisQuotas implements QuotaEngine {
     return `${this.prefix}{t:${team}}:${suffix}`
   }
 
-  private scopeKeys(team: string, scope: Scope, day: string, month: string): string[] {
-    const keys: string[] = []
-    this.pushScopeKeys(keys, team, scope, day, month)
-    return keys
-  }
-
   /**
-   * A scope's six keys, in the scripts' order (rpm, tpm, day, month, inflight, reserved). Made once
-   * per scope and day, not twice per request: twelve new strings per request were a visible part
-   * of the garbage the Redis path made.
+   * A scope's six keys for a day, in the scripts' order (rpm, tpm, day, month, inflight, reserved).
+   * Made once per scope and day, not twice per request: twelve new strings per request were a
+   * visible part of the garbage the Redis path made. The same array comes back while the scope
+   * and day stay in the cache, which lets a batch find its scopes by identity (ScopeTable).
    */
-  private pushScopeKeys(keys: string[], team: string, scope: Scope, day: string, month: string): void {
+  private scopeKeys(team: string, scope: Scope, day: string, month: string): readonly string[] {
     const id = `${team}\t${scope.id}`
     let made = this.keyNames.get(id)
     if (made === undefined || made.day !== day) {
@@ -109,8 +178,7 @@ export class RedisQuotas implements QuotaEngine {
       made = { day, names: [`${base}rpm`, `${base}tpm`, `${base}d:${day}`, `${base}m:${month}`, `${base}inflight`, `${base}reserved`] }
       this.keyNames.set(id, made)
     }
-    const n = made.names
-    keys.push(n[0]!, n[1]!, n[2]!, n[3]!, n[4]!, n[5]!)
+    return made.names
   }
 
   /**
@@ -134,13 +202,9 @@ export class RedisQuotas implements QuotaEngine {
   private async admitOnce(a: Admission): Promise<AdmitResult> {
     const day = utcDay(a.now)
     const month = utcMonth(a.now)
-    const reply = (await this.admitScript.call(a.team, (keys, args) => {
-      args.push(a.now, a.requestId, a.tokens, a.now + LEASE_MS, dayEnd(a.now), monthEnd(a.now), a.scopes.length)
-      for (const s of a.scopes) {
-        this.pushScopeKeys(keys, a.team, s, day, month)
-        const l = s.limits
-        args.push(l.requests_per_minute ?? NONE, l.tokens_per_minute ?? NONE, l.tokens_per_day ?? NONE, l.tokens_per_month ?? NONE, l.concurrent_requests ?? NONE)
-      }
+    const reply = (await this.admitScript.call(a.team, (batch) => {
+      batch.args.push(a.now, a.requestId, a.tokens, a.now + LEASE_MS, dayEnd(a.now), monthEnd(a.now), a.scopes.length)
+      for (const s of a.scopes) batch.args.push(batch.scopes.place(this.scopeKeys(a.team, s, day, month), s.limits))
     })) as (number | string)[]
     if (Number(reply[0]) === 1) {
       const [, rl, rr, rt, tl, tr, tt] = reply.map(Number) as number[]
@@ -173,18 +237,17 @@ export class RedisQuotas implements QuotaEngine {
     const admittedAt = Date.parse(`${ticket.day}T00:00:00Z`)
     // Relative TTLs: the gateway's clock (injectable) decides the periods, Redis's only counts down.
     const ttl = (until: number) => Math.max(1_000, until - s.now)
-    await this.settleScript.call(ticket.team, (keys, args) => {
+    await this.settleScript.call(ticket.team, (batch) => {
+      const args = batch.args
       args.push(s.now, ticket.requestId, ticket.tokens, usage.total_tokens, ttl(dayEnd(admittedAt) + DAY_MS), ttl(monthEnd(admittedAt) + DAY_MS), ticket.scopes.length)
-      for (const scope of ticket.scopes) {
-        this.pushScopeKeys(keys, ticket.team, scope, ticket.day, ticket.month)
-        args.push(scope.limits.tokens_per_minute ?? NONE)
-      }
-      keys.push(this.teamKey(ticket.team, `usage:${ticket.day}`), this.teamKey(ticket.team, `settled:${ticket.requestId}`))
+      for (const scope of ticket.scopes) args.push(batch.scopes.place(this.scopeKeys(ticket.team, scope, ticket.day, ticket.month), scope.limits))
       args.push(
+        batch.usage(ticket.day, () => this.teamKey(ticket.team, `usage:${ticket.day}`)),
         usageField(s.keyId, s.model), usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, s.estimated ? 1 : 0,
         ttl(admittedAt + this.retentionMs),
         SETTLED_MARKER_MS,
       )
+      batch.markers.push(this.teamKey(ticket.team, `settled:${ticket.requestId}`))
     })
   }
 

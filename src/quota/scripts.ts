@@ -51,17 +51,23 @@ interface Waiter {
   resolve: (reply: unknown) => void
   reject: (err: unknown) => void
 }
-interface Batch {
-  keys: string[]
-  /** The number of calls first, then each call's arguments. */
-  args: Arg[]
+/**
+ * What the calls of one batch write their keys and arguments into while they wait, and what makes
+ * the script's KEYS and ARGV of them: a batch may send what its calls share once (redis.ts).
+ */
+export interface CallSink {
+  encode(calls: number): { keys: string[]; args: Arg[] }
+}
+
+interface Batch<S extends CallSink> {
+  sink: S
   waiters: Waiter[]
   /** Marks this batch answered (or failed). */
   finish: () => void
 }
-interface Group {
+interface Group<S extends CallSink> {
   inFlight: number
-  next: Batch | null
+  next: Batch<S> | null
   /** Batches made and not yet answered, sent or not. */
   open: number
   /** Resolves once the newest open batch and every batch before it are answered; null when none is open. */
@@ -69,9 +75,9 @@ interface Group {
 }
 
 /**
- * Calls of a script that takes many calls at once (a count, then each call's keys and arguments;
- * it answers one reply per call, in order), grouped by team: a batch may hold the keys of one
- * Redis Cluster slot only, and each team's keys share a hash tag.
+ * Calls of a script that takes many calls at once (it answers one reply per call, in order),
+ * grouped by team: a batch may hold the keys of one Redis Cluster slot only, and each team's keys
+ * share a hash tag. Each batch writes into a new sink made by `sink`.
  *
  * Group commit: a call made while no call of its team is in flight goes out at once, alone, so at
  * low load nothing waits. Calls made while one is in flight wait for its answer and then go out
@@ -79,23 +85,24 @@ interface Group {
  * script call then carries many requests: each costs the gateway and Redis a command, a write, a
  * read and a reply less (docs/benchmarks.md).
  */
-export class BatchedScript {
-  private readonly groups = new Map<string, Group>()
+export class BatchedScript<S extends CallSink> {
+  private readonly groups = new Map<string, Group<S>>()
 
   constructor(
     private readonly script: LuaScript,
+    private readonly sink: () => S,
     private readonly maxBatch = 64,
   ) {}
 
-  /** Adds one call to its team's batch: `fill` appends its keys and arguments. Resolves with its own reply. */
-  call(group: string, fill: (keys: string[], args: Arg[]) => void): Promise<unknown> {
+  /** Adds one call to its team's batch: `fill` writes its keys and arguments. Resolves with its own reply. */
+  call(group: string, fill: (sink: S) => void): Promise<unknown> {
     let g = this.groups.get(group)
     if (g === undefined) {
       g = { inFlight: 0, next: null, open: 0, tail: null }
       this.groups.set(group, g)
     }
     const batch = g.next ?? this.open(g)
-    fill(batch.keys, batch.args)
+    fill(batch.sink)
     const reply = new Promise<unknown>((resolve, reject) => batch.waiters.push({ resolve, reject }))
     if (g.inFlight === 0 || batch.waiters.length >= this.maxBatch) this.send(g)
     return reply
@@ -111,21 +118,21 @@ export class BatchedScript {
   }
 
   /** A new batch, the group's next; its end waits for those before it. */
-  private open(g: Group): Batch {
+  private open(g: Group<S>): Batch<S> {
     let finish!: () => void
     const answered = new Promise<void>((resolve) => (finish = resolve))
     g.tail = g.tail === null ? answered : g.tail.then(() => answered)
     g.open++
-    g.next = { keys: [], args: [0], waiters: [], finish }
+    g.next = { sink: this.sink(), waiters: [], finish }
     return g.next
   }
 
-  private send(g: Group): void {
+  private send(g: Group<S>): void {
     const batch = g.next!
     g.next = null
     g.inFlight++
-    batch.args[0] = batch.waiters.length
-    this.script.run(batch.keys, batch.args).then(
+    const { keys, args } = batch.sink.encode(batch.waiters.length)
+    this.script.run(keys, args).then(
       (replies) => {
         const list = replies as unknown[]
         for (let i = 0; i < batch.waiters.length; i++) batch.waiters[i]!.resolve(list[i])
@@ -138,7 +145,7 @@ export class BatchedScript {
     )
   }
 
-  private done(g: Group, batch: Batch): void {
+  private done(g: Group<S>, batch: Batch<S>): void {
     batch.finish()
     if (--g.open === 0) g.tail = null
     if (--g.inFlight > 0) return

@@ -227,6 +227,28 @@ describe.each([
     expect((await q.status('ml', s, T0 + LEASE_MS + 2)).team).toMatchObject({ concurrent_requests: { used: 2 } })
   })
 
+  // Redis sends each scope of a batch once: one whose limits changed between two calls of the
+  // batch, or one counted in two days, must still be taken for what each call says.
+  it('admissions made at once under limits changed between them are each held to their own', async () => {
+    const tight = team({ requests_per_minute: 2, tokens_per_minute: 1_000 })
+    const loose = team({ requests_per_minute: 5, tokens_per_minute: 1_000 })
+    const results = await Promise.all([tight, tight, tight, loose, tight].map((s, i) => admit([s], 100, T0 + i)))
+    expect(results.map((r) => (r.ok ? `ok ${r.rate.requests?.remaining}` : `${r.refusal.kind} ${r.refusal.limit}`))).toEqual([
+      'ok 1', 'ok 0', 'requests 2', 'ok 2', 'requests 2',
+    ])
+  })
+
+  it('settlements made at once of requests admitted on two days count in each day', async () => {
+    const s = [team({ tokens_per_day: 10_000, tokens_per_minute: 5_000 })]
+    const late = ok(await admit(s, 100, T0 + 86_400_000 - 43_200_001)) // 2026-03-10, a millisecond before midnight
+    const early = ok(await admit(s, 100, T0 + 86_400_000 - 43_200_000)) // 2026-03-11
+    const other = ok(await admit(s, 100, T0 + 86_400_000 - 43_200_002)) // 2026-03-10
+    await Promise.all([settle(late, 10, T0 + 43_200_000), settle(early, 20, T0 + 43_200_000), settle(other, 40, T0 + 43_200_000)])
+    const byDay = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: ['day'] })
+    expect(byDay.map((r) => [r.day, r.requests, r.total_tokens])).toEqual([['2026-03-10', 2, 50], ['2026-03-11', 1, 20]])
+    expect((await q.status('ml', s, T0 + 43_200_001)).team?.tokens_per_day).toMatchObject({ used: 20, in_flight: 0 })
+  })
+
   it('reports usage grouped and filtered, and the current use of each limit', async () => {
     const s = [team({ tokens_per_day: 10_000, concurrent_requests: 5, requests_per_minute: 100 })]
     await settle(ok(await admit(s, 10, T0)), 100, T0, 'a', 'key_1')

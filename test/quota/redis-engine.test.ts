@@ -119,6 +119,38 @@ describe('the scripts, sent alone or batched', () => {
     expect(await calls()).toBe(before + 5)
   })
 
+  it('a batch sends each of its scopes once: its keys and limits, not a copy per call', async () => {
+    const q = new RedisQuotas({ client: redis.client, prefix: 'wire:' })
+    const scope: Scope[] = [{ id: 'team', label: 'team', limits: { requests_per_minute: 1000, concurrent_requests: 100 } }]
+    await redis.client.config('SET', 'slowlog-log-slower-than', '0')
+    await redis.client.slowlog('RESET')
+    try {
+      const tickets = (await Promise.all(Array.from({ length: 32 }, (_, i) => q.admit({ team: 'ml', requestId: `w${i}`, scopes: scope, tokens: 0, now: T0 })))).map(ok)
+      const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
+      await Promise.all(tickets.map((ticket) => q.settle({ ticket, keyId: 'k', model: 'm', usage, estimated: false, now: T0 + 1 })))
+      // Slowlog keeps a command's first 31 arguments and then "... (N more arguments)".
+      const entries = (await redis.client.slowlog('GET', 1000)) as [number, number, number, string[]][]
+      const sizes = entries
+        .map(([, , , args]) => args)
+        .filter((args) => args[0]?.toLowerCase() === 'evalsha')
+        .map((args) => {
+          const more = /\((\d+) more arguments\)/.exec(args.at(-1)!)
+          return more ? args.length - 1 + Number(more[1]) : args.length
+        })
+        .sort((a, b) => a - b)
+      // The first admission and the first settlement go alone; the other 31 of each in one call.
+      // Admission: EVALSHA, sha, key count, the scope's 6 keys, count, scopes, its 5 limits, then
+      // per admission 7 values and its scope's place. Settlement: the same 6 keys and one usage
+      // hash, a marker per settlement; count, scopes, hashes, the scope's tpm limit, then per
+      // settlement 7 values, its scope's place, its hash's place and 7 usage values.
+      const admissions = 3 + 6 + 2 + 5 + 31 * (7 + 1)
+      const settlements = 3 + 6 + 1 + 31 + 3 + 1 + 31 * (7 + 1 + 1 + 7)
+      expect(sizes.slice(-2)).toEqual([admissions, settlements].sort((a, b) => a - b))
+    } finally {
+      await redis.client.config('SET', 'slowlog-log-slower-than', '10000')
+    }
+  })
+
   it('an admission is not refused for a slot that a settlement made before it frees, though that settlement waits for its batch', async () => {
     const q = new RedisQuotas({ client: redis.client, prefix: 'order:' })
     const slot = (key: string): Scope[] => [{ id: `key:${key}`, label: `key ${key}`, limits: { concurrent_requests: 1 } }]

@@ -3,16 +3,19 @@
 -- a refused request is counted nowhere), and each sees what the ones before it wrote. All KEYS
 -- share the team's hash tag, so this also runs on a Redis Cluster.
 --
--- KEYS, per admission, six per scope, in this order:
+-- The batch's scopes come once each, however many of its admissions they limit (a scope: its keys
+-- for one day, and its limits); an admission names its scopes by their place in that list.
+-- KEYS, six per scope of the batch, in this order:
 --   rpm       zset  sliding one-minute log of admissions (member: request id, score: time)
 --   tpm       hash  token bucket: level, ts
 --   day       hash  used: tokens settled this UTC day
 --   month     hash  used: tokens settled this UTC month
 --   inflight  zset  leases of requests in flight (member: request id, score: lease expiry)
 --   reserved  hash  tokens reserved per request in flight, and their sum in field _sum
--- ARGV: the number of admissions, then per admission: now, request id, tokens to reserve, lease
---       expiry, day end, month end, scope count, then per scope five limits: rpm, tpm, tokens per
---       day, tokens per month, concurrency (-1: none)
+-- ARGV: the number of admissions, the number of scopes, then per scope five limits: rpm, tpm,
+--       tokens per day, tokens per month, concurrency (-1: none); then per admission: now, request
+--       id, tokens to reserve, lease expiry, day end, month end, scope count, then the place (from
+--       1) of each of its scopes
 -- Returns per admission, in order: {1, rpm limit, rpm remaining, rpm reset ms, tpm limit,
 --      tpm remaining, tpm reset ms} or {0, scope index, kind, limit, used, retry after ms, final (0/1)}
 --
@@ -23,17 +26,31 @@
 -- Redis a few calls, not a few per admission (docs/benchmarks.md).
 
 local MINUTE = 60000
-local now, now_s, kb, ab                                      -- this admission's time (number, string), KEYS and ARGV offsets
+local now, now_s, ab                                          -- this admission's time (number, string), its ARGV offset
 
 -- Numbers go to redis.call as strings made here: a Lua number would be formatted with %.14g, and
 -- number conversions were a tenth of Redis's instructions for these scripts (callgrind). So the
 -- gateway's own strings are passed on where they serve, and parsed only where arithmetic needs them.
 local function int(n) return string.format('%d', n) end
 
-local function limit(s, i)                                    -- limit i of scope s, or nil
-  local v = ARGV[ab + 7 + (s - 1) * 5 + i]
-  if v == '-1' then return nil end                            -- (none: no parsing)
-  return tonumber(v)
+local function place(s)                                       -- the batch's place of this admission's scope s
+  return tonumber(ARGV[ab + 7 + s])
+end
+
+-- The batch's scopes' limits, each parsed once per batch: tonumber is two strtod calls in Redis's
+-- Lua, and number parsing was a tenth of Redis's instructions for these scripts (callgrind).
+local limits = {}                                             -- place -> its five limits (false: none)
+local function limit(p, i)                                    -- limit i of the batch's scope p, or nil
+  local parsed = limits[p]
+  if not parsed then
+    parsed = {}
+    for j = 1, 5 do
+      local v = ARGV[2 + (p - 1) * 5 + j]
+      parsed[j] = v ~= '-1' and tonumber(v)                   -- (none: no parsing)
+    end
+    limits[p] = parsed
+  end
+  return parsed[i] or nil
 end
 
 -- Gathered writes, per key, in the order keys were first seen.
@@ -133,7 +150,8 @@ local function admit()
   -- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
   local levels = {}                                           -- per scope: its token bucket's level, refilled to now
   for s = 1, scopes do
-    local k = kb + (s - 1) * 6
+    local p = place(s)
+    local k = (p - 1) * 6
     local rpm_key, tpm_key, day_key, month_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
     local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
 
@@ -153,14 +171,14 @@ local function admit()
       end
     end
 
-    local conc = limit(s, 5)
+    local conc = limit(p, 5)
     if conc then
       slots_read[inflight_key] = slots_read[inflight_key] or redis.call('ZCARD', inflight_key)
       local n = slots_read[inflight_key] + gathered(slots, inflight_key)
       if n + 1 > conc then return {0, s, 'concurrency', conc, n, 1000, 0} end
     end
 
-    local rpm = limit(s, 1)
+    local rpm = limit(p, 1)
     if rpm then
       trim(rpm_key)
       local n = window(rpm_key)
@@ -174,7 +192,7 @@ local function admit()
       end
     end
 
-    local tpm = limit(s, 2)
+    local tpm = limit(p, 2)
     if tpm then
       local level = bucket(tpm_key, tpm)
       levels[s] = level
@@ -187,11 +205,11 @@ local function admit()
     end
 
     local reserved = nil                                      -- tokens reserved in flight, read once if needed
-    for p = 3, 4 do                                           -- tokens per day, then per month
-      local cap = limit(s, p)
+    for i = 3, 4 do                                           -- tokens per day, then per month
+      local cap = limit(p, i)
       if cap then
         local key = day_key
-        if p == 4 then key = month_key end
+        if i == 4 then key = month_key end
         if not reserved then
           sum_read[reserved_key] = sum_read[reserved_key] or tonumber(redis.call('HGET', reserved_key, '_sum') or '0')
           reserved = sum_read[reserved_key] + (held_sum[reserved_key] or 0)
@@ -199,9 +217,9 @@ local function admit()
         used_read[key] = used_read[key] or tonumber(redis.call('HGET', key, 'used') or '0')
         local used = used_read[key]
         local kind = 'tokens_per_day'
-        if p == 4 then kind = 'tokens_per_month' end
+        if i == 4 then kind = 'tokens_per_month' end
         if used + tokens > cap then                               -- spent until the period ends
-          return {0, s, kind, cap, used, tonumber(ARGV[ab + 2 + p]) - now, 1}
+          return {0, s, kind, cap, used, tonumber(ARGV[ab + 2 + i]) - now, 1}
         end
         if used + reserved + tokens > cap then                    -- fits once requests in flight settle
           return {0, s, kind, cap, used + reserved, 1000, 0}
@@ -214,7 +232,8 @@ local function admit()
   local rpm_state = {-1, -1, -1}
   local tpm_state = {-1, -1, -1}
   for s = 1, scopes do
-    local k = kb + (s - 1) * 6
+    local p = place(s)
+    local k = (p - 1) * 6
     local rpm_key, tpm_key, inflight_key, reserved_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 5], KEYS[k + 6]
 
     expire(inflight_key, lease_until - now + MINUTE)              -- a concurrency slot, as a lease
@@ -223,7 +242,7 @@ local function admit()
     push(held, reserved_key, id, ARGV[ab + 3])                    -- (tokens, as sent)
     held_sum[reserved_key] = (held_sum[reserved_key] or 0) + tokens
 
-    local rpm = limit(s, 1)
+    local rpm = limit(p, 1)
     if rpm then
       -- Counted in the window (request ids are new per admission, so each adds one entry).
       local n = window(rpm_key) + 1
@@ -237,7 +256,7 @@ local function admit()
       end
     end
 
-    local tpm = limit(s, 2)
+    local tpm = limit(p, 2)
     if tpm then
       local level = levels[s] - tokens                           -- (refilled in phase 1; nothing took from it since)
       expire(tpm_key, 2 * MINUTE)
@@ -253,14 +272,12 @@ local function admit()
 end
 
 local results = {}
-kb, ab = 0, 1
+ab = 2 + tonumber(ARGV[2]) * 5
 for n = 1, tonumber(ARGV[1]) do
   now_s = ARGV[ab + 1]
   now = tonumber(now_s)
   results[n] = admit()
-  local scopes = tonumber(ARGV[ab + 7])
-  kb = kb + scopes * 6
-  ab = ab + 7 + scopes * 5
+  ab = ab + 7 + tonumber(ARGV[ab + 7])
 end
 
 -- The gathered writes, once per key.

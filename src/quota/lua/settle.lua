@@ -2,13 +2,16 @@
 -- reservation, counts its real usage in every scope's day and month and in the team's usage
 -- report. Atomic; all KEYS share the team's tag.
 --
--- KEYS, per settlement: six per scope as in admit.lua (rpm, tpm, day, month, inflight, reserved),
---       then the team's usage hash of the admission day, then the request's settled-marker.
--- ARGV: the number of settlements, then per settlement: now, request id, tokens reserved, tokens
---       used, day key TTL, month key TTL (ms), scope count, then per scope its tokens-per-minute
---       limit (-1: none), then the usage field prefix (`<key id>\t<model>\t`), prompt, completion,
---       total, estimated (0/1), usage key TTL (ms), marker TTL (ms). TTLs are relative: the clock
---       is the gateway's.
+-- As in admit.lua, the batch's scopes (and the team's usage hashes) come once each, and a
+-- settlement names them by their place (from 1).
+-- KEYS: six per scope of the batch as in admit.lua (rpm, tpm, day, month, inflight, reserved), then
+--       the team's usage hashes (one per admission day), then per settlement its settled-marker.
+-- ARGV: the number of settlements, the number of scopes, the number of usage hashes, then per
+--       scope its tokens-per-minute limit (-1: none); then per settlement: now, request id, tokens
+--       reserved, tokens used, day key TTL, month key TTL (ms), scope count, the place of each of
+--       its scopes, the place of its usage hash, then the usage field prefix (`<key id>\t<model>\t`),
+--       prompt, completion, total, estimated (0/1), usage key TTL (ms), marker TTL (ms). TTLs are
+--       relative: the clock is the gateway's.
 -- Returns per settlement 1, or 0 for one settled before.
 -- Idempotent: a settlement whose reply was lost (Redis died just after running it) may be sent
 -- again from the usage buffer; the marker makes the second run change nothing.
@@ -20,7 +23,8 @@
 local MINUTE = 60000
 -- Numbers go to redis.call as strings made here (see admit.lua); TTLs pass on as the gateway sent them.
 local function int(n) return string.format('%d', n) end
-local kb, ab                                                  -- this settlement's KEYS and ARGV offsets
+local ab, n                                                   -- this settlement's ARGV offset, and its number
+local scope_count, usage_count = tonumber(ARGV[2]), tonumber(ARGV[3])
 
 -- Gathered: amounts per key and field (in the order first seen), and slots to free per key.
 local sums, sum_order = {}, {}
@@ -74,15 +78,16 @@ local function settle()
   local used_tokens = tonumber(ARGV[ab + 4])
   local day_ttl, month_ttl = ARGV[ab + 5], ARGV[ab + 6]
   local scopes = tonumber(ARGV[ab + 7])
-  local u = ab + 7 + scopes                                   -- the usage report's arguments
+  local u = ab + 8 + scopes                                   -- the usage report's arguments (its hash's place at u)
 
-  local marker = KEYS[kb + scopes * 6 + 2]
+  local marker = KEYS[scope_count * 6 + usage_count + n]
   if not redis.call('SET', marker, '1', 'NX', 'PX', ARGV[u + 7]) then
     return 0                                                  -- settled before: count nothing twice
   end
 
   for s = 1, scopes do
-    local k = kb + (s - 1) * 6
+    local p = tonumber(ARGV[ab + 7 + s])                      -- the batch's place of the scope
+    local k = (p - 1) * 6
     local tpm_key, day_key, month_key = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
     local inflight_key, reserved_key = KEYS[k + 5], KEYS[k + 6]
 
@@ -92,8 +97,8 @@ local function settle()
     add(day_key, 'used', used_tokens, day_ttl)                -- real usage in the periods
     add(month_key, 'used', used_tokens, month_ttl)
 
-    if ARGV[ab + 7 + s] ~= '-1' then                          -- the bucket gets back what was not used
-      local tpm = tonumber(ARGV[ab + 7 + s])
+    if ARGV[3 + p] ~= '-1' then                               -- the bucket gets back what was not used
+      local tpm = tonumber(ARGV[3 + p])
       local now = tonumber(ARGV[ab + 1])
       local state = buckets[tpm_key]
       if not state then
@@ -113,7 +118,7 @@ local function settle()
     end
   end
 
-  local usage_key = KEYS[kb + scopes * 6 + 1]                 -- the usage report's counters
+  local usage_key = KEYS[scope_count * 6 + tonumber(ARGV[u])] -- the usage report's counters
   local names = usage_fields(ARGV[u + 1])
   add(usage_key, names[1], 1, ARGV[u + 6])
   add(usage_key, names[2], tonumber(ARGV[u + 2]))
@@ -124,12 +129,11 @@ local function settle()
 end
 
 local results = {}
-kb, ab = 0, 1
-for n = 1, tonumber(ARGV[1]) do
-  results[n] = settle()
-  local scopes = tonumber(ARGV[ab + 7])
-  kb = kb + scopes * 6 + 2
-  ab = ab + 7 + scopes + 7
+ab = 3 + scope_count
+for i = 1, tonumber(ARGV[1]) do
+  n = i
+  results[i] = settle()
+  ab = ab + 8 + tonumber(ARGV[ab + 7]) + 7
 end
 
 -- The gathered writes. Reservations first: each one still held (its lease did not lapse, and it
