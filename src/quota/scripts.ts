@@ -68,9 +68,7 @@ interface Batch<S extends CallSink> {
 interface Group<S extends CallSink> {
   inFlight: number
   next: Batch<S> | null
-  /** Batches made and not yet answered, sent or not. */
-  open: number
-  /** Resolves once the newest open batch and every batch before it are answered; null when none is open. */
+  /** Resolves once the newest batch and every batch before it are answered; null when all are (none in flight or waiting). */
   tail: Promise<void> | null
 }
 
@@ -98,7 +96,7 @@ export class BatchedScript<S extends CallSink> {
   call(group: string, fill: (sink: S) => void): Promise<unknown> {
     let g = this.groups.get(group)
     if (g === undefined) {
-      g = { inFlight: 0, next: null, open: 0, tail: null }
+      g = { inFlight: 0, next: null, tail: null }
       this.groups.set(group, g)
     }
     const batch = g.next ?? this.open(g)
@@ -122,7 +120,6 @@ export class BatchedScript<S extends CallSink> {
     let finish!: () => void
     const answered = new Promise<void>((resolve) => (finish = resolve))
     g.tail = g.tail === null ? answered : g.tail.then(() => answered)
-    g.open++
     g.next = { sink: this.sink(), waiters: [], finish }
     return g.next
   }
@@ -147,9 +144,9 @@ export class BatchedScript<S extends CallSink> {
 
   private done(g: Group<S>, batch: Batch<S>): void {
     batch.finish()
-    if (--g.open === 0) g.tail = null
     if (--g.inFlight > 0) return
     if (g.next !== null) this.send(g)
+    else g.tail = null
     // An idle team's entry stays (one small object per team this instance has served): a Map that
     // gains and loses entries under load keeps garbage alive through young collections (leases.ts).
   }

@@ -23,7 +23,7 @@
 local MINUTE = 60000
 -- Numbers go to redis.call as strings made here (see admit.lua); TTLs pass on as the gateway sent them.
 local function int(n) return string.format('%d', n) end
-local ab, n                                                   -- this settlement's ARGV offset, and its number
+local ab                                                      -- this settlement's ARGV offset
 local scope_count, usage_count = tonumber(ARGV[2]), tonumber(ARGV[3])
 
 -- Gathered: amounts per key and field (in the order first seen), and slots to free per key.
@@ -73,7 +73,7 @@ local function gather(lists, order, key, id)                  -- a request id in
   ids[#ids + 1] = id
 end
 
-local function settle()
+local function settle(n)                                       -- the batch's n-th settlement
   local id = ARGV[ab + 2]
   local used_tokens = tonumber(ARGV[ab + 4])
   local day_ttl, month_ttl = ARGV[ab + 5], ARGV[ab + 6]
@@ -130,9 +130,8 @@ end
 
 local results = {}
 ab = 3 + scope_count
-for i = 1, tonumber(ARGV[1]) do
-  n = i
-  results[i] = settle()
+for n = 1, tonumber(ARGV[1]) do
+  results[n] = settle(n)
   ab = ab + 8 + tonumber(ARGV[ab + 7]) + 7
 end
 
