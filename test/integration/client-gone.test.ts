@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
@@ -15,14 +16,17 @@ describe('a client gone during admission', () => {
   let redis: RedisServer
   let upstream: FakeUpstream
   let gw: TestGateway
+  let client: Redis
 
   beforeAll(async () => {
     redis = await startRedis()
+    client = new Redis(redis.url)
     upstream = await new FakeUpstream().start()
     gw = await startGateway({ upstream, env: { REDIS_URL: redis.url } })
   })
   afterAll(async () => {
     redis.process.kill('SIGCONT')
+    client.disconnect()
     await gw.close()
     await upstream.close()
     await redis.stop()
@@ -46,6 +50,11 @@ describe('a client gone during admission', () => {
     const { key } = (await (await gw.admin('POST', '/admin/teams/gone/keys', {})).json()) as { key: string }
     expect((await chat(key)).status).toBe(200) // the key is now cached: no Redis needed to authenticate
     const before = upstream.requests.length
+    // That request's settlement and audit entry are in Redis before it stops, so that what it then
+    // holds unread is the next request's admission (on a loaded machine they could still be in
+    // its buffer, and the client would leave before its request had even reached the gateway).
+    await waitFor(async () => (await inFlight()).used === 0, 'the first request to settle')
+    await waitFor(async () => (await client.xlen('tg:audit')) === 1, 'its audit entry')
 
     // Redis stops answering (the connection stays open), so the admission waits; the client leaves.
     redis.process.kill('SIGSTOP')
