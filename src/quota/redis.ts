@@ -188,8 +188,9 @@ export class RedisQuotas implements QuotaEngine {
    * slot or tokens that answer still held. So a refusal that settlements can lift, made while this
    * instance's earlier settlements of the team were unanswered, is decided again once they are in.
    * Nothing waits on the way to an admission; only such refusals pay a second round trip.
-   * (A settlement another instance made can still arrive after the admission; the client's next
-   * request needs a round trip of its own to get there, so that is rare.)
+   * (A settlement another instance made can still arrive after the admission: about 0.5 % of a
+   * team's requests at its concurrency limit, with three instances taking requests in turn;
+   * bench/slots.ts, and docs/benchmarks.md for what was tried against it.)
    */
   async admit(a: Admission): Promise<AdmitResult> {
     const settling = this.settleScript.pending(a.team)
