@@ -51,6 +51,20 @@ export async function benchKey(base: string, team: string, limits?: object): Pro
   return ((await res.json()) as { key: string }).key
 }
 
+/** Starts the gateway (dist, node `flags` first) on a free port, on Redis if given, and waits until it answers. */
+export async function startGateway(origin: string, redisUrl?: string, flags = ''): Promise<{ server: ChildProcess; base: string }> {
+  const port = await freePort()
+  const server = run(`node ${flags} dist/server.js`, gatewayEnv(port, origin, redisUrl))
+  const base = `http://127.0.0.1:${port}`
+  try {
+    await up(`${base}/healthz`)
+  } catch (err) {
+    server.kill('SIGKILL')
+    throw err
+  }
+  return { server, base }
+}
+
 /** The servers a profile can drive: the bare hop, and the gateway (dist) with the embedded store, with the Redis row's limits on, or on Redis. */
 export const TARGETS = ['bare', 'embedded', 'limits', 'redis'] as const
 export type TargetName = (typeof TARGETS)[number]
@@ -61,20 +75,18 @@ export type TargetName = (typeof TARGETS)[number]
  * redis-server of its own for `redis`). Returns where to send requests and with what key.
  */
 export async function startTarget(name: TargetName, origin: string, flags = ''): Promise<{ server: ChildProcess; base: string; auth: string; redis: RedisServer | null }> {
-  const port = await freePort()
-  const base = `http://127.0.0.1:${port}`
   if (name === 'bare') {
+    const port = await freePort()
+    const base = `http://127.0.0.1:${port}`
     const server = run(`node ${flags} --import tsx bench/bare-proxy.ts ${port} ${origin}`)
     await up(`${base}/v1/chat/completions`)
     return { server, base, auth: 'Bearer x', redis: null }
   }
   const redis = name === 'redis' ? await startRedis() : null
-  const server = run(`node ${flags} dist/server.js`, gatewayEnv(port, origin, redis?.url))
   try {
-    await up(`${base}/healthz`)
+    const { server, base } = await startGateway(origin, redis?.url, flags)
     return { server, base, auth: `Bearer ${await benchKey(base, 'bench', name === 'embedded' ? undefined : BENCH_LIMITS)}`, redis }
   } catch (err) {
-    server.kill('SIGKILL')
     await redis?.stop()
     throw err
   }

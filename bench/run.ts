@@ -25,7 +25,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, medianInterval, quantile, rotated, run, startOrigin, up, verdict } from './lib.js'
+import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, drive, killAll, median, medianInterval, quantile, rotated, run, startGateway, startOrigin, up, verdict } from './lib.js'
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1)
 const HOLD = Number(process.env.BENCH_STREAMS ?? 10_000)
@@ -87,11 +87,8 @@ async function holdStreams(t: Target, n: number): Promise<{ before: number; afte
 }
 
 async function gateway(name: string, origin: string, redisUrl?: string, limits?: object): Promise<Target> {
-  const port = await freePort()
-  const child = run('node dist/server.js', gatewayEnv(port, origin, redisUrl))
-  const base = `http://127.0.0.1:${port}`
-  await up(`${base}/healthz`)
-  return { name, base, auth: `Bearer ${await benchKey(base, 'bench', limits)}`, pid: child.pid }
+  const { server, base } = await startGateway(origin, redisUrl)
+  return { name, base, auth: `Bearer ${await benchKey(base, 'bench', limits)}`, pid: server.pid }
 }
 
 try {

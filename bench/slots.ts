@@ -11,8 +11,8 @@
  * Uses the build in ../dist (npm run build).
  */
 import { Pool } from 'undici'
-import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BODY, benchKey, gatewayEnv, killAll, run, startOrigin, up } from './lib.js'
+import { startRedis } from '../test/helpers/redis.js'
+import { BODY, benchKey, killAll, startGateway, startOrigin } from './lib.js'
 
 const C = Number(process.env.SLOTS_C ?? 8)
 const N = Number(process.env.SLOTS_N ?? 4000)
@@ -22,13 +22,7 @@ const INSTANCES = MEMORY ? 1 : Number(process.env.SLOTS_INSTANCES ?? 1)
 try {
   const { url: origin } = await startOrigin()
   const redis = MEMORY ? null : await startRedis()
-  const bases: string[] = []
-  for (let i = 0; i < INSTANCES; i++) {
-    const port = await freePort()
-    run('node dist/server.js', gatewayEnv(port, origin, redis?.url))
-    bases.push(`http://127.0.0.1:${port}`)
-  }
-  await Promise.all(bases.map((base) => up(`${base}/healthz`)))
+  const bases = (await Promise.all(Array.from({ length: INSTANCES }, () => startGateway(origin, redis?.url)))).map((g) => g.base)
   const auth = `Bearer ${await benchKey(bases[0]!, 'slots', { concurrent_requests: C })}`
   const pools = bases.map((base) => new Pool(base, { connections: C }))
   let sent = 0
