@@ -30,7 +30,7 @@ export const REDACT_PATHS = [
  * destination then writes the block (asynchronously, on the thread pool, with its handling of
  * partial writes, EAGAIN and a closed pipe).
  * Handing each line to sonic-boom with a 4 KB minimum, as this once did, cost the event loop
- * 5.4-6.3 us per line against 3.8-4.2 us here (`npx tsx bench/log-write.ts`): sonic-boom measures
+ * 6.2-6.3 us per line against 4.4-4.8 us here (`npx tsx bench/log-write.ts`): sonic-boom measures
  * its whole pending string at every line, and each of its writes is a hand-off to the thread pool
  * that wakes a thread. What is left is written synchronously when the process exits, however it
  * exits (a crash included); only a SIGKILL loses the last 100 ms.

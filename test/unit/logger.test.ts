@@ -27,10 +27,10 @@ describe('BlockWriter', () => {
   it('holds lines until a block is full, then writes them as one block, in order', () => {
     const out = new Recorder()
     const writer = new BlockWriter(out, 100)
-    for (let i = 0; i < 4; i++) writer.write(line(i, 10)) // 4 × 19 characters: under 100
+    for (let i = 0; i < 4; i++) writer.write(line(i, 10)) // 4 × 18 characters: 72, under 100
     expect(out.writes).toEqual([])
-    writer.write(line(4, 10)) // 95
-    writer.write(line(5, 10)) // 114: the block is full
+    writer.write(line(4, 10)) // 90
+    writer.write(line(5, 10)) // 108: the block is full
     expect(out.writes).toEqual([[0, 1, 2, 3, 4, 5].map((i) => line(i, 10)).join('')])
     writer.write(line(6))
     writer.flush()
