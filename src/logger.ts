@@ -62,13 +62,19 @@ export class BlockWriter implements DestinationStream {
     if (this.chars >= this.blockChars) this.flush()
   }
 
-  /** Hands what is gathered to sonic-boom, which writes it at once unless a write is under way. */
-  flush(): void {
-    if (this.lines.length === 0) return
-    const block = this.lines.length === 1 ? this.lines[0]! : this.lines.join('')
-    this.lines = []
-    this.chars = 0
-    this.out.write(block)
+  /**
+   * Hands what is gathered to sonic-boom, which writes it at once unless a write is under way.
+   * (pino's `logger.flush(cb)` comes here: `cb` is called once the lines are handed over, as
+   * sonic-boom itself calls it when it keeps nothing back.)
+   */
+  flush(cb?: (err?: Error) => void): void {
+    if (this.lines.length > 0) {
+      const block = this.lines.length === 1 ? this.lines[0]! : this.lines.join('')
+      this.lines = []
+      this.chars = 0
+      this.out.write(block)
+    }
+    cb?.()
   }
 
   /** Writes everything, synchronously. */

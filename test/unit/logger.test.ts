@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { pino } from 'pino'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { BlockWriter, LOG_FLUSH_MS } from '../../src/logger.js'
 
@@ -48,6 +49,15 @@ describe('BlockWriter', () => {
     expect(out.writes).toEqual([])
     vi.advanceTimersByTime(1)
     expect(out.writes).toEqual([line(1) + line(2)])
+  })
+
+  it("pino's logger.flush hands over what is held, then calls back", async () => {
+    const out = new Recorder()
+    const logger = pino({ base: null, timestamp: false }, new BlockWriter(out))
+    logger.info('one')
+    expect(out.writes).toEqual([])
+    await new Promise<void>((resolve, reject) => logger.flush((err) => (err ? reject(err) : resolve())))
+    expect(out.writes).toEqual(['{"level":30,"msg":"one"}\n'])
   })
 
   it('flushSync hands over what it holds before the destination writes synchronously', () => {
