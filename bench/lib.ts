@@ -105,15 +105,20 @@ export function parseBuild(arg: string): { name: string; dir: string; flags: str
  * differences being measured.
  */
 export function cpuMicros(pid: number): number {
-  let ns = 0
+  let micros = 0
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+      micros += threadCpuMicros(pid, tid)
     } catch {
       // a thread that ended between the listing and the read
     }
   }
-  return ns / 1000
+  return micros
+}
+
+/** CPU time of one thread of a process so far, in microseconds (its scheduler count; the main thread's id is the pid). */
+export function threadCpuMicros(pid: number, tid: number | string): number {
+  return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1000
 }
 
 /**

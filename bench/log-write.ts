@@ -9,18 +9,17 @@
  *
  *   npx tsx bench/log-write.ts          (from the repository root; LW_N=40000, LW_ROUNDS=5)
  */
-import { readFileSync } from 'node:fs'
 import { pino, type DestinationStream } from 'pino'
 import { BlockWriter } from '../src/logger.js'
-import { median } from './lib.js'
+import { median, threadCpuMicros } from './lib.js'
 
 const N = Number(process.env.LW_N ?? 40_000)
 const ROUNDS = Number(process.env.LW_ROUNDS ?? 5)
 const GAP_US = Number(process.env.LW_GAP_US ?? 100)
 const DEST = process.env.LW_DEST ?? '/dev/null'
 
-/** The main thread's CPU time so far, in µs (its scheduler count: the thread pool's writes are not in it). */
-const mainThreadMicros = () => Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1000
+/** The main thread's CPU time so far, in µs (the thread pool's writes are not in it). */
+const mainThreadMicros = () => threadCpuMicros(process.pid, process.pid)
 const compute = (us: number) => {
   const until = performance.now() + us / 1000
   while (performance.now() < until);
