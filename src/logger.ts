@@ -69,7 +69,7 @@ export class BlockWriter implements DestinationStream {
    */
   flush(cb?: (err?: Error) => void): void {
     if (this.lines.length > 0) {
-      const block = this.lines.length === 1 ? this.lines[0]! : this.lines.join('')
+      const block = this.lines.join('')
       this.lines = []
       this.chars = 0
       this.out.write(block)
