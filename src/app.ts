@@ -27,7 +27,7 @@ import { PrincipalCache } from './store/principal-cache.js'
 import { REDIS_OPTIONS, RedisStore } from './store/redis.js'
 import type { Store } from './store/types.js'
 import { UpstreamClient } from './upstream/client.js'
-import { FallbackKeyPool, MemoryKeyPool, RedisKeyPool, type KeyPool } from './upstream/key-pool.js'
+import { FallbackKeyPool, KEY_STATES, MemoryKeyPool, RedisKeyPool, type KeyPool } from './upstream/key-pool.js'
 import { ModelRouter } from './upstream/router.js'
 
 export interface AppDeps {
@@ -63,10 +63,32 @@ declare module 'fastify' {
   }
 }
 
-/** The metrics text, with the gauges that are read rather than counted brought up to date. */
-export async function scrape(metrics: Metrics, resilient: ResilientQuotas | null): Promise<string> {
+/** What /metrics reads rather than counts. */
+interface ScrapeSources {
+  metrics: Metrics
+  resilient: ResilientQuotas | null
+  pools: Map<string, KeyPool>
+  now: () => number
+  log: FastifyBaseLogger
+}
+
+/** The metrics text, with what is read rather than counted brought up to date. */
+export async function scrape({ metrics, resilient, pools, now, log }: ScrapeSources): Promise<string> {
   metrics.usageBuffer.set(resilient?.buffered ?? 0)
-  metrics.usageDropped.set(resilient?.dropped ?? 0)
+  // A count kept by the buffer since start: the counter takes its value.
+  metrics.usageDropped.reset()
+  metrics.usageDropped.inc(resilient?.dropped ?? 0)
+  await Promise.all(
+    [...pools].map(async ([upstream, pool]) => {
+      try {
+        const states = await pool.states(now())
+        for (const state of KEY_STATES) metrics.upstreamKeys.set({ upstream, state }, states[state])
+      } catch (err) {
+        // The other metrics still answer; these keep their last values.
+        log.warn({ err: (err as Error).message, upstream }, 'could not read the key pool for /metrics')
+      }
+    }),
+  )
   return metrics.registry.metrics()
 }
 
@@ -149,6 +171,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const activity = new KeyActivity(store, app.log)
   const metrics = new Metrics({ defaultMetrics: true })
   app.decorate('metrics', metrics)
+  const sources: ScrapeSources = { metrics, resilient, pools, now, log: app.log }
   redis?.on('error', () => metrics.redisErrors.inc())
   // Keys are looked up once and cached; every change anywhere drops them at once (pub/sub).
   const principals = new PrincipalCache()
@@ -184,7 +207,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   })
   if (config.metricsPort === null) {
     app.get('/metrics', async (_request, reply) => {
-      const text = await scrape(metrics, resilient)
+      const text = await scrape(sources)
       return reply.header('content-type', metrics.registry.contentType).send(text)
     })
   }
@@ -193,7 +216,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now, rotationGraceSeconds: config.keys.rotationGraceSeconds })
   }
 
-  app.decorate('scrape', () => scrape(metrics, resilient))
+  app.decorate('scrape', () => scrape(sources))
   app.addHook('onClose', async () => {
     leases.close()
     await activity.close()

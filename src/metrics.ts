@@ -172,6 +172,13 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly upstreamKeys = new Gauge({
+    name: 'tollgate_upstream_keys',
+    help: "An upstream's keys by state: available, at_budget (its requests per minute used up), cooling (after a 429), refused (after a 401/403).",
+    labelNames: ['upstream', 'state'] as const,
+    registers: [this.registry],
+  })
+
   readonly redisErrors = new Counter({
     name: 'tollgate_redis_errors_total',
     help: 'Redis connection errors.',
@@ -184,7 +191,7 @@ export class Metrics {
     registers: [this.registry],
   })
 
-  readonly usageDropped = new Gauge({
+  readonly usageDropped = new Counter({
     name: 'tollgate_usage_buffer_dropped_total',
     help: 'Usage records dropped because the buffer was full, since start.',
     registers: [this.registry],

@@ -11,6 +11,11 @@ import type { UpstreamConfig } from '../config.js'
 
 export type Pick = { ok: true; index: number; key: string; label: string } | { ok: false; retryAfterMs: number | null }
 
+/** Where a pool's keys stand, each counted once, in the order `pick` checks them. */
+export const KEY_STATES = ['refused', 'cooling', 'at_budget', 'available'] as const
+export type KeyState = (typeof KEY_STATES)[number]
+export type KeyStates = Record<KeyState, number>
+
 export interface KeyPool {
   readonly size: number
   /**
@@ -26,6 +31,15 @@ export interface KeyPool {
    * operator fixes it upstream).
    */
   refuse(index: number, now: number): Promise<void>
+  /** How many keys are refused, cooling down, at their budget for this minute, or available (for /metrics). */
+  states(now: number): KeyStates | Promise<KeyStates>
+}
+
+/** Counts each key's state. */
+function tally(states: KeyState[]): KeyStates {
+  const counts: KeyStates = { refused: 0, cooling: 0, at_budget: 0, available: 0 }
+  for (const state of states) counts[state]++
+  return counts
 }
 
 const MINUTE = 60_000
@@ -88,6 +102,18 @@ export class MemoryKeyPool implements KeyPool {
     this.coolUntil[index] = Math.max(this.coolUntil[index] ?? 0, untilMs)
   }
 
+  states(now: number): KeyStates {
+    return tally(
+      this.config.apiKeys.map((_, i): KeyState => {
+        if (this.refusedUntil[i]! > now) return 'refused'
+        if (this.coolUntil[i]! > now) return 'cooling'
+        const budget = this.config.keyBudgets[i] ?? null
+        if (budget !== null && this.logs[i]!.filter((t) => t > now - MINUTE).length >= budget) return 'at_budget'
+        return 'available'
+      }),
+    )
+  }
+
   async refuse(index: number, now: number): Promise<void> {
     const usable = this.refusedUntil.filter((until, i) => i !== index && until <= now).length
     if (usable > 0) this.refusedUntil[index] = now + REFUSED_FOR_MS
@@ -99,6 +125,7 @@ type Script = (...args: (string | number)[]) => Promise<unknown>
 export class RedisKeyPool implements KeyPool {
   private readonly fingerprints: string[]
   private readonly script: Script
+  private readonly stateScript: Script
   private offset = 0
 
   constructor(
@@ -108,8 +135,15 @@ export class RedisKeyPool implements KeyPool {
   ) {
     this.fingerprints = config.apiKeys.map(fingerprint)
     client.defineCommand('tollgate_pick_key', { lua: readFileSync(new URL('./lua/pick_key.lua', import.meta.url), 'utf8') })
+    client.defineCommand('tollgate_key_states', { lua: readFileSync(new URL('./lua/key_states.lua', import.meta.url), 'utf8') })
     const commands = client as unknown as Record<string, Script>
     this.script = (...args) => commands.tollgate_pick_key!.call(client, ...args)
+    this.stateScript = (...args) => commands.tollgate_key_states!.call(client, ...args)
+  }
+
+  /** The keys of the pool's state: cooldowns, refusals, then each key's one-minute log. */
+  private keys(): string[] {
+    return [this.k('cool'), this.k('refused'), ...this.fingerprints.map((fp) => this.k(`key:${fp}:rpm`))]
   }
 
   get size(): number {
@@ -125,11 +159,22 @@ export class RedisKeyPool implements KeyPool {
     const n = this.size
     if (n === 0) return { ok: false, retryAfterMs: null }
     this.offset = (this.offset + 1) % n
-    const keys = [this.k('cool'), this.k('refused'), ...this.fingerprints.map((fp) => this.k(`key:${fp}:rpm`))]
-    const args = this.fingerprints.flatMap((fp, i) => [fp, this.config.keyBudgets[i] ?? -1])
-    const [ok, value] = (await this.script(keys.length, ...keys, now, randomUUID(), n, this.offset, ...args)) as [number, number]
+    const keys = this.keys()
+    const [ok, value] = (await this.script(keys.length, ...keys, now, randomUUID(), n, this.offset, ...this.budgetArgs())) as [number, number]
     if (ok === 1) return { ok: true, index: value, key: this.config.apiKeys[value]!, label: this.fingerprints[value]! }
     return { ok: false, retryAfterMs: value < 0 ? null : value }
+  }
+
+  /** Per key: its fingerprint and budget (-1: none). */
+  private budgetArgs(): (string | number)[] {
+    return this.fingerprints.flatMap((fp, i) => [fp, this.config.keyBudgets[i] ?? -1])
+  }
+
+  async states(now: number): Promise<KeyStates> {
+    if (this.size === 0) return tally([])
+    const keys = this.keys()
+    const codes = (await this.stateScript(keys.length, ...keys, now, ...this.budgetArgs())) as number[]
+    return tally(codes.map((code) => KEY_STATES[code]!))
   }
 
   async coolDown(index: number, untilMs: number): Promise<void> {
@@ -171,6 +216,17 @@ export class FallbackKeyPool implements KeyPool {
       }
     }
     return this.local.pick(now)
+  }
+
+  async states(now: number): Promise<KeyStates> {
+    if (this.up()) {
+      try {
+        return await this.primary.states(now)
+      } catch {
+        // fall through to the local view, as pick does
+      }
+    }
+    return this.local.states(now)
   }
 
   async coolDown(index: number, untilMs: number): Promise<void> {

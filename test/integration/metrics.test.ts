@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import type { FakeUpstream } from '../helpers/fake-upstream.js'
 import { type TestGateway, useGateway } from '../helpers/gateway.js'
 import { startServer } from '../helpers/process.js'
+import { sample } from '../helpers/metrics.js'
 import { freePort } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -25,18 +26,6 @@ const chat = (body: Record<string, unknown> = {}) =>
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: LLAMA, messages, ...body }),
   })
-
-/** The value of one sample line of the exposition text. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue
-    const match = /^([a-z_]+)(\{(.*)\})? (\S+)$/.exec(line)
-    if (!match || match[1] !== name) continue
-    const got = Object.fromEntries([...(match[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]))
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(match[4])
-  }
-  return undefined
-}
 
 describe('observability', () => {
   it('Server-Timing splits gateway and upstream time; the log line carries the same figures', async () => {
@@ -81,6 +70,8 @@ describe('observability', () => {
     expect(sample(text, 'tollgate_request_duration_seconds_sum', { endpoint: 'chat', stream: 'false' })).toBeGreaterThan(0)
     expect(text).toContain('# TYPE tollgate_request_duration_seconds histogram')
     expect(text).toContain('# TYPE tollgate_requests_total counter')
+    expect(text).toContain('# TYPE tollgate_usage_buffer_dropped_total counter')
+    expect(sample(text, 'tollgate_upstream_keys', { upstream: 'nvidia', state: 'available' })).toBe(1)
     expect(text).toContain('tollgate_process_cpu_seconds_total')
     expect(text).not.toContain(key)
     expect(text).not.toContain(upstream.apiKeys[0]!)

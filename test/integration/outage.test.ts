@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Redis } from 'ioredis'
 import { hashClientKey } from '../../src/keys.js'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
+import { sample } from '../helpers/metrics.js'
 import { withGateway, type Envelope } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
@@ -72,6 +73,11 @@ describe('a Redis outage', () => {
           const during = (await (await fetch(`${gw.url}/readyz`)).json()) as { status: string; redis: string; usage_buffer: { waiting: number } }
           expect(during).toMatchObject({ status: 'degraded', redis: 'down' })
           expect(during.usage_buffer.waiting).toBeGreaterThanOrEqual(27)
+          // /metrics still answers, from what the process holds.
+          const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+          expect(sample(metrics, 'tollgate_usage_buffer_size')).toBeGreaterThanOrEqual(27)
+          expect(sample(metrics, 'tollgate_redis_errors_total')).toBeGreaterThan(0)
+          expect(sample(metrics, 'tollgate_upstream_keys', { upstream: 'nvidia', state: 'available' })).toBe(1)
         }
       }
       expect(statuses).toEqual(Array(total).fill(200))

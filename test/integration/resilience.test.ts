@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream, keyOf } from '../helpers/fake-upstream.js'
 import { abandonStream, startGateway, withGateway, type Envelope, type TestGateway } from '../helpers/gateway.js'
+import { keyStates } from '../helpers/metrics.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -63,6 +64,8 @@ describe('the key pool', () => {
       expect(retryAfter).toBeGreaterThan(50)
       expect(retryAfter).toBeLessThanOrEqual(60)
       expect(usedKeys(before)).toHaveLength(15)
+      // Both instances see every key at its budget: the state is Redis's.
+      for (const gw of [a, b]) expect(await keyStates(gw.url)).toEqual({ available: 0, at_budget: 3, cooling: 0, refused: 0 })
     } finally {
       await Promise.all([a.close(), b.close()])
     }
@@ -83,6 +86,22 @@ describe('the key pool', () => {
       const after = upstream.requests.length
       for (let i = 0; i < 6; i++) expect((await chat(gw, key)).status).toBe(200)
       expect(usedKeys(after)).toContain(KEYS[0])
+    })
+  })
+  it('/metrics counts the keys by state: cooling after a 429, refused after a 403, the rest available', async () => {
+    const keys = [KEYS[0]!, KEYS[1]!, 'nvapi-made-up-key-the-upstream-refuses']
+    const env = { REDIS_URL: redis.url, NVIDIA_API_KEY: keys.join(','), TOLLGATE_CONFIG: '/c.yaml' }
+    await withGateway({ upstream, env, files: { '/c.yaml': config() } }, async (gw) => {
+      const key = (await gw.createKey('key-states')).key
+      expect(await keyStates(gw.url)).toEqual({ available: 3, at_budget: 0, cooling: 0, refused: 0 })
+      upstream.limitedKeys.set(KEYS[0]!, '600')
+      try {
+        // The pool starts each pick at the next key: three requests meet all three.
+        for (let i = 0; i < 3; i++) expect((await chat(gw, key)).status).toBe(200)
+        expect(await keyStates(gw.url)).toEqual({ available: 1, at_budget: 0, cooling: 1, refused: 1 })
+      } finally {
+        upstream.limitedKeys.clear()
+      }
     })
   })
 })
