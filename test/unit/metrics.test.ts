@@ -1,6 +1,6 @@
 import { Histogram, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { FastHistogram } from '../../src/metrics.js'
+import { FastHistogram, Metrics } from '../../src/metrics.js'
 
 /** The request path's histograms against prom-client's own, fed the same observations. */
 
@@ -64,5 +64,18 @@ describe('FastHistogram', () => {
     new FastHistogram('twice', 'h', ['a'], BOUNDS, registry)
     expect(() => new FastHistogram('twice', 'h', ['a'], BOUNDS, registry)).toThrow(/already been registered/)
     expect(() => new FastHistogram('none', 'h', [], BOUNDS, registry)).toThrow(/one or two labels/)
+  })
+})
+
+describe("the gateway's metric names", () => {
+  it('follow Prometheus naming: _total only on counters, _seconds histograms, all under tollgate_', async () => {
+    const metrics = await new Metrics().registry.getMetricsAsJSON()
+    expect(metrics.length).toBeGreaterThan(10)
+    for (const { name, type } of metrics) {
+      expect(name).toMatch(/^tollgate_[a-z_]+$/)
+      // promtool check metrics: "non-counter metrics should not have _total suffix", and counters should.
+      expect({ name, counter: name.endsWith('_total') }).toEqual({ name, counter: String(type) === 'counter' })
+      if (String(type) === 'histogram') expect(name).toMatch(/_seconds$/)
+    }
   })
 })
