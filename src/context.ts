@@ -1,3 +1,4 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Principal } from './store/types.js'
 
 /** What the gateway learns about a request as it goes, for the log line and later the usage record. */
@@ -31,4 +32,16 @@ declare module 'fastify' {
 
 export function newRequestContext(): RequestContext {
   return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(), upstreamMs: null, gatewayMs: null }
+}
+
+/**
+ * Server-Timing on an answer the gateway made itself (an error): its own time, to the answer or,
+ * when the request went upstream, to that call (set there); the request's log line gets the same.
+ * An answer that already has the header (one from upstream) keeps it.
+ */
+export function timeOwnAnswer(request: FastifyRequest, reply: FastifyReply): void {
+  const ctx = request.tg as RequestContext | null
+  if (ctx === null || reply.hasHeader('server-timing')) return
+  ctx.gatewayMs ??= msSince(ctx.started)
+  reply.header('server-timing', `gateway;dur=${ctx.gatewayMs}`)
 }

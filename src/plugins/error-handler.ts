@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
+import { timeOwnAnswer } from '../context.js'
 import { GatewayError, openAIError, typeForStatus } from '../errors.js'
 
 /**
@@ -7,6 +8,7 @@ import { GatewayError, openAIError, typeForStatus } from '../errors.js'
  */
 export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    timeOwnAnswer(request, reply)
     if (err instanceof GatewayError) {
       if (err.statusCode >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, err.message)
       return reply.code(err.statusCode).headers(err.headers).send(err.toJSON())
@@ -36,6 +38,7 @@ export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: numb
   })
 
   app.setNotFoundHandler((request, reply) => {
+    timeOwnAnswer(request, reply)
     reply
       .code(404)
       .send(openAIError(`Unknown route: ${request.method} ${request.url.split('?')[0]}`, 'invalid_request_error', 'unknown_route'))

@@ -186,6 +186,8 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     }
     reply.raw.once('close', finish)
 
+    // The gateway's own time if no upstream answer comes (an error's Server-Timing); replaced below.
+    ctx.gatewayMs = msSince(ctx.started)
     let dispatched: Dispatched
     try {
       dispatched = await dispatch({

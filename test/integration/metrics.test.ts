@@ -77,6 +77,36 @@ describe('observability', () => {
     expect(text).not.toContain(upstream.apiKeys[0]!)
   })
 
+  it("answers the gateway makes itself carry Server-Timing too: refusals, bad input, unknown routes; an upstream's error keeps both parts", async () => {
+    const own = (await gw.createKey('timed')).key
+    await gw.admin('PATCH', '/admin/teams/timed', { limits: { requests_per_minute: 1 } })
+    const send = (path: string, bearer: string, body: string) =>
+      fetch(`${gw.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' }, body })
+    const ok = JSON.stringify({ model: LLAMA, messages })
+    upstream.enqueue({ kind: 'error', status: 400, body: '{"error":{"message":"bad temperature","type":"invalid_request_error"}}' })
+    const answers = {
+      upstreamError: await send('/v1/chat/completions', own, ok),
+      refused: await send('/v1/chat/completions', own, ok),
+      badKey: await send('/v1/chat/completions', 'sk-tg-made-up-wrong', ok),
+      badJson: await send('/v1/chat/completions', own, '{"model":'),
+      unknownRoute: await send('/v1/nothing-here', own, ok),
+    }
+    const statuses = Object.fromEntries(Object.entries(answers).map(([name, res]) => [name, res.status]))
+    expect(statuses).toEqual({ upstreamError: 400, refused: 429, badKey: 401, badJson: 400, unknownRoute: 404 })
+    expect(answers.upstreamError.headers.get('server-timing')).toMatch(/^gateway;dur=\d+(\.\d+)?, upstream;dur=\d+(\.\d+)?$/)
+    for (const name of ['refused', 'badKey', 'badJson', 'unknownRoute'] as const) {
+      expect({ name, timing: answers[name].headers.get('server-timing') }).toEqual({ name, timing: expect.stringMatching(/^gateway;dur=\d+(\.\d+)?$/) })
+    }
+    // The log line of the refusal has the same figure.
+    const id = answers.refused.headers.get('x-request-id')
+    const requestLine = () => gw.logLines().find((l) => l.reqId === id && l.msg === 'request')
+    await waitFor(() => requestLine() !== undefined, "the refusal's log line")
+    const line = requestLine()!
+    expect(answers.refused.headers.get('server-timing')).toBe(`gateway;dur=${line.gateway_ms}`)
+    expect(line.upstream_ms).toBeNull()
+    await Promise.all(Object.values(answers).map((res) => res.text()))
+  })
+
   it('METRICS_PORT moves /metrics off the main port', async () => {
     const [port, metricsPort] = [await freePort(), await freePort()]
     const { child } = startServer({ PORT: String(port), METRICS_PORT: String(metricsPort), HOST: '127.0.0.1', NVIDIA_BASE_URL: upstream.baseUrl })

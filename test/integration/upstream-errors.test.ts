@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { type TestGateway, useGateway, withGateway, type Envelope } from '../helpers/gateway.js'
 import { freePort } from '../helpers/redis.js'
+import { waitFor } from '../helpers/wait.js'
 
 const LLAMA = 'meta/llama-3.1-8b-instruct'
 const messages = [{ role: 'user', content: 'hi' }]
@@ -115,6 +116,14 @@ describe('transport failures', () => {
       const res = await chat(other, (await other.createKey()).key)
       expect(res.status).toBe(504)
       expect(((await res.json()) as Envelope).error.code).toBe('upstream_timeout')
+      // Server-Timing and the log line count the gateway's time up to the upstream call, not the
+      // 200 ms spent waiting on it.
+      const id = res.headers.get('x-request-id')
+      const requestLine = () => other.logLines().find((l) => l.reqId === id && l.msg === 'request')
+      await waitFor(() => requestLine() !== undefined, 'the log line')
+      const line = requestLine()!
+      expect(res.headers.get('server-timing')).toBe(`gateway;dur=${line.gateway_ms}`)
+      expect(line.duration_ms as number).toBeGreaterThanOrEqual((line.gateway_ms as number) + 200)
     })
   })
 
