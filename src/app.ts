@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { DestinationStream, Logger } from 'pino'
 import type { Config, TeamSeed } from './config.js'
 import './context.js'
+import { draining } from './errors.js'
 import { createLogger, LazyRequestLogger } from './logger.js'
 import { clientAuth } from './plugins/client-auth.js'
 import { registerErrorHandling } from './plugins/error-handler.js'
@@ -129,7 +130,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     // Streams may run for many minutes; the upstream timeouts bound them instead.
     requestTimeout: 0,
-    return503OnClosing: true,
+    // Requests that arrive while the gateway drains get its own 503, in OpenAI's envelope (below):
+    // Fastify's has a body of its own shape.
+    return503OnClosing: false,
     // A hop count is valid at run time; Fastify's types leave numbers out.
     trustProxy: config.trustProxy as boolean | string,
   })
@@ -139,6 +142,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   registerErrorHandling(app, config.bodyLimitBytes)
   registerRequestLog(app)
+  // From the start of app.close(): new requests on open connections are refused, and their
+  // connections closed, while the requests in flight finish.
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
+  app.addHook('onRequest', (_request, _reply, done) => done(closing ? draining() : undefined))
 
   const upstreams = new Map(Object.values(config.upstreams).map((u) => [u.name, new UpstreamClient(u)]))
   for (const u of upstreams.values()) {

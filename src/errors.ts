@@ -71,6 +71,14 @@ export const storeUnavailable = (cause: unknown) =>
     cause,
   })
 
+/** A request that reached an instance shutting down (on a kept-alive connection): another instance will take it. */
+export const draining = () =>
+  new GatewayError(503, 'This gateway instance is shutting down. Please retry; another instance will answer.', {
+    type: 'server_error',
+    code: 'gateway_draining',
+    headers: { connection: 'close', 'x-should-retry': 'true' },
+  })
+
 /** Awaits a store operation; a failure of the store becomes the 503 above. */
 export async function fromStore<T>(op: Promise<T>): Promise<T> {
   try {

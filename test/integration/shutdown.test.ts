@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { startServer } from '../helpers/process.js'
@@ -57,6 +58,51 @@ describe('graceful shutdown', () => {
       expect(code).toBe(0)
     } finally {
       upstream.sliceDelayMs = 0
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+  })
+
+  it("a request on a kept-alive connection while draining gets a 503 in OpenAI's envelope, and the connection closes", async () => {
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    const { child, output } = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    const release = upstream.hold()
+    try {
+      const key = await keyFor(url)
+      const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] })
+      const head = (keepAlive: boolean) =>
+        `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: ${keepAlive ? 'keep-alive' : 'close'}\r\n\r\n`
+      // One connection: a first request the upstream holds (so the connection is busy, not idle),
+      // then, once the drain has begun, a second one on the same connection.
+      const socket = connect(port, '127.0.0.1')
+      socket.setEncoding('utf8')
+      let received = ''
+      socket.on('data', (text: string) => (received += text))
+      const ended = once(socket, 'end')
+      const before = upstream.requests.length
+      socket.write(head(true) + body)
+      await waitFor(() => upstream.requests.length > before, 'the first request to be upstream')
+      child.kill('SIGTERM')
+      await waitFor(() => output().includes('shutting down'), 'the shutdown to begin')
+      socket.write(head(true) + body)
+      // The first request is answered in full; then the second, refused, closes the connection.
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      release()
+      await ended
+      const answers = received.split(/(?=HTTP\/1\.1 )/)
+      expect(answers.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 503'])
+      expect(answers[0]).toContain('chatcmpl')
+      const [headers, json] = answers[1]!.split('\r\n\r\n')
+      expect(headers!.toLowerCase()).toContain('connection: close')
+      expect(headers!.toLowerCase()).toContain('x-should-retry: true')
+      expect(JSON.parse(json!)).toEqual({
+        error: { message: expect.stringContaining('shutting down'), type: 'server_error', param: null, code: 'gateway_draining' },
+      })
+      const [code] = (await once(child, 'exit')) as [number]
+      expect(code).toBe(0)
+    } finally {
+      release()
       if (child.exitCode === null) child.kill('SIGKILL')
     }
   })
