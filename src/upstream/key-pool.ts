@@ -126,6 +126,10 @@ export class RedisKeyPool implements KeyPool {
   private readonly fingerprints: string[]
   private readonly script: Script
   private readonly stateScript: Script
+  /** The scripts' keys: cooldowns, refusals, then each key's one-minute log. */
+  private readonly keys: string[]
+  /** Per key: its fingerprint and budget (-1: none). */
+  private readonly budgets: (string | number)[]
   private offset = 0
 
   constructor(
@@ -139,11 +143,8 @@ export class RedisKeyPool implements KeyPool {
     const commands = client as unknown as Record<string, Script>
     this.script = (...args) => commands.tollgate_pick_key!.call(client, ...args)
     this.stateScript = (...args) => commands.tollgate_key_states!.call(client, ...args)
-  }
-
-  /** The keys of the pool's state: cooldowns, refusals, then each key's one-minute log. */
-  private keys(): string[] {
-    return [this.k('cool'), this.k('refused'), ...this.fingerprints.map((fp) => this.k(`key:${fp}:rpm`))]
+    this.keys = [this.k('cool'), this.k('refused'), ...this.fingerprints.map((fp) => this.k(`key:${fp}:rpm`))]
+    this.budgets = this.fingerprints.flatMap((fp, i) => [fp, config.keyBudgets[i] ?? -1])
   }
 
   get size(): number {
@@ -159,21 +160,16 @@ export class RedisKeyPool implements KeyPool {
     const n = this.size
     if (n === 0) return { ok: false, retryAfterMs: null }
     this.offset = (this.offset + 1) % n
-    const keys = this.keys()
-    const [ok, value] = (await this.script(keys.length, ...keys, now, randomUUID(), n, this.offset, ...this.budgetArgs())) as [number, number]
+    const keys = this.keys
+    const [ok, value] = (await this.script(keys.length, ...keys, now, randomUUID(), n, this.offset, ...this.budgets)) as [number, number]
     if (ok === 1) return { ok: true, index: value, key: this.config.apiKeys[value]!, label: this.fingerprints[value]! }
     return { ok: false, retryAfterMs: value < 0 ? null : value }
   }
 
-  /** Per key: its fingerprint and budget (-1: none). */
-  private budgetArgs(): (string | number)[] {
-    return this.fingerprints.flatMap((fp, i) => [fp, this.config.keyBudgets[i] ?? -1])
-  }
-
   async states(now: number): Promise<KeyStates> {
     if (this.size === 0) return tally([])
-    const keys = this.keys()
-    const codes = (await this.stateScript(keys.length, ...keys, now, ...this.budgetArgs())) as number[]
+    const keys = this.keys
+    const codes = (await this.stateScript(keys.length, ...keys, now, ...this.budgets)) as number[]
     return tally(codes.map((code) => KEY_STATES[code]!))
   }
 
