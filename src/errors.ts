@@ -19,6 +19,8 @@ export interface GatewayErrorOptions {
   param?: string | null
   headers?: Record<string, string>
   cause?: unknown
+  /** A 5xx that is part of normal operation (a drain): not logged as an error; the request line has it. */
+  expected?: boolean
 }
 
 export class GatewayError extends Error {
@@ -27,6 +29,7 @@ export class GatewayError extends Error {
   readonly code: string | null
   readonly param: string | null
   readonly headers: Record<string, string>
+  readonly expected: boolean
 
   constructor(statusCode: number, message: string, options: GatewayErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -36,6 +39,7 @@ export class GatewayError extends Error {
     this.code = options.code ?? null
     this.param = options.param ?? null
     this.headers = options.headers ?? {}
+    this.expected = options.expected ?? false
   }
 
   toJSON(): OpenAIErrorBody {
@@ -77,6 +81,7 @@ export const draining = () =>
     type: 'server_error',
     code: 'gateway_draining',
     headers: { connection: 'close', 'x-should-retry': 'true' },
+    expected: true,
   })
 
 /** Awaits a store operation; a failure of the store becomes the 503 above. */

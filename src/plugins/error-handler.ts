@@ -10,7 +10,7 @@ export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: numb
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     timeOwnAnswer(request, reply)
     if (err instanceof GatewayError) {
-      if (err.statusCode >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, err.message)
+      if (err.statusCode >= 500 && !err.expected) request.log.error({ err: err.cause ?? err, code: err.code }, err.message)
       return reply.code(err.statusCode).headers(err.headers).send(err.toJSON())
     }
     const status = err.statusCode ?? 500

@@ -101,6 +101,10 @@ describe('graceful shutdown', () => {
       })
       const [code] = (await once(child, 'exit')) as [number]
       expect(code).toBe(0)
+      // Refusing it is part of a drain: the request's line records it, and nothing is logged as an error.
+      const lines = output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; status?: number; url?: string })
+      expect(lines.filter((l) => l.status === 503 && l.url === '/v1/chat/completions')).toHaveLength(1)
+      expect(lines.filter((l) => l.level >= 50)).toEqual([])
     } finally {
       release()
       if (child.exitCode === null) child.kill('SIGKILL')
