@@ -76,9 +76,11 @@ interface ScrapeSources {
 /** The metrics text, with what is read rather than counted brought up to date. */
 export async function scrape({ metrics, resilient, pools, now, log }: ScrapeSources): Promise<string> {
   metrics.usageBuffer.set(resilient?.buffered ?? 0)
-  // A count kept by the buffer since start: the counter takes its value.
+  // Counts kept since start by the quotas: the counters take their values.
   metrics.usageDropped.reset()
   metrics.usageDropped.inc(resilient?.dropped ?? 0)
+  metrics.localAdmissions.reset()
+  metrics.localAdmissions.inc(resilient?.localAdmissions ?? 0)
   await Promise.all(
     [...pools].map(async ([upstream, pool]) => {
       try {

@@ -185,6 +185,12 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly localAdmissions = new Counter({
+    name: 'tollgate_local_admissions_total',
+    help: "Admissions decided by this instance's own limits because Redis was away (fail-open): while it grows, limits hold per instance, not across instances.",
+    registers: [this.registry],
+  })
+
   readonly usageBuffer = new Gauge({
     name: 'tollgate_usage_buffer_size',
     help: 'Usage records waiting in memory for Redis.',

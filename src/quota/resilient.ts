@@ -38,6 +38,8 @@ export class ResilientQuotas implements QuotaEngine {
   private buffer: Settlement[] = []
   private flushing: Promise<void> | null = null
   dropped = 0
+  /** Admissions decided by this instance's own limits because Redis was away or failed (fail-open). */
+  localAdmissions = 0
   private readonly timer: NodeJS.Timeout
 
   constructor(private readonly o: ResilientQuotasOptions) {
@@ -68,6 +70,7 @@ export class ResilientQuotas implements QuotaEngine {
     } else if (this.o.mode === 'closed') {
       throw new Error('redis is down and the failure mode is closed')
     }
+    this.localAdmissions++
     const result = await this.local.admit(a)
     if (result.ok) this.localTickets.add(a.requestId)
     return result

@@ -65,7 +65,11 @@ describe('a Redis outage', () => {
 
       const total = 90
       for (let i = 0; i < total; i += 3) {
-        if (i === 30) await redis.stop() // killed (SIGKILL) with requests around it
+        if (i === 30) {
+          // Up to here Redis decided every admission.
+          expect(sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_local_admissions_total')).toBe(0)
+          await redis.stop() // killed (SIGKILL) with requests around it
+        }
         if (i === 60) redis = await startPersistent('open', redis.port)
         await Promise.all([one(i), one(i + 1), one(i + 2)])
         if (i === 57) {
@@ -78,6 +82,8 @@ describe('a Redis outage', () => {
           expect(sample(metrics, 'tollgate_usage_buffer_size')).toBeGreaterThanOrEqual(27)
           expect(sample(metrics, 'tollgate_redis_errors_total')).toBeGreaterThan(0)
           expect(sample(metrics, 'tollgate_upstream_keys', { upstream: 'nvidia', state: 'available' })).toBe(1)
+          // Every request since the kill was admitted by this instance's own limits.
+          expect(sample(metrics, 'tollgate_local_admissions_total')).toBeGreaterThanOrEqual(27)
         }
       }
       expect(statuses).toEqual(Array(total).fill(200))
