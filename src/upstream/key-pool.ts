@@ -11,7 +11,7 @@ import type { UpstreamConfig } from '../config.js'
 
 export type Pick = { ok: true; index: number; key: string; label: string } | { ok: false; retryAfterMs: number | null }
 
-/** Where a pool's keys stand, each counted once, in the order `pick` checks them. */
+/** Where a pool's keys stand, each counted once, in the order `pick` checks them (key_states.lua answers places in this list). */
 export const KEY_STATES = ['refused', 'cooling', 'at_budget', 'available'] as const
 export type KeyState = (typeof KEY_STATES)[number]
 export type KeyStates = Record<KeyState, number>
