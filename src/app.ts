@@ -12,7 +12,7 @@ import { registerRequestLog } from './plugins/request-log.js'
 import { adminRoutes } from './routes/admin.js'
 import { healthRoutes } from './routes/health.js'
 import { modelRoutes } from './routes/models.js'
-import { proxyRoutes } from './routes/proxy.js'
+import { countUnadmitted, proxyRoutes } from './routes/proxy.js'
 import rateLimit from '@fastify/rate-limit'
 import { Cluster } from 'ioredis'
 import { Metrics } from './metrics.js'
@@ -143,7 +143,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   registerJsonBody(app)
 
   registerErrorHandling(app, config.bodyLimitBytes)
-  registerRequestLog(app)
+  const metrics = new Metrics({ defaultMetrics: true })
+  app.decorate('metrics', metrics)
+  const router = new ModelRouter(config)
+  // Requests to the proxied endpoints that were never admitted are counted as they close.
+  registerRequestLog(app, (request, reply, finished) => countUnadmitted(metrics, router, request, reply, finished))
   // From the start of app.close(): new requests on open connections are refused, and their
   // connections closed, while the requests in flight finish.
   let closing = false
@@ -157,7 +161,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   for (const u of upstreams.values()) {
     if (!u.hasKeys && u.config.keyEnv !== null) logger.warn(`no ${u.config.keyEnv}: requests routed to upstream '${u.name}' answer 503 until one is set`)
   }
-  const router = new ModelRouter(config)
   const redisStore = store instanceof RedisStore ? store : null
   const redis = redisStore?.client ?? null
   const redisUp = () => redisStore?.up ?? true
@@ -182,8 +185,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     ]),
   )
   const activity = new KeyActivity(store, app.log)
-  const metrics = new Metrics({ defaultMetrics: true })
-  app.decorate('metrics', metrics)
   const sources: ScrapeSources = { metrics, resilient, pools, now, log: app.log }
   redis?.on('error', () => metrics.redisErrors.inc())
   // Keys are looked up once and cached; every change anywhere drops them at once (pub/sub).

@@ -15,6 +15,8 @@ export interface RequestContext {
   upstreamMs: number | null
   /** Time in the gateway itself before the answer started: auth, admission, forwarding. */
   gatewayMs: number | null
+  /** Admitted: the proxy counts it in tollgate_requests_total when it settles (with the model that answered). */
+  admitted: boolean
 }
 
 /** Milliseconds since `started`, to 0.01 ms. */
@@ -31,7 +33,7 @@ declare module 'fastify' {
 }
 
 export function newRequestContext(): RequestContext {
-  return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(), upstreamMs: null, gatewayMs: null }
+  return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(), upstreamMs: null, gatewayMs: null, admitted: false }
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { msSince, newRequestContext } from '../context.js'
 
 const QUIET_ROUTES = new Set(['/healthz', '/readyz'])
@@ -8,9 +8,9 @@ const QUIET_ROUTES = new Set(['/healthz', '/readyz'])
  * client went away (Fastify's onResponse only runs for responses that finished), so a stream's line
  * carries its whole duration: request id, team, key id (never the key), model, endpoint, stream
  * flag, status, upstream status and duration.
- * Health probes log at debug.
+ * Health probes log at debug. `closed` is called at the same moment, for what else counts requests.
  */
-export function registerRequestLog(app: FastifyInstance): void {
+export function registerRequestLog(app: FastifyInstance, closed: (request: FastifyRequest, reply: FastifyReply, finished: boolean) => void): void {
   app.decorateRequest('tg', null as never)
   app.decorateRequest('principal', null)
 
@@ -41,6 +41,7 @@ export function registerRequestLog(app: FastifyInstance): void {
       }
       if (QUIET_ROUTES.has(url)) app.log.debug(line, 'request')
       else app.log.info(line, 'request')
+      closed(request, reply, finished)
     }
     // A client that is gone already will not close again.
     if (reply.raw.closed) writeLine()

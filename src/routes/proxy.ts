@@ -150,6 +150,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       throw refusalError(admitted.refusal)
     }
     const { ticket } = admitted
+    ctx.admitted = true
     if (admitted.rate.requests || admitted.rate.tokens) reply.headers(rateLimitHeaders(admitted.rate))
 
     // From here on, the request settles exactly once, when its response closes, however it ends.
@@ -164,8 +165,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       const { usage, estimated } = meter.result()
       const now = opts.now()
       const status = reply.raw.writableFinished ? reply.statusCode : 499
-      // Model labels stay bounded: a name nothing serves is 'other'.
-      const model = status < 400 || opts.router.isConfigured(answeredBy) ? answeredBy : 'other'
+      const model = modelLabel(opts.router, answeredBy, status)
       const m = opts.metrics
       m.requests.inc({ team: principal.team.id, model, endpoint: endpoint.name, status })
       m.duration.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
@@ -291,6 +291,28 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     source.pipe(tap)
     return reply.send(tap)
   }
+}
+
+/** The model label of a request's metrics, bounded: a name nothing serves is 'other'; none (no valid body) is ''. */
+function modelLabel(router: ModelRouter, name: string | null, status: number): string {
+  if (name === null) return ''
+  return status < 400 || router.isConfigured(name) ? name : 'other'
+}
+
+const ENDPOINT_BY_PATH = new Map(ENDPOINTS.map((e) => [e.path, e.name]))
+
+/**
+ * Counts in tollgate_requests_total a request to a proxied endpoint that was never admitted:
+ * refused by a limit, a bad body or model, a missing or wrong key (team ''), a store or upstream
+ * not there. (Admitted ones are counted as they settle.) Called as each request's answer closes.
+ */
+export function countUnadmitted(metrics: Metrics, router: ModelRouter, request: FastifyRequest, reply: FastifyReply, finished: boolean): void {
+  const ctx = request.tg
+  if (ctx.admitted) return
+  const endpoint = ENDPOINT_BY_PATH.get(request.routeOptions.url ?? '')
+  if (endpoint === undefined) return
+  const status = finished ? reply.statusCode : 499
+  metrics.requests.inc({ team: ctx.team ?? '', model: modelLabel(router, ctx.model, status), endpoint, status })
 }
 
 const limitsTokens = (s: Scope) =>

@@ -53,6 +53,7 @@ describe('observability', () => {
     expect(res.headers.get('content-type')).toContain('text/plain')
     const text = await res.text()
     expect(sample(text, 'tollgate_requests_total', { team: 'observed', model: LLAMA, endpoint: 'chat', status: '200' })).toBe(3)
+    expect(sample(text, 'tollgate_requests_total', { team: 'observed', endpoint: 'chat', status: '429' })).toBe(1)
     expect(sample(text, 'tollgate_rejections_total', { kind: 'requests' })).toBe(1)
     expect(sample(text, 'tollgate_tokens_total', { team: 'observed', model: LLAMA, kind: 'completion' })).toBeGreaterThan(0)
     expect(sample(text, 'tollgate_streams_open')).toBe(0)
@@ -105,6 +106,18 @@ describe('observability', () => {
     expect(answers.refused.headers.get('server-timing')).toBe(`gateway;dur=${line.gateway_ms}`)
     expect(line.upstream_ms).toBeNull()
     await Promise.all(Object.values(answers).map((res) => res.text()))
+
+    // Every request to a proxied endpoint is counted by its status, admitted or not: the team is
+    // '' when no key was valid, the model '' when no body was.
+    const counted = (labels: Record<string, string>) => async () => sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', labels)
+    await waitFor(async () => (await counted({ team: '', status: '401' })()) === 1, 'the 401 to be counted')
+    // (An error's model label is its name only when the configuration lists it: this one is routed
+    // upstream unlisted, so a name that fails is 'other', and labels stay bounded.)
+    expect(await counted({ team: 'timed', model: 'other', endpoint: 'chat', status: '400' })()).toBe(1)
+    expect(await counted({ team: 'timed', model: 'other', endpoint: 'chat', status: '429' })()).toBe(1)
+    expect(await counted({ team: 'timed', model: '', endpoint: 'chat', status: '400' })()).toBe(1)
+    expect(await counted({ team: '', model: '', endpoint: 'chat', status: '401' })()).toBe(1)
+    expect(await counted({ status: '404' })()).toBeUndefined()
   })
 
   it('METRICS_PORT moves /metrics off the main port', async () => {
