@@ -1,4 +1,8 @@
+import { readFileSync } from 'node:fs'
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
+
+/** The gateway's version, from its package.json (beside src/ and dist/ alike). */
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
 /**
  * The gateway's Prometheus metrics, in a registry of its own (one per app, so several gateways in
@@ -203,7 +207,15 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly buildInfo = new Gauge({
+    name: 'tollgate_build_info',
+    help: "Always 1: the gateway's version and the Node.js it runs on, as labels.",
+    labelNames: ['version', 'node'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_' })
+    this.buildInfo.set({ version: VERSION, node: process.version }, 1)
   }
 }

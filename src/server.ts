@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { VERSION } from './metrics.js'
 
 /** The entry point, and the only module that reads process.env. */
 async function main(): Promise<void> {
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
   }
   app.log.info(
     {
+      version: VERSION,
       metrics: config.metricsPort === null ? 'main port /metrics' : `port ${config.metricsPort} /metrics`,
       store: config.redisUrl ? 'redis' : 'memory',
       upstreams: Object.values(config.upstreams).map((u) => ({ name: u.name, base_url: u.baseUrl, keys: u.apiKeys.length })),

@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { FakeUpstream } from '../helpers/fake-upstream.js'
 import { type TestGateway, useGateway } from '../helpers/gateway.js'
@@ -74,6 +75,8 @@ describe('observability', () => {
     expect(text).toContain('# TYPE tollgate_usage_buffer_dropped_total counter')
     expect(sample(text, 'tollgate_upstream_keys', { upstream: 'nvidia', state: 'available' })).toBe(1)
     expect(text).toContain('tollgate_process_cpu_seconds_total')
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    expect(sample(text, 'tollgate_build_info', { version, node: process.version })).toBe(1)
     expect(text).not.toContain(key)
     expect(text).not.toContain(upstream.apiKeys[0]!)
   })
