@@ -12,7 +12,7 @@ import { registerRequestLog } from './plugins/request-log.js'
 import { adminRoutes } from './routes/admin.js'
 import { healthRoutes } from './routes/health.js'
 import { modelRoutes } from './routes/models.js'
-import { countUnadmitted, proxyRoutes } from './routes/proxy.js'
+import { countRequest, proxyRoutes } from './routes/proxy.js'
 import rateLimit from '@fastify/rate-limit'
 import { Cluster } from 'ioredis'
 import { Metrics } from './metrics.js'
@@ -146,8 +146,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const metrics = new Metrics({ defaultMetrics: true })
   app.decorate('metrics', metrics)
   const router = new ModelRouter(config)
-  // Requests to the proxied endpoints that were never admitted are counted as they close.
-  registerRequestLog(app, (request, reply, finished) => countUnadmitted(metrics, router, request, reply, finished))
+  // Requests to the proxied endpoints are counted as they close, like their log lines.
+  registerRequestLog(app, (request, reply, finished) => countRequest(metrics, router, request, reply, finished))
   // From the start of app.close(): new requests on open connections are refused, and their
   // connections closed, while the requests in flight finish.
   let closing = false

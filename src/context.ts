@@ -15,8 +15,8 @@ export interface RequestContext {
   upstreamMs: number | null
   /** Time in the gateway itself before the answer started: auth, admission, forwarding. */
   gatewayMs: number | null
-  /** Admitted: the proxy counts it in tollgate_requests_total when it settles (with the model that answered). */
-  admitted: boolean
+  /** The model that serves it: the one its name resolved to, then the one that answered (a fallback). Usage and metrics go to it. */
+  answeredBy: string | null
 }
 
 /** Milliseconds since `started`, to 0.01 ms. */
@@ -33,7 +33,7 @@ declare module 'fastify' {
 }
 
 export function newRequestContext(): RequestContext {
-  return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(), upstreamMs: null, gatewayMs: null, admitted: false }
+  return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(), upstreamMs: null, gatewayMs: null, answeredBy: null }
 }
 
 /**

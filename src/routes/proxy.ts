@@ -120,7 +120,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const bodyFor = (r: ResolvedModel) => forwardBody(request.rawBody, body, r, endpoint.defaults, stripUsage)
     const candidates = opts.router.candidates(resolved)
     /** The model that answered: usage is recorded against it. */
-    let answeredBy = resolved.model.name
+    ctx.answeredBy = resolved.model.name
 
     const principal = request.principal!
     // The tokenizer runs only when a token limit needs a reservation, or later for an estimate.
@@ -133,7 +133,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const started = opts.now()
     const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
       time: isoTime(now), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
-      model: answeredBy, endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
+      model: ctx.answeredBy!, endpoint: endpoint.name, status, ...usage, estimated, latency_ms: now - started,
     })
     const audit = (entry: AuditEntry) =>
       opts.quotas.audit(entry).catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
@@ -150,7 +150,6 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       throw refusalError(admitted.refusal)
     }
     const { ticket } = admitted
-    ctx.admitted = true
     if (admitted.rate.requests || admitted.rate.tokens) reply.headers(rateLimitHeaders(admitted.rate))
 
     // From here on, the request settles exactly once, when its response closes, however it ends.
@@ -165,15 +164,14 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       const { usage, estimated } = meter.result()
       const now = opts.now()
       const status = reply.raw.writableFinished ? reply.statusCode : 499
-      const model = modelLabel(opts.router, answeredBy, status)
+      const model = modelLabel(opts.router, ctx.answeredBy, status)
       const m = opts.metrics
-      m.requests.inc({ team: principal.team.id, model, endpoint: endpoint.name, status })
       m.duration.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
       m.tokens.inc({ team: principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
       m.tokens.inc({ team: principal.team.id, model, kind: 'completion' }, usage.completion_tokens)
       if (streaming) m.streamsOpen.dec()
       opts.quotas
-        .settle({ ticket, keyId: principal.key.id, model: answeredBy, usage, estimated, now })
+        .settle({ ticket, keyId: principal.key.id, model: ctx.answeredBy!, usage, estimated, now })
         .catch((err: unknown) => request.log.error({ err, request_id: ticket.requestId }, 'could not record usage'))
       void audit(record(status, usage, estimated, now))
     }
@@ -212,7 +210,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       throw err
     }
     const { res, client: upstream } = dispatched
-    answeredBy = dispatched.resolved.model.name
+    ctx.answeredBy = dispatched.resolved.model.name
     ctx.upstreamStatus = res.statusCode
     // Server-Timing: the gateway's own share so far, and the upstream's time to headers.
     ctx.upstreamMs = dispatched.upstreamMs
@@ -302,17 +300,16 @@ function modelLabel(router: ModelRouter, name: string | null, status: number): s
 const ENDPOINT_BY_PATH = new Map(ENDPOINTS.map((e) => [e.path, e.name]))
 
 /**
- * Counts in tollgate_requests_total a request to a proxied endpoint that was never admitted:
- * refused by a limit, a bad body or model, a missing or wrong key (team ''), a store or upstream
- * not there. (Admitted ones are counted as they settle.) Called as each request's answer closes.
+ * Counts a request to a proxied endpoint in tollgate_requests_total, whatever became of it:
+ * answered, refused by a limit, a bad body or model, a missing or wrong key (team ''), a store or
+ * upstream not there. Called as each request's answer closes.
  */
-export function countUnadmitted(metrics: Metrics, router: ModelRouter, request: FastifyRequest, reply: FastifyReply, finished: boolean): void {
-  const ctx = request.tg
-  if (ctx.admitted) return
+export function countRequest(metrics: Metrics, router: ModelRouter, request: FastifyRequest, reply: FastifyReply, finished: boolean): void {
   const endpoint = ENDPOINT_BY_PATH.get(request.routeOptions.url ?? '')
   if (endpoint === undefined) return
+  const ctx = request.tg
   const status = finished ? reply.statusCode : 499
-  metrics.requests.inc({ team: ctx.team ?? '', model: modelLabel(router, ctx.model, status), endpoint, status })
+  metrics.requests.inc({ team: ctx.team ?? '', model: modelLabel(router, ctx.answeredBy ?? ctx.model, status), endpoint, status })
 }
 
 const limitsTokens = (s: Scope) =>
