@@ -203,26 +203,24 @@ export class FallbackKeyPool implements KeyPool {
     return this.primary.size
   }
 
-  async pick(now: number): Promise<Pick> {
+  pick(now: number): Promise<Pick> {
+    return this.shared(() => this.primary.pick(now), () => this.local.pick(now))
+  }
+
+  states(now: number): Promise<KeyStates> {
+    return this.shared(() => this.primary.states(now), () => this.local.states(now))
+  }
+
+  /** The shared pool's answer while Redis is up and answers; else this instance's own. */
+  private async shared<T>(primary: () => T | Promise<T>, local: () => T): Promise<T> {
     if (this.up()) {
       try {
-        return await this.primary.pick(now)
+        return await primary()
       } catch {
         // fall through to the local budgets
       }
     }
-    return this.local.pick(now)
-  }
-
-  async states(now: number): Promise<KeyStates> {
-    if (this.up()) {
-      try {
-        return await this.primary.states(now)
-      } catch {
-        // fall through to the local view, as pick does
-      }
-    }
-    return this.local.states(now)
+    return local()
   }
 
   async coolDown(index: number, untilMs: number): Promise<void> {
