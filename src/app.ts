@@ -70,26 +70,21 @@ interface ScrapeSources {
   resilient: ResilientQuotas | null
   pools: Map<string, KeyPool>
   now: () => number
-  log: FastifyBaseLogger
 }
 
 /** The metrics text, with what is read rather than counted brought up to date. */
-export async function scrape({ metrics, resilient, pools, now, log }: ScrapeSources): Promise<string> {
+export async function scrape({ metrics, resilient, pools, now }: ScrapeSources): Promise<string> {
   metrics.usageBuffer.set(resilient?.buffered ?? 0)
   // Counts kept since start by the quotas: the counters take their values.
   metrics.usageDropped.reset()
   metrics.usageDropped.inc(resilient?.dropped ?? 0)
   metrics.localAdmissions.reset()
   metrics.localAdmissions.inc(resilient?.localAdmissions ?? 0)
+  // (A pool on Redis answers from the instance's own view when Redis fails: FallbackKeyPool.)
   await Promise.all(
     [...pools].map(async ([upstream, pool]) => {
-      try {
-        const states = await pool.states(now())
-        for (const state of KEY_STATES) metrics.upstreamKeys.set({ upstream, state }, states[state])
-      } catch (err) {
-        // The other metrics still answer; these keep their last values.
-        log.warn({ err: (err as Error).message, upstream }, 'could not read the key pool for /metrics')
-      }
+      const states = await pool.states(now())
+      for (const state of KEY_STATES) metrics.upstreamKeys.set({ upstream, state }, states[state])
     }),
   )
   return metrics.registry.metrics()
@@ -185,7 +180,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     ]),
   )
   const activity = new KeyActivity(store, app.log)
-  const sources: ScrapeSources = { metrics, resilient, pools, now, log: app.log }
+  const sources: ScrapeSources = { metrics, resilient, pools, now }
   redis?.on('error', () => metrics.redisErrors.inc())
   // Keys are looked up once and cached; every change anywhere drops them at once (pub/sub).
   const principals = new PrincipalCache()
