@@ -44,6 +44,8 @@ export interface AppDeps {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+/** How long an idle client connection stays open (Fastify's default, kept on purpose: see buildApp). */
+export const KEEP_ALIVE_MS = 72_000
 
 function createStore(config: Config, log: Logger): Store {
   if (config.redisClusterNodes) {
@@ -127,6 +129,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     // Streams may run for many minutes; the upstream timeouts bound them instead.
     requestTimeout: 0,
+    // Longer than a balancer keeps an idle connection (deploy/nginx.conf: 60 s), so the balancer,
+    // not the gateway, ends it: a request sent on a connection the gateway is closing is lost, and
+    // nginx answers a lost POST with a 502 rather than send it again.
+    keepAliveTimeout: KEEP_ALIVE_MS,
     // Requests that arrive while the gateway drains get its own 503, in OpenAI's envelope (below):
     // Fastify's has a body of its own shape.
     return503OnClosing: false,

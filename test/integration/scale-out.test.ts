@@ -1,8 +1,10 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startBalancer, type Balancer } from '../helpers/balancer.js'
+import { withGateway } from '../helpers/gateway.js'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { startServer } from '../helpers/process.js'
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js'
@@ -93,5 +95,17 @@ describe('two replicas behind a load balancer', () => {
       const direct = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 })
       await expect(direct.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError)
     }
+  })
+})
+
+describe('deploy/nginx.conf in front of the replicas', () => {
+  it('ends idle connections before a replica does, so no request goes out on one the replica is closing', async () => {
+    const conf = readFileSync(new URL('../../deploy/nginx.conf', import.meta.url), 'utf8')
+    const upstreamBlock = /upstream tollgate \{([^}]*)\}/.exec(conf)?.[1] ?? ''
+    const idle = /keepalive_timeout (\d+)s;/.exec(upstreamBlock)
+    expect(idle, 'keepalive_timeout in the upstream block').not.toBeNull()
+    await withGateway({}, async (gw) => {
+      expect(gw.app.server.keepAliveTimeout).toBeGreaterThan(Number(idle![1]) * 1000)
+    })
   })
 })
