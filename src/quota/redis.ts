@@ -39,11 +39,15 @@ import {
  *   <prefix>{t:<team>}:<scope>:rpm|tpm|inflight|reserved
  *   <prefix>{t:<team>}:<scope>:d:<YYYY-MM-DD>   <prefix>{t:<team>}:<scope>:m:<YYYY-MM>
  *   <prefix>{t:<team>}:usage:<YYYY-MM-DD>        usage counters (see report.ts)
+ *   <prefix>{t:<team>}:settled                    settlements not yet answered (settle.lua)
  *   <prefix>audit                                 the audit stream (capped; written in batches)
  */
 
 const DAY_MS = 86_400_000
-/** How long a settlement is remembered, so one sent twice (after a lost reply) counts once. */
+/**
+ * How long a settlement whose reply never came is remembered, so that one sent twice (from the
+ * usage buffer, after a lost reply) counts once; one whose reply came leaves at once (settle.lua).
+ */
 const SETTLED_MARKER_MS = 6 * 3_600_000
 const NONE = -1
 /** Audit entries per script call, the longest an entry waits, and the values per entry. */
@@ -105,8 +109,11 @@ class SettleCalls implements CallSink {
   /** The admission days of the batch's usage hashes, and the hashes. */
   private readonly usageDays: string[] = []
   private readonly usageKeys: string[] = []
-  readonly markers: string[] = []
+  /** The batch's team (a batch holds one team's calls). */
+  team = ''
   readonly args: Arg[] = []
+
+  constructor(private readonly quotas: { settledKey(team: string): string; takeAnswered(team: string): string[] }) {}
 
   /** The place of the team's usage hash of a day, from 1; `key` makes its name the first time. */
   usage(day: string, key: () => string): number {
@@ -119,8 +126,8 @@ class SettleCalls implements CallSink {
 
   encode(calls: number) {
     return {
-      keys: [...this.scopes.keys, ...this.usageKeys, ...this.markers],
-      args: [calls, this.scopes.size, this.usageKeys.length, ...this.scopes.values, ...this.args],
+      keys: [...this.scopes.keys, ...this.usageKeys, this.quotas.settledKey(this.team)],
+      args: [calls, this.scopes.size, this.usageKeys.length, ...this.scopes.values, ...this.args, SETTLED_MARKER_MS, ...this.quotas.takeAnswered(this.team)],
     }
   }
 }
@@ -147,6 +154,8 @@ export class RedisQuotas implements QuotaEngine {
   private auditTimer: NodeJS.Timeout | null = null
   /** Settles the promise of the call that opened the batch waiting now. */
   private auditDone: { resolve: () => void; reject: (err: unknown) => void } | null = null
+  /** Per team, the request ids of settlements answered since its last settlement batch went out. */
+  private readonly answered = new Map<string, string[]>()
   /** Each scope's key names for a day (team, tab, scope id), for the scopes seen most recently. */
   private readonly keyNames = new LRUCache<string, { day: string; names: string[] }>({ max: 10_000 })
 
@@ -156,7 +165,7 @@ export class RedisQuotas implements QuotaEngine {
     this.retentionMs = (options.usageRetentionDays ?? 400) * DAY_MS
     this.auditMaxLen = options.auditMaxLen ?? 100_000
     this.admitScript = new BatchedScript(new LuaScript(this.client, 'admit'), () => new AdmitCalls())
-    this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'), () => new SettleCalls())
+    this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'), () => new SettleCalls(this))
     this.auditScript = new LuaScript(this.client, 'audit')
   }
 
@@ -246,10 +255,30 @@ export class RedisQuotas implements QuotaEngine {
         batch.usage(ticket.day, () => this.teamKey(ticket.team, `usage:${ticket.day}`)),
         usageField(s.keyId, s.model), usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, s.estimated ? 1 : 0,
         ttl(admittedAt + this.retentionMs),
-        SETTLED_MARKER_MS,
       )
-      batch.markers.push(this.teamKey(ticket.team, `settled:${ticket.requestId}`))
+      batch.team = ticket.team
     })
+    // Answered: it will not be sent again, so the team's next batch takes it out of the settled set.
+    const answered = this.answered.get(ticket.team)
+    if (answered === undefined) this.answered.set(ticket.team, [ticket.requestId])
+    else answered.push(ticket.requestId)
+  }
+
+  /** The key of a team's settled set (settle.lua). */
+  settledKey(team: string): string {
+    return this.teamKey(team, 'settled')
+  }
+
+  /**
+   * The request ids of a team's answered settlements not yet taken out of its settled set, handed
+   * to the batch going out. (Should that batch fail, they stay in the set until they are older than
+   * SETTLED_MARKER_MS: nothing counts twice, the set only holds them longer.)
+   */
+  takeAnswered(team: string): string[] {
+    const ids = this.answered.get(team)
+    if (ids === undefined) return []
+    this.answered.delete(team)
+    return ids
   }
 
   async renew(tickets: Ticket[], now: number): Promise<void> {

@@ -54,15 +54,63 @@ describe('keys written by the Redis quota scripts', () => {
       ...perScope('key:key_1'),
       // (each scope's in-flight set is empty again, so gone)
       '{t:ml}:usage:2026-03-10': near(400 * DAY - 12 * HOUR - 1_000),
-      '{t:ml}:settled:r1': near(6 * HOUR),
-      '{t:ml}:settled:r2': near(6 * HOUR),
+      // (r1's reply came, so the second settlement took it out; r2 waits for the next one)
+      '{t:ml}:settled': near(6 * HOUR),
     })
+    expect(await redis.client.zrange(`${prefix}{t:ml}:settled`, 0, -1)).toEqual(['r2'])
 
     // The counters themselves: the estimated count is written only when there is one.
     expect(await redis.client.hgetall(`${prefix}{t:ml}:usage:2026-03-10`)).toEqual({
       'key_1\tm\tr': '2', 'key_1\tm\tp': '50', 'key_1\tm\tc': '50', 'key_1\tm\tt': '100', 'key_1\tm\te': '1',
     })
     expect(await redis.client.hget(`${prefix}{t:ml}:team:d:2026-03-10`, 'used')).toBe('100')
+  })
+})
+
+describe('the settled set (a settlement sent twice counts once)', () => {
+  const scope: Scope[] = [{ id: 'team', label: "team 'ml'", limits: { requests_per_minute: 1000, concurrent_requests: 100 } }]
+  const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
+  const settleOne = async (q: RedisQuotas, requestId: string, now: number) =>
+    q.settle({ ticket: ok(await q.admit({ team: 'ml', requestId, scopes: scope, tokens: 0, now })), keyId: 'k', model: 'm', usage, estimated: false, now })
+  const members = (prefix: string) => redis.client.zrange(`${prefix}{t:ml}:settled`, 0, -1)
+  const requests = async (q: RedisQuotas) => (await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] }))[0]?.requests
+
+  it('holds only the settlements whose replies have not come, not every request of the last hours', async () => {
+    const q = new RedisQuotas({ client: redis.client, prefix: 'held:' })
+    for (let i = 0; i < 50; i++) await settleOne(q, `s${i}`, T0 + i)
+    // Each batch takes out the ones answered before it: only the last waits.
+    expect(await members('held:')).toEqual(['s49'])
+    // Many at once: the first goes alone and the rest in one batch behind it; the next batch
+    // takes all of them out.
+    await Promise.all(Array.from({ length: 40 }, (_, i) => settleOne(q, `m${i}`, T0 + 100)))
+    await settleOne(q, 'last', T0 + 200)
+    expect(await members('held:')).toEqual(['last'])
+    expect(await requests(q)).toBe(91)
+  })
+
+  it('counts a settlement sent again once, through whichever instance', async () => {
+    const first = new RedisQuotas({ client: redis.client, prefix: 'again:' })
+    const other = new RedisQuotas({ client: redis.client, prefix: 'again:' })
+    const ticket = ok(await first.admit({ team: 'ml', requestId: 'a1', scopes: scope, tokens: 0, now: T0 }))
+    const settlement = { ticket, keyId: 'k', model: 'm', usage, estimated: false, now: T0 }
+    await first.settle(settlement)
+    // As a replay from a usage buffer would, after a reply lost: the first instance never learnt
+    // it was answered, so a1 is still in the set.
+    await other.settle(settlement)
+    expect(await requests(other)).toBe(1)
+    expect(await members('again:')).toEqual(['a1'])
+  })
+
+  it('lets one whose instance stopped before taking it out leave six hours on', async () => {
+    const stopped = new RedisQuotas({ client: redis.client, prefix: 'orphan:' })
+    const other = new RedisQuotas({ client: redis.client, prefix: 'orphan:' })
+    await settleOne(stopped, 'o1', T0)
+    await settleOne(other, 'o2', T0 + 6 * HOUR - 1)
+    expect(await members('orphan:')).toEqual(['o1', 'o2'])
+    // The team's next batch six hours after o1 takes it out (o2, answered, too).
+    await settleOne(other, 'o3', T0 + 6 * HOUR)
+    expect(await members('orphan:')).toEqual(['o3'])
+    expect(await redis.client.pttl('orphan:{t:ml}:settled')).toSatisfy((ttl: number) => ttl > 6 * HOUR - 10_000 && ttl <= 6 * HOUR)
   })
 })
 
@@ -140,11 +188,13 @@ describe('the scripts, sent alone or batched', () => {
         .sort((a, b) => a - b)
       // The first admission and the first settlement go alone; the other 31 of each in one call.
       // Admission: EVALSHA, sha, key count, the scope's 6 keys, count, scopes, its 5 limits, then
-      // per admission 7 values and its scope's place. Settlement: the same 6 keys and one usage
-      // hash, a marker per settlement; count, scopes, hashes, the scope's tpm limit, then per
-      // settlement 7 values, its scope's place, its hash's place and 7 usage values.
+      // per admission 7 values and its scope's place. Settlement: the same 6 keys, one usage hash
+      // and the team's settled set; count, scopes, hashes, the scope's tpm limit, then per
+      // settlement 7 values, its scope's place, its hash's place and 6 usage values; then how long
+      // the set remembers. (The lone first settlement's id, answered, goes with the team's next
+      // batch: its reply came after this one went out.)
       const admissions = 3 + 6 + 2 + 5 + 31 * (7 + 1)
-      const settlements = 3 + 6 + 1 + 31 + 3 + 1 + 31 * (7 + 1 + 1 + 7)
+      const settlements = 3 + 6 + 1 + 1 + 3 + 1 + 31 * (7 + 1 + 1 + 6) + 1
       expect(sizes.slice(-2)).toEqual([admissions, settlements].sort((a, b) => a - b))
     } finally {
       await redis.client.config('SET', 'slowlog-log-slower-than', '10000')

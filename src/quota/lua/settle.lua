@@ -5,16 +5,21 @@
 -- As in admit.lua, the batch's scopes (and the team's usage hashes) come once each, and a
 -- settlement names them by their place (from 1).
 -- KEYS: six per scope of the batch as in admit.lua (rpm, tpm, day, month, inflight, reserved), then
---       the team's usage hashes (one per admission day), then per settlement its settled-marker.
+--       the team's usage hashes (one per admission day), then the team's settled set.
 -- ARGV: the number of settlements, the number of scopes, the number of usage hashes, then per
 --       scope its tokens-per-minute limit (-1: none); then per settlement: now, request id, tokens
 --       reserved, tokens used, day key TTL, month key TTL (ms), scope count, the place of each of
 --       its scopes, the place of its usage hash, then the usage field prefix (`<key id>\t<model>\t`),
---       prompt, completion, total, estimated (0/1), usage key TTL (ms), marker TTL (ms). TTLs are
+--       prompt, completion, total, estimated (0/1), usage key TTL (ms); then how long a settlement
+--       is remembered (ms), and the request ids of earlier settlements whose replies came. TTLs are
 --       relative: the clock is the gateway's.
 -- Returns per settlement 1, or 0 for one settled before.
 -- Idempotent: a settlement whose reply was lost (Redis died just after running it) may be sent
--- again from the usage buffer; the marker makes the second run change nothing.
+-- again from the usage buffer; the settled set (member: request id, score: when) makes the second
+-- run change nothing. A settlement whose reply came is never sent again, so the gateway names it in
+-- its team's next batch and it leaves the set (after this batch's own checks): the set holds the
+-- settlements still unanswered, not every request of the last hours. One whose instance stopped
+-- before naming it leaves when it is older than the time a settlement is remembered.
 --
 -- The counters, freed slots, given-back reservations and token buckets, which no later settlement
 -- in the batch reads from Redis, are gathered and written once per key and field at the end; a
@@ -25,6 +30,7 @@ local MINUTE = 60000
 local function int(n) return string.format('%d', n) end
 local ab                                                      -- this settlement's ARGV offset
 local scope_count, usage_count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local settled_key = KEYS[scope_count * 6 + usage_count + 1]
 
 -- Gathered: amounts per key and field (in the order first seen), and slots to free per key.
 local sums, sum_order = {}, {}
@@ -73,15 +79,14 @@ local function gather(lists, order, key, id)                  -- a request id in
   ids[#ids + 1] = id
 end
 
-local function settle(n)                                       -- the batch's n-th settlement
+local function settle()                                        -- the settlement at ARGV offset ab
   local id = ARGV[ab + 2]
   local used_tokens = tonumber(ARGV[ab + 4])
   local day_ttl, month_ttl = ARGV[ab + 5], ARGV[ab + 6]
   local scopes = tonumber(ARGV[ab + 7])
   local u = ab + 8 + scopes                                   -- the usage report's arguments (its hash's place at u)
 
-  local marker = KEYS[scope_count * 6 + usage_count + n]
-  if not redis.call('SET', marker, '1', 'NX', 'PX', ARGV[u + 7]) then
+  if redis.call('ZADD', settled_key, 'NX', ARGV[ab + 1], id) == 0 then
     return 0                                                  -- settled before: count nothing twice
   end
 
@@ -130,9 +135,11 @@ end
 
 local results = {}
 ab = 3 + scope_count
+local last_now = 0
 for n = 1, tonumber(ARGV[1]) do
-  results[n] = settle(n)
-  ab = ab + 8 + tonumber(ARGV[ab + 7]) + 7
+  results[n] = settle()
+  last_now = tonumber(ARGV[ab + 1])
+  ab = ab + 8 + tonumber(ARGV[ab + 7]) + 6
 end
 
 -- The gathered writes. Reservations first: each one still held (its lease did not lapse, and it
@@ -162,4 +169,9 @@ for _, sum in ipairs(sum_order) do                             -- {key, field, a
   local value = redis.call('HINCRBY', sum[1], sum[2], int(sum[3]))
   if sum[4] and value == sum[3] then redis.call('PEXPIRE', sum[1], sum[4]) end
 end
+-- The settled set: answered settlements leave, and so do unanswered ones older than it remembers.
+local remember = ARGV[ab + 1]
+if #ARGV > ab + 1 then redis.call('ZREM', settled_key, unpack(ARGV, ab + 2, #ARGV)) end
+redis.call('ZREMRANGEBYSCORE', settled_key, '-inf', int(last_now - tonumber(remember)))
+redis.call('PEXPIRE', settled_key, remember)
 return results
