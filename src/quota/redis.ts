@@ -113,7 +113,14 @@ class SettleCalls implements CallSink {
   team = ''
   readonly args: Arg[] = []
 
-  constructor(private readonly quotas: { settledKey(team: string): string; takeAnswered(team: string): string[] }) {}
+  /**
+   * `settledKey` names a team's settled set; `takeAnswered` hands over the request ids of the team's
+   * settlements answered since its last batch, for the script to take out of that set.
+   */
+  constructor(
+    private readonly settledKey: (team: string) => string,
+    private readonly takeAnswered: (team: string) => string[],
+  ) {}
 
   /** The place of the team's usage hash of a day, from 1; `key` makes its name the first time. */
   usage(day: string, key: () => string): number {
@@ -126,8 +133,8 @@ class SettleCalls implements CallSink {
 
   encode(calls: number) {
     return {
-      keys: [...this.scopes.keys, ...this.usageKeys, this.quotas.settledKey(this.team)],
-      args: [calls, this.scopes.size, this.usageKeys.length, ...this.scopes.values, ...this.args, SETTLED_MARKER_MS, ...this.quotas.takeAnswered(this.team)],
+      keys: [...this.scopes.keys, ...this.usageKeys, this.settledKey(this.team)],
+      args: [calls, this.scopes.size, this.usageKeys.length, ...this.scopes.values, ...this.args, SETTLED_MARKER_MS, ...this.takeAnswered(this.team)],
     }
   }
 }
@@ -165,7 +172,9 @@ export class RedisQuotas implements QuotaEngine {
     this.retentionMs = (options.usageRetentionDays ?? 400) * DAY_MS
     this.auditMaxLen = options.auditMaxLen ?? 100_000
     this.admitScript = new BatchedScript(new LuaScript(this.client, 'admit'), () => new AdmitCalls())
-    this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'), () => new SettleCalls(this))
+    const settledKey = (team: string) => this.teamKey(team, 'settled')
+    const takeAnswered = (team: string) => this.takeAnswered(team)
+    this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'), () => new SettleCalls(settledKey, takeAnswered))
     this.auditScript = new LuaScript(this.client, 'audit')
   }
 
@@ -264,17 +273,12 @@ export class RedisQuotas implements QuotaEngine {
     else answered.push(ticket.requestId)
   }
 
-  /** The key of a team's settled set (settle.lua). */
-  settledKey(team: string): string {
-    return this.teamKey(team, 'settled')
-  }
-
   /**
    * The request ids of a team's answered settlements not yet taken out of its settled set, handed
    * to the batch going out. (Should that batch fail, they stay in the set until they are older than
    * SETTLED_MARKER_MS: nothing counts twice, the set only holds them longer.)
    */
-  takeAnswered(team: string): string[] {
+  private takeAnswered(team: string): string[] {
     const ids = this.answered.get(team)
     if (ids === undefined) return []
     this.answered.delete(team)
