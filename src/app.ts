@@ -25,7 +25,7 @@ import { usageRoutes } from './routes/usage.js'
 import { KeyActivity } from './store/key-activity.js'
 import { MemoryStore } from './store/memory.js'
 import { PrincipalCache } from './store/principal-cache.js'
-import { REDIS_OPTIONS, RedisStore } from './store/redis.js'
+import { REDIS_OPTIONS, RedisStore, evictionPolicy } from './store/redis.js'
 import type { Store } from './store/types.js'
 import { UpstreamClient } from './upstream/client.js'
 import { FallbackKeyPool, KEY_STATES, MemoryKeyPool, RedisKeyPool, type KeyPool } from './upstream/key-pool.js'
@@ -195,8 +195,26 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const seedTeams = async () => {
     for (const seed of config.teams) await seedTeam(store, seed, now)
   }
+  // Whenever Redis (re)connects, maybe to another server after a failover: say if it may evict.
+  const checkEviction = () =>
+    void evictionPolicy(redis!).then(
+      (found) => {
+        if (found === null) logger.debug('redis evicts no keys (no maxmemory, or maxmemory-policy noeviction)')
+        else {
+          logger.warn(
+            { maxmemory_policy: found.policy, maxmemory: found.maxmemory },
+            'redis may evict keys when full: an evicted quota key forgets what its limit counted; set maxmemory-policy noeviction',
+          )
+        }
+      },
+      (err: unknown) => logger.debug({ err: (err as Error).message }, 'could not read redis eviction policy'),
+    )
   // Redis back after an outage: write the usage that waited.
-  redis?.on('ready', () => void resilient?.flush())
+  redis?.on('ready', () => {
+    void resilient?.flush()
+    checkEviction()
+  })
+  if (redisStore?.up) checkEviction()
   if (redisStore && !(await redisStore.ready(5_000))) {
     // Start anyway (fail-open serves, fail-closed answers 503) and seed once Redis is there.
     logger.warn({ failure_mode: config.redisFailureMode }, 'redis is not reachable yet; starting anyway and retrying')

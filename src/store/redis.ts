@@ -81,6 +81,22 @@ export const REDIS_OPTIONS = {
   connectTimeout: 5_000,
 } as const
 
+/**
+ * How Redis evicts keys when it is full, if it can: a `maxmemory` set, and a policy other than
+ * `noeviction`. Every quota key carries a TTL, so even the `volatile-*` policies may take them, and
+ * an evicted key forgets what a limit has counted. Null when nothing can be evicted. On a cluster,
+ * the first master found that can. (INFO, not CONFIG: managed Redis services often refuse CONFIG.)
+ */
+export async function evictionPolicy(client: Redis | Cluster): Promise<{ policy: string; maxmemory: number } | null> {
+  for (const node of client instanceof Cluster ? client.nodes('master') : [client]) {
+    const info = await node.info('memory')
+    const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1]
+    const maxmemory = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0)
+    if (policy !== undefined && policy !== 'noeviction' && maxmemory > 0) return { policy, maxmemory }
+  }
+  return null
+}
+
 export interface RedisStoreOptions {
   /** A client to use (closed by close() only with ownsClient), or a URL to connect to (closed by close()). */
   client?: Redis | Cluster

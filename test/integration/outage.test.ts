@@ -160,3 +160,35 @@ describe('a Redis outage', () => {
     await redis.stop()
   })
 })
+
+describe('a Redis that may evict keys when full', () => {
+  const evicting = 'redis may evict keys when full'
+  const warnings = (lines: Record<string, unknown>[]) => lines.filter((l) => String(l.msg).startsWith(evicting))
+
+  it('is named in a warning at start, with its policy: an evicted quota key would forget what its limit counted', async () => {
+    // (volatile-lru, as some managed services set: every quota key has a TTL, so it may take them)
+    const redis = await startRedis(['--maxmemory', '64mb', '--maxmemory-policy', 'volatile-lru'])
+    try {
+      await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (gw) => {
+        await waitFor(async () => warnings(gw.logLines()).length > 0, 'the eviction warning')
+        expect(warnings(gw.logLines())[0]).toMatchObject({ level: 40, maxmemory_policy: 'volatile-lru', maxmemory: 64 * 1024 * 1024 })
+      })
+    } finally {
+      await redis.stop()
+    }
+  })
+
+  it('is not warned about when nothing can be evicted: no maxmemory, or noeviction', async () => {
+    for (const args of [[], ['--maxmemory', '64mb', '--maxmemory-policy', 'noeviction']]) {
+      const redis = await startRedis(args)
+      try {
+        await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (gw) => {
+          await waitFor(async () => gw.logLines().some((l) => String(l.msg).startsWith('redis evicts no keys')), 'the eviction check')
+          expect(warnings(gw.logLines())).toEqual([])
+        })
+      } finally {
+        await redis.stop()
+      }
+    }
+  })
+})
