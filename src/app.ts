@@ -45,7 +45,7 @@ export interface AppDeps {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 /** How long an idle client connection stays open (Fastify's default, kept on purpose: see buildApp). */
-export const KEEP_ALIVE_MS = 72_000
+const KEEP_ALIVE_MS = 72_000
 
 function createStore(config: Config, log: Logger): Store {
   if (config.redisClusterNodes) {
