@@ -1,12 +1,16 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { invalidRequest } from '../errors.js'
 
 /**
  * Request bodies are JSON whatever their content type (curl -d sends form encoding by default).
- * Fastify's own parser (secure-json-parse, refusing `__proto__` and `constructor.prototype`)
- * scans every body with two regular expressions after parsing it; a body that holds neither word
- * nor a `\u` escape cannot carry them, so it takes plain JSON.parse. Anything else, and every
- * error, goes to Fastify's parser, so the errors stay Fastify's (and become 400s in OpenAI's
- * envelope).
+ * A body that is not JSON gets a 400 saying where it broke (the parser's own message), not
+ * Fastify's "not valid JSON but content-type is set to 'application/json'", which is wrong for a
+ * form-encoded body and says nothing of where.
+ *
+ * Fastify's parser (secure-json-parse, refusing `__proto__` and `constructor.prototype`) scans
+ * every body with two regular expressions after parsing it; a body that holds neither word nor a
+ * `\u` escape cannot carry them, so plain JSON.parse is enough. Any other body that parses goes
+ * through Fastify's parser too, and is refused for the key it holds, by name.
  */
 export function registerJsonBody(app: FastifyInstance): void {
   // Fastify's parser is the (request, body, done) kind; its type also allows a promise-returning one.
@@ -14,16 +18,20 @@ export function registerJsonBody(app: FastifyInstance): void {
   const parse = (request: FastifyRequest, body: string, done: Done) => {
     // Kept for the proxy, which forwards the client's own bytes (see forwardBody).
     request.rawBody = body
-    if (body.length > 0 && !body.includes('__proto__') && !body.includes('constructor') && !body.includes('\\u')) {
-      let value: unknown
-      try {
-        value = JSON.parse(body)
-      } catch {
-        return strict(request, body, done)
-      }
-      return done(null, value)
+    // (Fastify's own error for an empty body, which the error handler words.)
+    if (body.length === 0) return strict(request, body, done)
+    let value: unknown
+    try {
+      value = JSON.parse(body)
+    } catch (err) {
+      return done(invalidRequest(`We could not parse the JSON body of your request: ${(err as Error).message}.`, null, 'invalid_json'))
     }
-    return strict(request, body, done)
+    if (!body.includes('__proto__') && !body.includes('constructor') && !body.includes('\\u')) return done(null, value)
+    return strict(request, body, (err, safe) =>
+      err
+        ? done(invalidRequest("The request body holds a '__proto__' or 'constructor.prototype' key, which the gateway refuses.", null, 'invalid_json'))
+        : done(null, safe),
+    )
   }
   app.decorateRequest('rawBody', null)
   app.removeContentTypeParser('application/json')

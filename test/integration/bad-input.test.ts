@@ -54,6 +54,20 @@ describe('bad bodies are refused before anything goes upstream', () => {
     expect(upstream.requests.length).toBe(before)
   })
 
+  it('says where a body stops being JSON, whatever its content type, and names a forbidden key as the reason', async () => {
+    const broken = await send('/v1/chat/completions', '{"model": "x" "messages": []}')
+    expect(broken.data.error.message).toMatch(/^We could not parse the JSON body of your request: .*position 14/)
+    // A form-encoded body (curl -d) is read as JSON too: no word of a content type it did not send.
+    const form = await send('/v1/chat/completions', '{"model": "x",}', { 'content-type': 'application/x-www-form-urlencoded' })
+    expect(form.status).toBe(400)
+    expect(form.data.error.message).toMatch(/position 14/)
+    expect(form.data.error.message).not.toMatch(/content-type/i)
+    // Valid JSON refused for what it holds: the message says so rather than "not valid JSON".
+    const poisoned = await send('/v1/chat/completions', '{"__proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}')
+    expect(poisoned.data.error.message).toContain("'__proto__'")
+    expect(poisoned.data.error.message).not.toMatch(/not valid JSON/)
+  })
+
   it('checks the input field of completions and embeddings', async () => {
     expect((await send('/v1/completions', '{"model":"m"}')).data.error.param).toBe('prompt')
     expect((await send('/v1/embeddings', '{"model":"m","input":""}')).data.error.param).toBe('input')
