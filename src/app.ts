@@ -77,9 +77,12 @@ interface ScrapeSources {
 /** The metrics text, with what is read rather than counted brought up to date. */
 export async function scrape({ metrics, resilient, pools, now }: ScrapeSources): Promise<string> {
   metrics.usageBuffer.set(resilient?.buffered ?? 0)
+  metrics.auditBuffer.set(resilient?.auditBuffered ?? 0)
   // Counts kept since start by the quotas: the counters take their values.
   metrics.usageDropped.reset()
   metrics.usageDropped.inc(resilient?.dropped ?? 0)
+  metrics.auditDropped.reset()
+  metrics.auditDropped.inc(resilient?.auditDropped ?? 0)
   metrics.localAdmissions.reset()
   metrics.localAdmissions.inc(resilient?.localAdmissions ?? 0)
   // (A pool on Redis answers from the instance's own view when Redis fails: FallbackKeyPool.)
@@ -230,7 +233,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   await app.register(healthRoutes, {
     store,
-    redis: redisStore ? { up: redisUp, mode: config.redisFailureMode, buffer: () => ({ waiting: resilient?.buffered ?? 0, dropped: resilient?.dropped ?? 0 }) } : null,
+    redis: redisStore
+      ? {
+          up: redisUp,
+          mode: config.redisFailureMode,
+          buffers: () => ({
+            usage_buffer: { waiting: resilient?.buffered ?? 0, dropped: resilient?.dropped ?? 0 },
+            audit_buffer: { waiting: resilient?.auditBuffered ?? 0, dropped: resilient?.auditDropped ?? 0 },
+          }),
+        }
+      : null,
   })
   await app.register(async (v1) => {
     v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, cache: principals, serveStale: config.redisFailureMode === 'open', onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) }))
@@ -255,8 +267,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await activity.close()
     resilient?.close()
     await resilient?.flush()
-    await resilient?.writeAudit().catch((err: unknown) => app.log.warn({ err: (err as Error).message }, 'could not write the last audit entries'))
+    // (A failed write of the last batch puts its entries in the buffer: counted as lost below.)
+    await resilient?.writeAudit()
     if (resilient && resilient.buffered > 0) app.log.error({ waiting: resilient.buffered }, 'usage still waiting for redis at shutdown is lost')
+    if (resilient && resilient.auditBuffered > 0) app.log.error({ waiting: resilient.auditBuffered }, 'audit entries still waiting for redis at shutdown are lost')
     await Promise.all([...upstreams.values()].map((u) => u.close()))
     if (ownStore) await store.close()
   })

@@ -207,6 +207,18 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly auditBuffer = new Gauge({
+    name: 'tollgate_audit_buffer_size',
+    help: 'Audit entries waiting in memory for Redis.',
+    registers: [this.registry],
+  })
+
+  readonly auditDropped = new Counter({
+    name: 'tollgate_audit_buffer_dropped_total',
+    help: 'Audit entries dropped because their buffer was full, since start.',
+    registers: [this.registry],
+  })
+
   readonly buildInfo = new Gauge({
     name: 'tollgate_build_info',
     help: "Always 1: the gateway's version and the Node.js it runs on, as labels.",

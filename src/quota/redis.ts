@@ -156,8 +156,11 @@ export class RedisQuotas implements QuotaEngine {
   private readonly admitScript: BatchedScript<AdmitCalls>
   private readonly settleScript: BatchedScript<SettleCalls>
   private readonly auditScript: LuaScript
-  /** Audit entries not yet written, flattened (AUDIT_WIDTH values each). */
+  /** Audit entries not yet written, flattened (AUDIT_WIDTH values each), and the entries themselves. */
   private auditBatch: Arg[] = []
+  private auditEntries: AuditEntry[] = []
+  /** Given the entries of a batch whose write failed; without one, the batch's first call rejects. */
+  private auditFailed: ((entries: AuditEntry[]) => void) | null = null
   private auditTimer: NodeJS.Timeout | null = null
   /** Settles the promise of the call that opened the batch waiting now. */
   private auditDone: { resolve: () => void; reject: (err: unknown) => void } | null = null
@@ -371,19 +374,20 @@ export class RedisQuotas implements QuotaEngine {
     return aggregateUsage(sources.flat(), q)
   }
 
+  onAuditFailed(handler: (entries: AuditEntry[]) => void): void {
+    this.auditFailed = handler
+  }
+
   /**
    * Audit entries go out in batches: one script call for up to AUDIT_BATCH entries, at most
    * AUDIT_DELAY_MS after the first (an XADD per request was a third of the gateway's Redis work).
    * The promise of the call that opens a batch settles with the batch's write, so a failure is
-   * reported once per batch; the others resolve at once.
+   * reported once per batch; the others resolve at once. With an onAuditFailed handler, a failed
+   * batch's entries go to it instead, and no call rejects.
    */
   audit(e: AuditEntry): Promise<void> {
-    this.auditBatch.push(
-      'time', e.time, 'request_id', e.request_id, 'team', e.team, 'key_id', e.key_id, 'model', e.model,
-      'endpoint', e.endpoint, 'status', e.status, 'prompt_tokens', e.prompt_tokens,
-      'completion_tokens', e.completion_tokens, 'total_tokens', e.total_tokens,
-      'estimated', e.estimated ? 1 : 0, 'latency_ms', e.latency_ms,
-    )
+    pushAudit(this.auditBatch, e)
+    this.auditEntries.push(e)
     let opened = NOTHING
     if (this.auditDone === null) {
       opened = new Promise<void>((resolve, reject) => (this.auditDone = { resolve, reject }))
@@ -405,9 +409,44 @@ export class RedisQuotas implements QuotaEngine {
       return NOTHING
     }
     const batch = this.auditBatch
+    const entries = this.auditEntries
     this.auditBatch = []
-    const write = this.auditScript.run([`${this.prefix}audit`], [this.auditMaxLen, AUDIT_WIDTH, ...batch]).then(() => undefined)
-    write.then(() => done?.resolve(), (err: unknown) => done?.reject(err))
-    return write
+    this.auditEntries = []
+    const write = this.writeAuditBatch(batch)
+    const failed = this.auditFailed
+    if (failed === null) {
+      write.then(() => done?.resolve(), (err: unknown) => done?.reject(err))
+      return write
+    }
+    // (A batch that Redis wrote but whose reply was lost comes back too: an entry may be written
+    // twice, never lost; its request_id tells the two apart.)
+    return write.then(
+      () => done?.resolve(),
+      () => {
+        failed(entries)
+        done?.resolve()
+      },
+    )
   }
+
+  /** Writes these entries now, in one script call (entries kept while Redis was away). Rejects if the write fails. */
+  appendAudit(entries: AuditEntry[]): Promise<void> {
+    const batch: Arg[] = []
+    for (const e of entries) pushAudit(batch, e)
+    return this.writeAuditBatch(batch)
+  }
+
+  private writeAuditBatch(batch: Arg[]): Promise<void> {
+    return this.auditScript.run([`${this.prefix}audit`], [this.auditMaxLen, AUDIT_WIDTH, ...batch]).then(() => undefined)
+  }
+}
+
+/** An audit entry's fields, as the stream's names and values (AUDIT_WIDTH of them). */
+function pushAudit(batch: Arg[], e: AuditEntry): void {
+  batch.push(
+    'time', e.time, 'request_id', e.request_id, 'team', e.team, 'key_id', e.key_id, 'model', e.model,
+    'endpoint', e.endpoint, 'status', e.status, 'prompt_tokens', e.prompt_tokens,
+    'completion_tokens', e.completion_tokens, 'total_tokens', e.total_tokens,
+    'estimated', e.estimated ? 1 : 0, 'latency_ms', e.latency_ms,
+  )
 }

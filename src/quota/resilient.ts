@@ -17,10 +17,14 @@ import type {
  * Quotas that outlive a Redis outage. Fail-open (the default): while Redis is away, admissions
  * are decided by per-instance limits in memory, and every settlement that Redis missed waits in a
  * bounded buffer, written when Redis is back (anything dropped past the bound is counted and
- * logged). Fail-closed: admissions fail, and the gateway answers 503.
+ * logged). Fail-closed: admissions fail, and the gateway answers 503. In either mode the audit
+ * entries Redis missed wait the same way, in a buffer of their own.
  */
 
 export type FailureMode = 'open' | 'closed'
+
+/** Buffered audit entries written per script call once Redis is back (the live batches' size). */
+const AUDIT_FLUSH_BATCH = 64
 
 export interface ResilientQuotasOptions {
   primary: QuotaEngine
@@ -38,6 +42,9 @@ export class ResilientQuotas implements QuotaEngine {
   private buffer: Settlement[] = []
   private flushing: Promise<void> | null = null
   dropped = 0
+  /** Audit entries Redis missed, oldest first, and those dropped past the bound since start. */
+  private auditBuffer: AuditEntry[] = []
+  auditDropped = 0
   /** Admissions decided by this instance's own limits because Redis was away or failed (fail-open). */
   localAdmissions = 0
   private readonly timer: NodeJS.Timeout
@@ -46,9 +53,13 @@ export class ResilientQuotas implements QuotaEngine {
     // Besides Redis's 'ready' event, retry now and then: a write can fail just after a reconnect
     // (Redis still loading its data, say).
     this.timer = setInterval(() => {
-      if (this.buffer.length > 0 && this.o.up()) void this.flush()
+      if ((this.buffer.length > 0 || this.auditBuffer.length > 0) && this.o.up()) void this.flush()
     }, 1_000)
     this.timer.unref()
+    o.primary.onAuditFailed?.((entries) => {
+      if (this.auditBuffer.length === 0) this.o.log.warn({ entries: entries.length }, 'could not write the audit stream; keeping its entries until redis is back')
+      this.keepAudit(entries, true)
+    })
   }
 
   close(): void {
@@ -57,6 +68,10 @@ export class ResilientQuotas implements QuotaEngine {
 
   get buffered(): number {
     return this.buffer.length
+  }
+
+  get auditBuffered(): number {
+    return this.auditBuffer.length
   }
 
   async admit(a: Admission): Promise<AdmitResult> {
@@ -106,7 +121,22 @@ export class ResilientQuotas implements QuotaEngine {
     }
   }
 
-  /** Writes what waited while Redis was away, in order. Safe to call at any time. */
+  /**
+   * Keeps audit entries Redis missed: new ones at the end, a failed batch's in front (they are
+   * older than what waits). Past the bound the oldest go, counted and logged.
+   */
+  private keepAudit(entries: AuditEntry[], front: boolean): void {
+    if (front) this.auditBuffer = entries.concat(this.auditBuffer)
+    else for (const e of entries) this.auditBuffer.push(e)
+    if (this.auditBuffer.length > this.o.bufferMax) {
+      const over = this.auditBuffer.length - this.o.bufferMax
+      this.auditBuffer.splice(0, over)
+      this.auditDropped += over
+      this.o.log.error({ dropped_total: this.auditDropped, buffer_max: this.o.bufferMax }, 'audit buffer full: oldest audit entries dropped')
+    }
+  }
+
+  /** Writes what waited while Redis was away, in order: usage, then audit entries. Safe to call at any time. */
   flush(): Promise<void> {
     this.flushing ??= (async () => {
       let written = 0
@@ -122,6 +152,22 @@ export class ResilientQuotas implements QuotaEngine {
         written++
       }
       if (written > 0) this.o.log.info({ written, waiting: this.buffer.length }, 'buffered usage written to redis')
+      let audited = 0
+      const append = this.o.primary.appendAudit?.bind(this.o.primary)
+      while (append && this.buffer.length === 0 && this.auditBuffer.length > 0 && this.o.up()) {
+        // Taken out while written (entries that come meanwhile go behind them), and put back in
+        // front if the write fails.
+        const batch = this.auditBuffer.splice(0, AUDIT_FLUSH_BATCH)
+        try {
+          await append(batch)
+        } catch (err) {
+          this.keepAudit(batch, true)
+          this.o.log.warn({ err: (err as Error).message, waiting: this.auditBuffer.length }, 'could not write buffered audit entries yet')
+          break
+        }
+        audited += batch.length
+      }
+      if (audited > 0) this.o.log.info({ written: audited, waiting: this.auditBuffer.length }, 'buffered audit entries written to redis')
     })().finally(() => {
       this.flushing = null
     })
@@ -143,8 +189,11 @@ export class ResilientQuotas implements QuotaEngine {
     return this.o.primary.usage(query)
   }
 
+  /** Never rejects: an entry Redis cannot take now waits (keepAudit). */
   async audit(entry: AuditEntry): Promise<void> {
-    if (this.o.up()) await this.o.primary.audit(entry)
+    // Nothing overtakes what is already waiting.
+    if (this.auditBuffer.length > 0 || !this.o.up()) return this.keepAudit([entry], false)
+    await this.o.primary.audit(entry)
   }
 
   async writeAudit(): Promise<void> {

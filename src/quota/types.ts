@@ -146,6 +146,13 @@ export interface QuotaEngine {
   audit(entry: AuditEntry): Promise<void>
   /** Writes audit entries still waiting in a batch (at shutdown). */
   writeAudit?(): Promise<void>
+  /**
+   * Hands the entries of every audit batch whose write fails to `handler` (ResilientQuotas keeps
+   * them until Redis is back). Audit calls then never reject.
+   */
+  onAuditFailed?(handler: (entries: AuditEntry[]) => void): void
+  /** Writes these audit entries at once, as one batch; rejects if the write fails. */
+  appendAudit?(entries: AuditEntry[]): Promise<void>
 }
 
 /** How long a concurrency slot or reservation lives without renewal. */

@@ -5,8 +5,8 @@ const READY_TIMEOUT_MS = 2_000
 
 export interface HealthOptions {
   store: Store
-  /** With Redis: its state, the failure mode, and the usage waiting for it. */
-  redis: { up: () => boolean; mode: 'open' | 'closed'; buffer: () => { waiting: number; dropped: number } } | null
+  /** With Redis: its state, the failure mode, and the usage and audit entries waiting for it. */
+  redis: { up: () => boolean; mode: 'open' | 'closed'; buffers: () => Record<'usage_buffer' | 'audit_buffer', { waiting: number; dropped: number }> } | null
 }
 
 /**
@@ -25,11 +25,11 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { sto
           timer = setTimeout(() => reject(new Error(`no answer in ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
         }),
       ])
-      return { status: 'ready', store: store.kind, ...(redis ? { redis: 'up', failure_mode: redis.mode, usage_buffer: redis.buffer() } : {}) }
+      return { status: 'ready', store: store.kind, ...(redis ? { redis: 'up', failure_mode: redis.mode, ...redis.buffers() } : {}) }
     } catch (err) {
       request.log.warn({ err: (err as Error).message }, 'store not reachable')
       if (redis?.mode === 'open') {
-        return { status: 'degraded', store: store.kind, redis: 'down', failure_mode: 'open', usage_buffer: redis.buffer() }
+        return { status: 'degraded', store: store.kind, redis: 'down', failure_mode: 'open', ...redis.buffers() }
       }
       return reply.code(503).send({ status: 'unavailable', store: store.kind, error: 'store unreachable', ...(redis ? { redis: 'down', failure_mode: redis.mode } : {}) })
     } finally {

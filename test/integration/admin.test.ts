@@ -228,7 +228,7 @@ describe('several instances on one Redis', () => {
     const own = await startRedis()
     await withGateway({ upstream, env: { REDIS_URL: own.url, REDIS_FAILURE_MODE: mode } }, async (other) => {
       expect(await (await fetch(other.url + '/readyz')).json()).toEqual({
-        status: 'ready', store: 'redis', redis: 'up', failure_mode: mode, usage_buffer: { waiting: 0, dropped: 0 },
+        status: 'ready', store: 'redis', redis: 'up', failure_mode: mode, usage_buffer: { waiting: 0, dropped: 0 }, audit_buffer: { waiting: 0, dropped: 0 },
       })
       await own.stop()
       const res = await fetch(other.url + '/readyz')

@@ -1,0 +1,108 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { Redis } from 'ioredis'
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { RedisQuotas } from '../../src/quota/redis.js'
+import { ResilientQuotas } from '../../src/quota/resilient.js'
+import type { AuditEntry } from '../../src/quota/types.js'
+import { REDIS_OPTIONS } from '../../src/store/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { waitFor } from '../helpers/wait.js'
+
+/**
+ * Audit entries that Redis misses (it is away, or a batch's write fails) wait in memory and are
+ * written, in order, once it is back; past the buffer's bound the oldest go, and are counted.
+ */
+
+const entry = (i: number): AuditEntry => ({
+  time: new Date(Date.UTC(2026, 2, 10, 12, 0, 0, i)).toISOString(), request_id: `req-${i}`, team: 'ml', key_id: 'key_1',
+  model: 'm', endpoint: 'chat', status: 200, prompt_tokens: i, completion_tokens: 2 * i, total_tokens: 3 * i,
+  estimated: false, latency_ms: 10 + i,
+})
+
+let server: RedisServer
+let client: Redis
+let quotas: ResilientQuotas
+/** What the gateway believes of Redis (its connection's state): it lags a server that just died. */
+let up = true
+
+async function start(bufferMax = 100) {
+  server = await startRedis()
+  client = new Redis(server.url, REDIS_OPTIONS)
+  client.on('error', () => {}) // the tests stop the server
+  await waitFor(() => client.status === 'ready', 'the client to connect')
+  up = true
+  quotas = new ResilientQuotas({
+    primary: new RedisQuotas({ client, prefix: 't:' }),
+    up: () => up,
+    mode: 'open',
+    bufferMax,
+    log: pino({ level: 'silent' }) as unknown as FastifyBaseLogger,
+  })
+}
+
+/** The server back on its port, and the client connected to it again. */
+async function restart() {
+  server = await startRedis([], server.port)
+  await waitFor(() => client.status === 'ready', 'the client to reconnect', 10_000)
+}
+
+const written = async () => ((await client.xrange('t:audit', '-', '+')) as [string, string[]][]).map(([, f]) => f[f.indexOf('request_id') + 1])
+
+afterEach(async () => {
+  quotas.close()
+  client.disconnect()
+  await server.stop()
+})
+
+describe('audit entries while Redis is away', () => {
+  it('a batch whose write fails waits in front of later entries, and all are written in order when Redis is back', async () => {
+    await start()
+    await quotas.audit(entry(1))
+    expect(await written()).toEqual(['req-1'])
+    await server.stop() // the gateway has not noticed yet: the next batch is sent, and fails
+    const batch = quotas.audit(entry(2)) // (goes out a moment later, in a batch)
+    up = false
+    await quotas.audit(entry(3)) // waits meanwhile
+    await batch
+    expect(quotas.auditBuffered).toBe(2)
+    await quotas.audit(entry(4))
+    expect(quotas.auditBuffered).toBe(3)
+
+    await restart() // (a new, empty server: req-1 went with the old one)
+    up = true
+    // Nothing overtakes what waits: an entry that comes before the flush goes behind it.
+    await quotas.audit(entry(5))
+    await quotas.flush()
+    expect(quotas.auditBuffered).toBe(0)
+    expect(await written()).toEqual(['req-2', 'req-3', 'req-4', 'req-5'])
+    expect(quotas.auditDropped).toBe(0)
+  })
+
+  it('a flush whose write fails puts its entries back in front, and the next flush writes them', async () => {
+    await start()
+    up = false
+    for (let i = 1; i <= 3; i++) await quotas.audit(entry(i))
+    await server.stop()
+    up = true // believed back, but is not
+    await quotas.flush()
+    expect(quotas.auditBuffered).toBe(3)
+    up = false
+    await quotas.audit(entry(4))
+    await restart()
+    up = true
+    await quotas.flush()
+    expect(await written()).toEqual(['req-1', 'req-2', 'req-3', 'req-4'])
+  })
+
+  it('past its bound the buffer drops the oldest entries and counts them', async () => {
+    await start(5)
+    up = false
+    for (let i = 1; i <= 8; i++) await quotas.audit(entry(i))
+    expect(quotas.auditBuffered).toBe(5)
+    expect(quotas.auditDropped).toBe(3)
+    up = true
+    await quotas.flush()
+    expect(await written()).toEqual(['req-4', 'req-5', 'req-6', 'req-7', 'req-8'])
+  })
+})
