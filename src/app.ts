@@ -269,6 +269,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await resilient?.flush()
     // (A failed write of the last batch puts its entries in the buffer: counted as lost below.)
     await resilient?.writeAudit()
+    await resilient?.shutdown()
     if (resilient && resilient.buffered > 0) app.log.error({ waiting: resilient.buffered }, 'usage still waiting for redis at shutdown is lost')
     if (resilient && resilient.auditBuffered > 0) app.log.error({ waiting: resilient.auditBuffered }, 'audit entries still waiting for redis at shutdown are lost')
     await Promise.all([...upstreams.values()].map((u) => u.close()))

@@ -199,4 +199,10 @@ export class ResilientQuotas implements QuotaEngine {
   async writeAudit(): Promise<void> {
     await this.o.primary.writeAudit?.()
   }
+
+  /** At shutdown, if Redis is there (what it does not get only stays longer there: RedisQuotas). */
+  async shutdown(): Promise<void> {
+    if (!this.o.up()) return
+    await this.o.primary.shutdown?.().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'could not tidy the settled sets at shutdown'))
+  }
 }

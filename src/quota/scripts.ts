@@ -115,6 +115,11 @@ export class BatchedScript<S extends CallSink> {
     return this.groups.get(group)?.tail ?? null
   }
 
+  /** Resolves once every call made so far, of every group, has its answer (or failed). */
+  async drained(): Promise<void> {
+    await Promise.all([...this.groups.values()].map((g) => g.tail))
+  }
+
   /** A new batch, the group's next; its end waits for those before it. */
   private open(g: Group<S>): Batch<S> {
     let finish!: () => void

@@ -153,6 +153,8 @@ export interface QuotaEngine {
   onAuditFailed?(handler: (entries: AuditEntry[]) => void): void
   /** Writes these audit entries at once, as one batch; rejects if the write fails. */
   appendAudit?(entries: AuditEntry[]): Promise<void>
+  /** At shutdown, after the last settlement: hands Redis what the engine kept for its next calls. */
+  shutdown?(): Promise<void>
 }
 
 /** How long a concurrency slot or reservation lives without renewal. */

@@ -101,6 +101,21 @@ describe('the settled set (a settlement sent twice counts once)', () => {
     expect(await members('again:')).toEqual(['a1'])
   })
 
+  it('is left empty by an instance that shuts down: it takes out what it answered since its last batch', async () => {
+    const q = new RedisQuotas({ client: redis.client, prefix: 'closing:' })
+    await settleOne(q, 'c1', T0)
+    await settleOne(q, 'c2', T0 + 1)
+    expect(await members('closing:')).toEqual(['c2'])
+    // One whose reply has not come yet when the shutdown begins is waited for.
+    const ticket = ok(await q.admit({ team: 'ml', requestId: 'c3', scopes: scope, tokens: 0, now: T0 + 2 }))
+    const last = q.settle({ ticket, keyId: 'k', model: 'm', usage, estimated: false, now: T0 + 2 })
+    await q.shutdown()
+    await last
+    expect(await members('closing:')).toEqual([])
+    await q.shutdown() // nothing left to take out: no call
+    expect(await requests(q)).toBe(3)
+  })
+
   it('lets one whose instance stopped before taking it out leave six hours on', async () => {
     const stopped = new RedisQuotas({ client: redis.client, prefix: 'orphan:' })
     const other = new RedisQuotas({ client: redis.client, prefix: 'orphan:' })
