@@ -14,7 +14,7 @@ const completion = JSON.stringify({
 const chunk = (i: number) => `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"token${i} "},"finish_reason":null}],"usage":null}\n\n`
 const usage = 'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":64,"total_tokens":73}}\n\n'
 
-createServer((req, res) => {
+const server = createServer((req, res) => {
   const parts: Buffer[] = []
   req.on('data', (c: Buffer) => parts.push(c))
   req.on('end', () => {
@@ -49,4 +49,9 @@ createServer((req, res) => {
     }
     step()
   })
-}).listen(port, '127.0.0.1', 4096)
+})
+// Idle connections stay a minute (Node's default is 5 s): a gateway run under valgrind
+// (instructions.ts) is slow enough to send a request on a connection this end has just closed,
+// which a POST does not survive. The bench's nginx closes its own idle ones at 4 s (run.ts).
+server.keepAliveTimeout = 60_000
+server.listen(port, '127.0.0.1', 4096)
