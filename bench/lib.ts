@@ -186,10 +186,10 @@ export function verdict(xs: number[], goal: number, side: 'at most' | 'at least'
   return { median: m, interval, says }
 }
 
-/** The fast fake upstream (origin.ts) on a free port, answering. */
-export async function startOrigin(): Promise<{ url: string; process: ChildProcess }> {
+/** The fast fake upstream (origin.ts) on a free port, answering; idle connections kept `keepAliveMs` (Node's 5 s by default). */
+export async function startOrigin(keepAliveMs?: number): Promise<{ url: string; process: ChildProcess }> {
   const port = await freePort()
-  const child = run(`node --import tsx bench/origin.ts ${port}`)
+  const child = run(`node --import tsx bench/origin.ts ${port}${keepAliveMs === undefined ? '' : ` ${keepAliveMs}`}`)
   const url = `http://127.0.0.1:${port}`
   await up(`${url}/v1/models`)
   return { url, process: child }

@@ -1,7 +1,7 @@
 /**
  * A fast fake upstream for benchmarks: a small JSON completion, or a stream of 64 chunks; in
  * `user: "hold"` a stream sends its first chunk and then stays open (for the memory measurement).
- *   node --import tsx origin.ts PORT
+ *   node --import tsx origin.ts PORT [KEEP_ALIVE_MS]
  */
 import { createServer } from 'node:http'
 
@@ -50,8 +50,11 @@ const server = createServer((req, res) => {
     step()
   })
 })
-// Idle connections stay a minute (Node's default is 5 s): a gateway run under valgrind
+// How long an idle connection stays (ms; Node's 5 s unless given). A gateway run under valgrind
 // (instructions.ts) is slow enough to send a request on a connection this end has just closed,
-// which a POST does not survive. The bench's nginx closes its own idle ones at 4 s (run.ts).
-server.keepAliveTimeout = 60_000
+// which a POST does not survive, so that tool asks for a minute. The other tools keep Node's 5 s:
+// undici opens a fresh connection for each request it aborts (a held stream whose client went
+// away), and a minute of those idle ran this process out of open files when the next target held
+// its 10,000 streams. The bench's nginx closes its own idle ones at 4 s (run.ts).
+if (process.argv[3]) server.keepAliveTimeout = Number(process.argv[3])
 server.listen(port, '127.0.0.1', 4096)

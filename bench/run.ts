@@ -66,6 +66,8 @@ async function holdStreams(t: Target, n: number): Promise<{ before: number; afte
       for (let attempt = 0; ; attempt++) {
         try {
           const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body: holdBody })
+          // (An error answer's body is a first chunk too: it is not a stream held.)
+          if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${(await res.body.text()).slice(0, 200)}`)
           // Wait for the first chunk, and keep the stream open (breaking out of an async
           // iterator would destroy it).
           await new Promise<void>((resolve, reject) => {
