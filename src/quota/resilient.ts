@@ -25,6 +25,51 @@ export type FailureMode = 'open' | 'closed'
 
 /** Buffered audit entries written per script call once Redis is back (the live batches' size). */
 const AUDIT_FLUSH_BATCH = 64
+/** A full buffer drops a record per request: it says so at most this often, with the count so far. */
+const DROP_LOG_MS = 10_000
+
+/**
+ * What waits for Redis, oldest first, bounded: past `max` the oldest go, counted, and logged at
+ * most every DROP_LOG_MS (the count is exact on /metrics and /readyz).
+ */
+export class Backlog<T> {
+  items: T[] = []
+  dropped = 0
+  private loggedAt = Number.NEGATIVE_INFINITY
+
+  constructor(
+    private readonly max: number,
+    private readonly log: FastifyBaseLogger,
+    private readonly what: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get length(): number {
+    return this.items.length
+  }
+
+  /** New records, behind what waits. */
+  push(item: T): void {
+    this.items.push(item)
+    this.bound()
+  }
+
+  /** Records older than what waits (a write of them failed): in front. */
+  pushFront(items: T[]): void {
+    this.items = items.concat(this.items)
+    this.bound()
+  }
+
+  private bound(): void {
+    if (this.items.length <= this.max) return
+    const over = this.items.length - this.max
+    this.items.splice(0, over)
+    this.dropped += over
+    if (this.now() - this.loggedAt < DROP_LOG_MS) return
+    this.loggedAt = this.now()
+    this.log.error({ dropped_total: this.dropped, buffer_max: this.max }, `${this.what} buffer full: the oldest are dropped`)
+  }
+}
 
 export interface ResilientQuotasOptions {
   primary: QuotaEngine
@@ -39,17 +84,17 @@ export class ResilientQuotas implements QuotaEngine {
   private readonly local = new MemoryQuotas()
   /** Requests admitted in memory while Redis was away. */
   private readonly localTickets = new Set<string>()
-  private buffer: Settlement[] = []
+  /** Settlements Redis missed, and audit entries: each written in order once it is back. */
+  private readonly buffer: Backlog<Settlement>
+  private readonly auditBuffer: Backlog<AuditEntry>
   private flushing: Promise<void> | null = null
-  dropped = 0
-  /** Audit entries Redis missed, oldest first, and those dropped past the bound since start. */
-  private auditBuffer: AuditEntry[] = []
-  auditDropped = 0
   /** Admissions decided by this instance's own limits because Redis was away or failed (fail-open). */
   localAdmissions = 0
   private readonly timer: NodeJS.Timeout
 
   constructor(private readonly o: ResilientQuotasOptions) {
+    this.buffer = new Backlog(o.bufferMax, o.log, 'usage')
+    this.auditBuffer = new Backlog(o.bufferMax, o.log, 'audit')
     // Besides Redis's 'ready' event, retry now and then: a write can fail just after a reconnect
     // (Redis still loading its data, say).
     this.timer = setInterval(() => {
@@ -58,7 +103,7 @@ export class ResilientQuotas implements QuotaEngine {
     this.timer.unref()
     o.primary.onAuditFailed?.((entries) => {
       if (this.auditBuffer.length === 0) this.o.log.warn({ entries: entries.length }, 'could not write the audit stream; keeping its entries until redis is back')
-      this.keepAudit(entries, true)
+      this.auditBuffer.pushFront(entries)
     })
   }
 
@@ -70,8 +115,17 @@ export class ResilientQuotas implements QuotaEngine {
     return this.buffer.length
   }
 
+  /** Usage records dropped past the bound, since start. */
+  get dropped(): number {
+    return this.buffer.dropped
+  }
+
   get auditBuffered(): number {
     return this.auditBuffer.length
+  }
+
+  get auditDropped(): number {
+    return this.auditBuffer.dropped
   }
 
   async admit(a: Admission): Promise<AdmitResult> {
@@ -96,43 +150,18 @@ export class ResilientQuotas implements QuotaEngine {
     if (local) {
       await this.local.settle(s)
       // Redis never saw this request: it settles there with nothing reserved, only the usage.
-      this.enqueue({ ...s, ticket: { ...s.ticket, tokens: 0 } })
+      this.buffer.push({ ...s, ticket: { ...s.ticket, tokens: 0 } })
       return
     }
     if (this.buffer.length > 0 || !this.o.up()) {
-      this.enqueue(s) // keep the order: nothing overtakes what is already waiting
+      this.buffer.push(s) // keep the order: nothing overtakes what is already waiting
       return
     }
     try {
       await this.o.primary.settle(s)
     } catch (err) {
       if (this.buffer.length === 0) this.o.log.warn({ err: (err as Error).message }, 'could not record usage in redis; buffering it until it can')
-      this.enqueue(s)
-    }
-  }
-
-  private enqueue(s: Settlement): void {
-    this.buffer.push(s)
-    if (this.buffer.length > this.o.bufferMax) {
-      const over = this.buffer.length - this.o.bufferMax
-      this.buffer.splice(0, over)
-      this.dropped += over
-      this.o.log.error({ dropped_total: this.dropped, buffer_max: this.o.bufferMax }, 'usage buffer full: oldest usage records dropped')
-    }
-  }
-
-  /**
-   * Keeps audit entries Redis missed: new ones at the end, a failed batch's in front (they are
-   * older than what waits). Past the bound the oldest go, counted and logged.
-   */
-  private keepAudit(entries: AuditEntry[], front: boolean): void {
-    if (front) this.auditBuffer = entries.concat(this.auditBuffer)
-    else for (const e of entries) this.auditBuffer.push(e)
-    if (this.auditBuffer.length > this.o.bufferMax) {
-      const over = this.auditBuffer.length - this.o.bufferMax
-      this.auditBuffer.splice(0, over)
-      this.auditDropped += over
-      this.o.log.error({ dropped_total: this.auditDropped, buffer_max: this.o.bufferMax }, 'audit buffer full: oldest audit entries dropped')
+      this.buffer.push(s)
     }
   }
 
@@ -141,27 +170,30 @@ export class ResilientQuotas implements QuotaEngine {
     this.flushing ??= (async () => {
       let written = 0
       while (this.buffer.length > 0 && this.o.up()) {
-        const next = this.buffer[0]!
+        // Left in the buffer while written, so that settlements made meanwhile still go behind it;
+        // then taken out by identity (a bound reached meanwhile may have dropped it already).
+        const next = this.buffer.items[0]!
         try {
           await this.o.primary.settle(next)
         } catch (err) {
           this.o.log.warn({ err: (err as Error).message, waiting: this.buffer.length }, 'could not write buffered usage yet')
           break
         }
-        this.buffer.shift()
+        const at = this.buffer.items.indexOf(next)
+        if (at >= 0) this.buffer.items.splice(at, 1)
         written++
       }
       if (written > 0) this.o.log.info({ written, waiting: this.buffer.length }, 'buffered usage written to redis')
       let audited = 0
       const append = this.o.primary.appendAudit?.bind(this.o.primary)
       while (append && this.buffer.length === 0 && this.auditBuffer.length > 0 && this.o.up()) {
-        // Taken out while written (entries that come meanwhile go behind them), and put back in
-        // front if the write fails.
-        const batch = this.auditBuffer.splice(0, AUDIT_FLUSH_BATCH)
+        // Taken out while written, and put back in front if the write fails. (Entries made
+        // meanwhile may go out ahead of these: each carries its own time.)
+        const batch = this.auditBuffer.items.splice(0, AUDIT_FLUSH_BATCH)
         try {
           await append(batch)
         } catch (err) {
-          this.keepAudit(batch, true)
+          this.auditBuffer.pushFront(batch)
           this.o.log.warn({ err: (err as Error).message, waiting: this.auditBuffer.length }, 'could not write buffered audit entries yet')
           break
         }
@@ -189,10 +221,10 @@ export class ResilientQuotas implements QuotaEngine {
     return this.o.primary.usage(query)
   }
 
-  /** Never rejects: an entry Redis cannot take now waits (keepAudit). */
+  /** Never rejects: an entry Redis cannot take now waits (auditBuffer). */
   async audit(entry: AuditEntry): Promise<void> {
     // Nothing overtakes what is already waiting.
-    if (this.auditBuffer.length > 0 || !this.o.up()) return this.keepAudit([entry], false)
+    if (this.auditBuffer.length > 0 || !this.o.up()) return this.auditBuffer.push(entry)
     await this.o.primary.audit(entry)
   }
 
