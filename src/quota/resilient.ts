@@ -30,10 +30,14 @@ const DROP_LOG_MS = 10_000
 
 /**
  * What waits for Redis, oldest first, bounded: past `max` the oldest go, counted, and logged at
- * most every DROP_LOG_MS (the count is exact on /metrics and /readyz).
+ * most every DROP_LOG_MS (the count is exact on /metrics and /readyz). The oldest are taken from
+ * a moving start, not by shifting the array: a full buffer drops one per request, and shifting
+ * 100,000 entries took about 20 µs each time.
  */
 export class Backlog<T> {
-  items: T[] = []
+  private items: T[] = []
+  /** Where the records still waiting begin in `items`. */
+  private head = 0
   dropped = 0
   private loggedAt = Number.NEGATIVE_INFINITY
 
@@ -45,7 +49,17 @@ export class Backlog<T> {
   ) {}
 
   get length(): number {
-    return this.items.length
+    return this.items.length - this.head
+  }
+
+  /** What waits, oldest first (a copy). */
+  all(): T[] {
+    return this.items.slice(this.head)
+  }
+
+  /** The oldest record, left in place. */
+  peek(): T | undefined {
+    return this.items[this.head]
   }
 
   /** New records, behind what waits. */
@@ -55,15 +69,42 @@ export class Backlog<T> {
   }
 
   /** Records older than what waits (a write of them failed): in front. */
-  pushFront(items: T[]): void {
-    this.items = items.concat(this.items)
+  pushFront(records: T[]): void {
+    this.items = records.concat(this.all())
+    this.head = 0
     this.bound()
   }
 
+  /** Takes out up to `n` of the oldest. */
+  take(n: number): T[] {
+    const out = this.items.slice(this.head, this.head + n)
+    this.advance(out.length)
+    return out
+  }
+
+  /** Takes out a record written meanwhile, if it is still here (a bound may have dropped it). */
+  remove(record: T): void {
+    if (this.items[this.head] === record) return this.advance(1)
+    const at = this.items.indexOf(record, this.head)
+    if (at >= 0) this.items.splice(at, 1)
+  }
+
+  private advance(n: number): void {
+    this.head += n
+    if (this.head >= this.items.length) {
+      this.items = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      // What is gone is let go of once it is most of the array.
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+  }
+
   private bound(): void {
-    if (this.items.length <= this.max) return
-    const over = this.items.length - this.max
-    this.items.splice(0, over)
+    const over = this.length - this.max
+    if (over <= 0) return
+    this.advance(over)
     this.dropped += over
     if (this.now() - this.loggedAt < DROP_LOG_MS) return
     this.loggedAt = this.now()
@@ -172,15 +213,14 @@ export class ResilientQuotas implements QuotaEngine {
       while (this.buffer.length > 0 && this.o.up()) {
         // Left in the buffer while written, so that settlements made meanwhile still go behind it;
         // then taken out by identity (a bound reached meanwhile may have dropped it already).
-        const next = this.buffer.items[0]!
+        const next = this.buffer.peek()!
         try {
           await this.o.primary.settle(next)
         } catch (err) {
           this.o.log.warn({ err: (err as Error).message, waiting: this.buffer.length }, 'could not write buffered usage yet')
           break
         }
-        const at = this.buffer.items.indexOf(next)
-        if (at >= 0) this.buffer.items.splice(at, 1)
+        this.buffer.remove(next)
         written++
       }
       if (written > 0) this.o.log.info({ written, waiting: this.buffer.length }, 'buffered usage written to redis')
@@ -189,7 +229,7 @@ export class ResilientQuotas implements QuotaEngine {
       while (append && this.buffer.length === 0 && this.auditBuffer.length > 0 && this.o.up()) {
         // Taken out while written, and put back in front if the write fails. (Entries made
         // meanwhile may go out ahead of these: each carries its own time.)
-        const batch = this.auditBuffer.items.splice(0, AUDIT_FLUSH_BATCH)
+        const batch = this.auditBuffer.take(AUDIT_FLUSH_BATCH)
         try {
           await append(batch)
         } catch (err) {

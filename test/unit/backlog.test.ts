@@ -16,10 +16,10 @@ describe('Backlog', () => {
     const b = new Backlog<number>(4, log, 'usage')
     for (const n of [1, 2, 3]) b.push(n)
     b.pushFront([-1, 0]) // older than what waits: in front, and the oldest of all goes
-    expect(b.items).toEqual([0, 1, 2, 3])
+    expect(b.all()).toEqual([0, 1, 2, 3])
     expect(b.dropped).toBe(1)
     b.push(4)
-    expect(b.items).toEqual([1, 2, 3, 4])
+    expect(b.all()).toEqual([1, 2, 3, 4])
     expect(b.dropped).toBe(2)
   })
 
@@ -38,6 +38,23 @@ describe('Backlog', () => {
     b.push(1_001)
     expect(lines).toHaveLength(2)
     expect(lines[1]!.fields).toEqual({ dropped_total: 1_000, buffer_max: 2 })
-    expect(b.items).toEqual([1_000, 1_001])
+    expect(b.all()).toEqual([1_000, 1_001])
+  })
+
+  it('takes out the oldest, or a record by identity, across its moving start', () => {
+    const { log } = errorLog()
+    const b = new Backlog<{ n: number }>(5_000, log, 'usage')
+    const records = Array.from({ length: 4_000 }, (_, n) => ({ n }))
+    for (const r of records) b.push(r)
+    expect(b.take(1_500).map((r) => r.n)).toEqual(records.slice(0, 1_500).map((r) => r.n))
+    expect(b.peek()).toBe(records[1_500])
+    b.remove(records[1_500]!) // the oldest
+    b.remove(records[2_000]!) // one further in
+    b.remove(records[10]!) // gone already: nothing happens
+    expect(b.length).toBe(2_498)
+    expect(b.take(600).map((r) => r.n)).toEqual([...Array.from({ length: 499 }, (_, i) => 1_501 + i), ...Array.from({ length: 101 }, (_, i) => 2_001 + i)])
+    b.pushFront([records[0]!])
+    expect(b.all().map((r) => r.n).slice(0, 3)).toEqual([0, 2_102, 2_103])
+    expect(b.length).toBe(1_899)
   })
 })
