@@ -15,6 +15,7 @@ import { modelRoutes } from './routes/models.js'
 import { countRequest, proxyRoutes } from './routes/proxy.js'
 import rateLimit from '@fastify/rate-limit'
 import { Cluster } from 'ioredis'
+import type { Counter } from 'prom-client'
 import { Metrics } from './metrics.js'
 import { LeaseKeeper } from './quota/leases.js'
 import { MemoryQuotas } from './quota/memory.js'
@@ -66,6 +67,8 @@ declare module 'fastify' {
   }
 }
 
+const NO_BACKLOG = { waiting: 0, dropped: 0 }
+
 /** What /metrics reads rather than counts. */
 interface ScrapeSources {
   metrics: Metrics
@@ -76,15 +79,17 @@ interface ScrapeSources {
 
 /** The metrics text, with what is read rather than counted brought up to date. */
 export async function scrape({ metrics, resilient, pools, now }: ScrapeSources): Promise<string> {
-  metrics.usageBuffer.set(resilient?.buffered ?? 0)
-  metrics.auditBuffer.set(resilient?.auditBuffered ?? 0)
   // Counts kept since start by the quotas: the counters take their values.
-  metrics.usageDropped.reset()
-  metrics.usageDropped.inc(resilient?.dropped ?? 0)
-  metrics.auditDropped.reset()
-  metrics.auditDropped.inc(resilient?.auditDropped ?? 0)
-  metrics.localAdmissions.reset()
-  metrics.localAdmissions.inc(resilient?.localAdmissions ?? 0)
+  const sinceStart = (counter: Counter, count: number) => {
+    counter.reset()
+    counter.inc(count)
+  }
+  const backlogs = resilient?.backlogs() ?? { usage: NO_BACKLOG, audit: NO_BACKLOG }
+  for (const name of ['usage', 'audit'] as const) {
+    metrics.buffers[name].size.set(backlogs[name].waiting)
+    sinceStart(metrics.buffers[name].dropped, backlogs[name].dropped)
+  }
+  sinceStart(metrics.localAdmissions, resilient?.localAdmissions ?? 0)
   // (A pool on Redis answers from the instance's own view when Redis fails: FallbackKeyPool.)
   await Promise.all(
     [...pools].map(async ([upstream, pool]) => {
@@ -237,10 +242,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       ? {
           up: redisUp,
           mode: config.redisFailureMode,
-          buffers: () => ({
-            usage_buffer: { waiting: resilient?.buffered ?? 0, dropped: resilient?.dropped ?? 0 },
-            audit_buffer: { waiting: resilient?.auditBuffered ?? 0, dropped: resilient?.auditDropped ?? 0 },
-          }),
+          buffers: () => {
+            // (A Redis store always comes with its ResilientQuotas.)
+            const { usage, audit } = resilient!.backlogs()
+            return { usage_buffer: usage, audit_buffer: audit }
+          },
         }
       : null,
   })
@@ -270,8 +276,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // (A failed write of the last batch puts its entries in the buffer: counted as lost below.)
     await resilient?.writeAudit()
     await resilient?.shutdown()
-    if (resilient && resilient.buffered > 0) app.log.error({ waiting: resilient.buffered }, 'usage still waiting for redis at shutdown is lost')
-    if (resilient && resilient.auditBuffered > 0) app.log.error({ waiting: resilient.auditBuffered }, 'audit entries still waiting for redis at shutdown are lost')
+    for (const [name, { waiting }] of Object.entries(resilient?.backlogs() ?? {})) {
+      if (waiting > 0) app.log.error({ waiting }, `${name} records still waiting for redis at shutdown are lost`)
+    }
     await Promise.all([...upstreams.values()].map((u) => u.close()))
     if (ownStore) await store.close()
   })

@@ -107,6 +107,14 @@ export class FastHistogram {
   }
 }
 
+/** `tollgate_<name>_buffer_size` and `tollgate_<name>_buffer_dropped_total`. */
+function bufferMetrics(registry: Registry, name: string, what: string) {
+  return {
+    size: new Gauge({ name: `tollgate_${name}_buffer_size`, help: `${what} waiting in memory for Redis.`, registers: [registry] }),
+    dropped: new Counter({ name: `tollgate_${name}_buffer_dropped_total`, help: `${what} dropped because their buffer was full, since start.`, registers: [registry] }),
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry()
 
@@ -195,29 +203,11 @@ export class Metrics {
     registers: [this.registry],
   })
 
-  readonly usageBuffer = new Gauge({
-    name: 'tollgate_usage_buffer_size',
-    help: 'Usage records waiting in memory for Redis.',
-    registers: [this.registry],
-  })
-
-  readonly usageDropped = new Counter({
-    name: 'tollgate_usage_buffer_dropped_total',
-    help: 'Usage records dropped because the buffer was full, since start.',
-    registers: [this.registry],
-  })
-
-  readonly auditBuffer = new Gauge({
-    name: 'tollgate_audit_buffer_size',
-    help: 'Audit entries waiting in memory for Redis.',
-    registers: [this.registry],
-  })
-
-  readonly auditDropped = new Counter({
-    name: 'tollgate_audit_buffer_dropped_total',
-    help: 'Audit entries dropped because their buffer was full, since start.',
-    registers: [this.registry],
-  })
+  /** The buffers of what waits for Redis (ResilientQuotas), each its size and its drops. */
+  readonly buffers = {
+    usage: bufferMetrics(this.registry, 'usage', 'Usage records'),
+    audit: bufferMetrics(this.registry, 'audit', 'Audit entries'),
+  }
 
   readonly buildInfo = new Gauge({
     name: 'tollgate_build_info',

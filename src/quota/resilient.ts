@@ -152,21 +152,12 @@ export class ResilientQuotas implements QuotaEngine {
     clearInterval(this.timer)
   }
 
-  get buffered(): number {
-    return this.buffer.length
-  }
-
-  /** Usage records dropped past the bound, since start. */
-  get dropped(): number {
-    return this.buffer.dropped
-  }
-
-  get auditBuffered(): number {
-    return this.auditBuffer.length
-  }
-
-  get auditDropped(): number {
-    return this.auditBuffer.dropped
+  /** Each buffer: what waits in it now, and what it dropped past its bound since start. */
+  backlogs(): Record<'usage' | 'audit', { waiting: number; dropped: number }> {
+    return {
+      usage: { waiting: this.buffer.length, dropped: this.buffer.dropped },
+      audit: { waiting: this.auditBuffer.length, dropped: this.auditBuffer.dropped },
+    }
   }
 
   async admit(a: Admission): Promise<AdmitResult> {

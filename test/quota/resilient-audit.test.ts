@@ -65,18 +65,18 @@ describe('audit entries while Redis is away', () => {
     up = false
     await quotas.audit(entry(3)) // waits meanwhile
     await batch
-    expect(quotas.auditBuffered).toBe(2)
+    expect(quotas.backlogs().audit.waiting).toBe(2)
     await quotas.audit(entry(4))
-    expect(quotas.auditBuffered).toBe(3)
+    expect(quotas.backlogs().audit.waiting).toBe(3)
 
     await restart() // (a new, empty server: req-1 went with the old one)
     up = true
     // Nothing overtakes what waits: an entry that comes before the flush goes behind it.
     await quotas.audit(entry(5))
     await quotas.flush()
-    expect(quotas.auditBuffered).toBe(0)
+    expect(quotas.backlogs().audit.waiting).toBe(0)
     expect(await written()).toEqual(['req-2', 'req-3', 'req-4', 'req-5'])
-    expect(quotas.auditDropped).toBe(0)
+    expect(quotas.backlogs().audit.dropped).toBe(0)
   })
 
   it('a flush whose write fails puts its entries back in front, and the next flush writes them', async () => {
@@ -86,7 +86,7 @@ describe('audit entries while Redis is away', () => {
     await server.stop()
     up = true // believed back, but is not
     await quotas.flush()
-    expect(quotas.auditBuffered).toBe(3)
+    expect(quotas.backlogs().audit.waiting).toBe(3)
     up = false
     await quotas.audit(entry(4))
     await restart()
@@ -99,8 +99,8 @@ describe('audit entries while Redis is away', () => {
     await start(5)
     up = false
     for (let i = 1; i <= 8; i++) await quotas.audit(entry(i))
-    expect(quotas.auditBuffered).toBe(5)
-    expect(quotas.auditDropped).toBe(3)
+    expect(quotas.backlogs().audit.waiting).toBe(5)
+    expect(quotas.backlogs().audit.dropped).toBe(3)
     up = true
     await quotas.flush()
     expect(await written()).toEqual(['req-4', 'req-5', 'req-6', 'req-7', 'req-8'])
