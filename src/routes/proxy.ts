@@ -86,7 +86,31 @@ function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
   if ('stream_options' in b && b.stream_options !== null && b.stream !== true) {
     throw invalidRequest("'stream_options' is only allowed when 'stream' is true.", 'stream_options', 'invalid_value')
   }
+  if (endpoint.name !== 'embeddings') for (const [field, max] of COUNTS) checkCount(b, field, max)
   return b
+}
+
+/**
+ * The counts a reservation is made of, with OpenAI's bounds: an integer, at least 1. Checked here
+ * because the gateway reserves tokens by them before the upstream sees them: a fraction or a string
+ * would be reserved as the default, and 1e300 as Infinity.
+ */
+const COUNTS: readonly (readonly [string, number])[] = [
+  ['max_tokens', 2_147_483_647],
+  ['max_completion_tokens', 2_147_483_647],
+  ['n', 128],
+]
+
+function checkCount(b: Record<string, unknown>, field: string, max: number): void {
+  const v = b[field]
+  if (v === undefined || v === null) return
+  if (typeof v !== 'number') {
+    const got = Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`
+    throw invalidRequest(`Invalid type for '${field}': expected an integer, but got ${got} instead.`, field, 'invalid_type')
+  }
+  if (Number.isFinite(v) && !Number.isInteger(v)) throw invalidRequest(`Invalid type for '${field}': expected an integer, but got a decimal number instead.`, field, 'invalid_type')
+  if (v < 1) throw invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= 1, but got ${v} instead.`, field, 'integer_below_min_value')
+  if (v > max) throw invalidRequest(`Invalid '${field}': integer above maximum value. Expected a value <= ${max}, but got ${v} instead.`, field, 'integer_above_max_value')
 }
 
 const clientGone = () =>
