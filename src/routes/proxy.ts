@@ -86,14 +86,15 @@ function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
   if ('stream_options' in b && b.stream_options !== null && b.stream !== true) {
     throw invalidRequest("'stream_options' is only allowed when 'stream' is true.", 'stream_options', 'invalid_value')
   }
-  if (endpoint.name !== 'embeddings') for (const [field, max] of COUNTS) checkCount(b, field, max)
+  if (endpoint.name !== 'embeddings') for (const [field, max] of COUNTS) checkCount(b, field, endpoint.name === 'completions' && field === 'max_tokens' ? 0 : 1, max)
   return b
 }
 
 /**
- * The counts a reservation is made of, with OpenAI's bounds: an integer, at least 1. Checked here
- * because the gateway reserves tokens by them before the upstream sees them: a fraction or a string
- * would be reserved as the default, and 1e300 as Infinity.
+ * The counts a reservation is made of, with OpenAI's bounds: an integer, at least 1 (a legacy
+ * completion's max_tokens at least 0: with `echo`, 0 scores a prompt without generating). Checked
+ * here because the gateway reserves tokens by them before the upstream sees them: a fraction or a
+ * string would be reserved as the default, and 1e300 as Infinity.
  */
 const COUNTS: readonly (readonly [string, number])[] = [
   ['max_tokens', 2_147_483_647],
@@ -101,7 +102,7 @@ const COUNTS: readonly (readonly [string, number])[] = [
   ['n', 128],
 ]
 
-function checkCount(b: Record<string, unknown>, field: string, max: number): void {
+function checkCount(b: Record<string, unknown>, field: string, min: number, max: number): void {
   const v = b[field]
   if (v === undefined || v === null) return
   if (typeof v !== 'number') {
@@ -109,7 +110,7 @@ function checkCount(b: Record<string, unknown>, field: string, max: number): voi
     throw invalidRequest(`Invalid type for '${field}': expected an integer, but got ${got} instead.`, field, 'invalid_type')
   }
   if (Number.isFinite(v) && !Number.isInteger(v)) throw invalidRequest(`Invalid type for '${field}': expected an integer, but got a decimal number instead.`, field, 'invalid_type')
-  if (v < 1) throw invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= 1, but got ${v} instead.`, field, 'integer_below_min_value')
+  if (v < min) throw invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= ${min}, but got ${v} instead.`, field, 'integer_below_min_value')
   if (v > max) throw invalidRequest(`Invalid '${field}': integer above maximum value. Expected a value <= ${max}, but got ${v} instead.`, field, 'integer_above_max_value')
 }
 

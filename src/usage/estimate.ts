@@ -73,7 +73,7 @@ export function estimatePromptTokens(endpoint: string, body: Record<string, unkn
 export function reservationTokens(endpoint: string, upstreamBody: Record<string, unknown>, promptTokens: number, fallbackCompletion: number): number {
   if (endpoint === 'embeddings') return promptTokens
   const max = upstreamBody.max_tokens ?? upstreamBody.max_completion_tokens
-  const completion = typeof max === 'number' && max > 0 ? max : fallbackCompletion
+  const completion = typeof max === 'number' && max >= 0 ? max : fallbackCompletion
   const n = typeof upstreamBody.n === 'number' && upstreamBody.n > 1 ? upstreamBody.n : 1
   return promptTokens + completion * n
 }

@@ -85,7 +85,11 @@ describe('bad bodies are refused before anything goes upstream', () => {
       const ok = await send('/v1/chat/completions', `{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],${counts}}`)
       expect(ok.status).toBe(200)
     }
-    expect(upstream.requests.length).toBe(before + 2)
+    // A legacy completion may ask for no tokens at all (with echo, to score its prompt); not below.
+    expect((await send('/v1/completions', '{"model":"meta/llama-3.1-8b-instruct","prompt":"hi","max_tokens":0}')).status).toBe(200)
+    const below = await send('/v1/completions', '{"model":"meta/llama-3.1-8b-instruct","prompt":"hi","max_tokens":-1}')
+    expect(below.data.error).toMatchObject({ code: 'integer_below_min_value', param: 'max_tokens', message: expect.stringContaining('>= 0') })
+    expect(upstream.requests.length).toBe(before + 3)
   })
 
   it('checks the input field of completions and embeddings', async () => {

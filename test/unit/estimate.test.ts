@@ -1,6 +1,6 @@
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base'
 import { describe, expect, it } from 'vitest'
-import { estimatePromptTokens } from '../../src/usage/estimate.js'
+import { estimatePromptTokens, reservationTokens } from '../../src/usage/estimate.js'
 
 /**
  * Prompt estimates (reservations before the call): gpt-tokenizer's count of each text, plus
@@ -46,5 +46,14 @@ describe('prompt token estimates', () => {
     expect(estimatePromptTokens('chat', body)).toBe(want)
     expect(estimatePromptTokens('completions', { prompt: ['Once upon', 'a time'] })).toBe(countTokens('Once upon') + countTokens('a time'))
     expect(estimatePromptTokens('embeddings', { input: [[1, 2, 3], 7, 'hello there'] })).toBe(3 + 1 + countTokens('hello there'))
+  })
+})
+
+describe('reservations', () => {
+  it('reserve the prompt and the most each choice may use: max_tokens, else the fallback; 0 is no completion', () => {
+    expect(reservationTokens('completions', { max_tokens: 0 }, 7, 4096)).toBe(7)
+    expect(reservationTokens('completions', {}, 7, 4096)).toBe(7 + 4096)
+    expect(reservationTokens('chat', { max_completion_tokens: 100, n: 3 }, 7, 4096)).toBe(7 + 300)
+    expect(reservationTokens('embeddings', { max_tokens: 100 }, 7, 4096)).toBe(7)
   })
 })
