@@ -1,5 +1,7 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { parser } from '@prometheus-io/lezer-promql'
+import { parse as parseYaml } from 'yaml'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { FakeUpstream } from '../helpers/fake-upstream.js'
 import { type TestGateway, useGateway } from '../helpers/gateway.js'
@@ -134,5 +136,70 @@ describe('observability', () => {
       child.kill('SIGTERM')
       await once(child, 'exit')
     }
+  })
+})
+
+describe('the example alert rules (deploy/prometheus/alerts.yml)', () => {
+  interface Rule { alert: string; expr: string; for?: string; labels: { severity: string }; annotations: { summary: string; description: string } }
+  const file = readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')
+  const rules = (parseYaml(file) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules)
+
+  /** The metrics an expression selects, with the label names it matches or groups by. */
+  function selectors(expr: string) {
+    const tree = parser.parse(expr)
+    const metrics: { name: string; labels: string[] }[] = []
+    const grouping: string[] = []
+    let errors = 0
+    tree.iterate({
+      enter: (node) => {
+        if (node.type.isError) errors++
+        if (node.name === 'VectorSelector') {
+          const name = node.node.getChild('Identifier')
+          const matchers = node.node.getChild('LabelMatchers')?.getChildren('UnquotedLabelMatcher') ?? []
+          metrics.push({
+            name: name ? expr.slice(name.from, name.to) : '',
+            labels: matchers.map((m) => m.getChild('LabelName')!).map((l) => expr.slice(l.from, l.to)),
+          })
+        }
+        if (node.name === 'GroupingLabels') for (const l of node.node.getChildren('LabelName')) grouping.push(expr.slice(l.from, l.to))
+      },
+    })
+    return { errors, metrics, grouping }
+  }
+
+  it('parse as PromQL and select only metrics, and labels, that the gateway exports', async () => {
+    const text = await (await fetch(`${gw.url}/metrics`)).text()
+    const types = new Map([...text.matchAll(/^# TYPE (\w+) (\w+)$/gm)].map((m) => [m[1]!, m[2]!]))
+    /** Label names seen on a series' samples (a histogram's _bucket adds le). */
+    const labelsOf = (series: string) =>
+      new Set([...text.matchAll(new RegExp(`^${series}\\{([^}]*)\\}`, 'gm'))].flatMap((m) => [...m[1]!.matchAll(/(\w+)="/g)].map((l) => l[1]!)))
+    expect(rules.length).toBeGreaterThanOrEqual(8)
+    for (const rule of rules) {
+      const { errors, metrics, grouping } = selectors(rule.expr)
+      expect(errors, `${rule.alert}: ${rule.expr}`).toBe(0)
+      expect(metrics.length, rule.alert).toBeGreaterThan(0)
+      for (const m of metrics) {
+        const base = m.name.replace(/_bucket$/, '')
+        expect(types.has(m.name) || (m.name !== base && types.get(base) === 'histogram'), `${rule.alert}: ${m.name} is not exported`).toBe(true)
+        const seen = labelsOf(m.name)
+        for (const label of m.labels) expect(seen, `${rule.alert}: ${m.name} has no label ${label}`).toContain(label)
+      }
+      for (const label of grouping) {
+        expect(metrics.some((m) => labelsOf(m.name).has(label)), `${rule.alert}: no selected metric has ${label}`).toBe(true)
+      }
+      // A label an annotation names must survive the expression's aggregation.
+      for (const [, label] of JSON.stringify(rule.annotations).matchAll(/\$labels\.(\w+)/g)) expect(grouping, rule.alert).toContain(label)
+      expect(['warning', 'critical']).toContain(rule.labels.severity)
+      expect(rule.annotations.summary.length).toBeGreaterThan(10)
+    }
+  })
+
+  it('the check sees a misspelt metric, a label it lacks and broken PromQL', () => {
+    expect(selectors('rate(tollgate_requests_total{status=~"5.."}[5m]) >').errors).toBeGreaterThan(0)
+    expect(selectors('max by (upstream) (tollgate_upstream_key{state="available"})')).toEqual({
+      errors: 0,
+      metrics: [{ name: 'tollgate_upstream_key', labels: ['state'] }],
+      grouping: ['upstream'],
+    })
   })
 })
