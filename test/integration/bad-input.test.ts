@@ -27,6 +27,9 @@ function expectEnvelope(data: Envelope) {
   expect(data.error.message.length).toBeGreaterThan(10)
 }
 
+/** A valid chat body with more fields (`"name":value,…`) after its model and messages. */
+const withChat = (fields: string) => `{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],${fields}}`
+
 describe('bad bodies are refused before anything goes upstream', () => {
   it.each([
     ['malformed JSON', '{"model": "x", "messages": [', 400, 'invalid_json', null],
@@ -38,16 +41,16 @@ describe('bad bodies are refused before anything goes upstream', () => {
     ['no messages', '{"model":"meta/llama-3.1-8b-instruct"}', 400, 'missing_required_parameter', 'messages'],
     ['messages not an array', '{"model":"meta/llama-3.1-8b-instruct","messages":"hi"}', 400, 'invalid_type', 'messages'],
     ['empty messages', '{"model":"meta/llama-3.1-8b-instruct","messages":[]}', 400, 'invalid_type', 'messages'],
-    ['stream not a boolean', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"stream":"yes"}', 400, 'invalid_type', 'stream'],
-    ['stream_options without stream', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}', 400, 'invalid_value', 'stream_options'],
+    ['stream not a boolean', withChat('"stream":"yes"'), 400, 'invalid_type', 'stream'],
+    ['stream_options without stream', withChat('"stream_options":{"include_usage":true}'), 400, 'invalid_value', 'stream_options'],
     ['a __proto__ key', '{"__proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
     ['a __proto__ key written with escapes', '{"\\u005f_proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
-    ['max_tokens as a string', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"max_tokens":"100"}', 400, 'invalid_type', 'max_tokens'],
-    ['max_tokens a fraction', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"max_tokens":1.5}', 400, 'invalid_type', 'max_tokens'],
-    ['max_tokens 0', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"max_tokens":0}', 400, 'integer_below_min_value', 'max_tokens'],
-    ['max_tokens 1e300', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"max_tokens":1e300}', 400, 'integer_above_max_value', 'max_tokens'],
-    ['max_completion_tokens negative', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":-1}', 400, 'integer_below_min_value', 'max_completion_tokens'],
-    ['n above 128', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"n":129}', 400, 'integer_above_max_value', 'n'],
+    ['max_tokens as a string', withChat('"max_tokens":"100"'), 400, 'invalid_type', 'max_tokens'],
+    ['max_tokens a fraction', withChat('"max_tokens":1.5'), 400, 'invalid_type', 'max_tokens'],
+    ['max_tokens 0', withChat('"max_tokens":0'), 400, 'integer_below_min_value', 'max_tokens'],
+    ['max_tokens 1e300', withChat('"max_tokens":1e300'), 400, 'integer_above_max_value', 'max_tokens'],
+    ['max_completion_tokens negative', withChat('"max_completion_tokens":-1'), 400, 'integer_below_min_value', 'max_completion_tokens'],
+    ['n above 128', withChat('"n":129'), 400, 'integer_above_max_value', 'n'],
     ['a constructor.prototype key', '{"constructor":{"prototype":{"x":1}},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
   ])('%s is refused', async (_label, body, status, code, param) => {
     const before = upstream.requests.length
@@ -75,14 +78,14 @@ describe('bad bodies are refused before anything goes upstream', () => {
   })
 
   it('says what is wrong with a count, on completions too, and lets null and good counts through', async () => {
-    const huge = await send('/v1/chat/completions', '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],"max_tokens":1e400}')
+    const huge = await send('/v1/chat/completions', withChat('"max_tokens":1e400'))
     expect(huge.data.error.message).toBe("Invalid 'max_tokens': integer above maximum value. Expected a value <= 2147483647, but got Infinity instead.")
     const list = await send('/v1/completions', '{"model":"meta/llama-3.1-8b-instruct","prompt":"hi","n":[2]}')
     expect(list.status).toBe(400)
     expect(list.data.error.message).toBe("Invalid type for 'n': expected an integer, but got an array instead.")
     const before = upstream.requests.length
     for (const counts of ['"max_tokens":null', '"max_tokens":2147483647,"n":1']) {
-      const ok = await send('/v1/chat/completions', `{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}],${counts}}`)
+      const ok = await send('/v1/chat/completions', withChat(counts))
       expect(ok.status).toBe(200)
     }
     // A legacy completion may ask for no tokens at all (with echo, to score its prompt); not below.
