@@ -31,7 +31,28 @@ export interface Endpoint {
   input: { field: string; check: (v: unknown) => boolean; expected: string }
   /** Whether model defaults (sampling parameters) apply. */
   defaults: boolean
+  /** The counts a reservation is made of, checked when present. */
+  counts: readonly Count[]
 }
+
+/** A whole-number field and its bounds, as OpenAI sets them. */
+interface Count {
+  field: string
+  min: number
+  max: number
+}
+
+/**
+ * Checked here because the gateway reserves tokens by them before the upstream sees them: a
+ * fraction or a string would be reserved as the default, and 1e300 as Infinity. A legacy
+ * completion's max_tokens may be 0 (with `echo`, it scores a prompt without generating).
+ */
+const INT32 = 2_147_483_647
+const COUNTS: readonly Count[] = [
+  { field: 'max_tokens', min: 1, max: INT32 },
+  { field: 'max_completion_tokens', min: 1, max: INT32 },
+  { field: 'n', min: 1, max: 128 },
+]
 
 export const ENDPOINTS: readonly Endpoint[] = [
   {
@@ -40,6 +61,7 @@ export const ENDPOINTS: readonly Endpoint[] = [
     upstreamPath: '/chat/completions',
     input: { field: 'messages', check: (v) => Array.isArray(v) && v.length > 0, expected: 'a non-empty array of messages' },
     defaults: true,
+    counts: COUNTS,
   },
   {
     name: 'completions',
@@ -47,6 +69,7 @@ export const ENDPOINTS: readonly Endpoint[] = [
     upstreamPath: '/completions',
     input: { field: 'prompt', check: (v) => typeof v === 'string' || (Array.isArray(v) && v.length > 0), expected: 'a string or a non-empty array' },
     defaults: true,
+    counts: COUNTS.map((c) => (c.field === 'max_tokens' ? { ...c, min: 0 } : c)),
   },
   {
     name: 'embeddings',
@@ -54,6 +77,7 @@ export const ENDPOINTS: readonly Endpoint[] = [
     upstreamPath: '/embeddings',
     input: { field: 'input', check: (v) => (typeof v === 'string' && v.length > 0) || (Array.isArray(v) && v.length > 0), expected: 'a non-empty string or array' },
     defaults: false,
+    counts: [],
   },
 ]
 
@@ -86,23 +110,11 @@ function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
   if ('stream_options' in b && b.stream_options !== null && b.stream !== true) {
     throw invalidRequest("'stream_options' is only allowed when 'stream' is true.", 'stream_options', 'invalid_value')
   }
-  if (endpoint.name !== 'embeddings') for (const [field, max] of COUNTS) checkCount(b, field, endpoint.name === 'completions' && field === 'max_tokens' ? 0 : 1, max)
+  for (const count of endpoint.counts) checkCount(b, count)
   return b
 }
 
-/**
- * The counts a reservation is made of, with OpenAI's bounds: an integer, at least 1 (a legacy
- * completion's max_tokens at least 0: with `echo`, 0 scores a prompt without generating). Checked
- * here because the gateway reserves tokens by them before the upstream sees them: a fraction or a
- * string would be reserved as the default, and 1e300 as Infinity.
- */
-const COUNTS: readonly (readonly [string, number])[] = [
-  ['max_tokens', 2_147_483_647],
-  ['max_completion_tokens', 2_147_483_647],
-  ['n', 128],
-]
-
-function checkCount(b: Record<string, unknown>, field: string, min: number, max: number): void {
+function checkCount(b: Record<string, unknown>, { field, min, max }: Count): void {
   const v = b[field]
   if (v === undefined || v === null) return
   if (typeof v !== 'number') {
