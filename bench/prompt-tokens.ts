@@ -3,7 +3,8 @@
  * team has a token limit), turn by turn through an agent-style conversation: a long system prompt
  * sent with every request, and the whole conversation sent again each turn. Side by side in one
  * run, alternating: counting every text of the prompt (what the gateway did before it remembered
- * counts), and the gateway's `estimatePromptTokens` (counts remembered by each text's SHA-256).
+ * counts), and the gateway's `estimatePromptTokens` (counts remembered by each text's SHA-256;
+ * these prompts are counted within its first slice, so it answers a number, not a promise).
  *
  *   cd bench && node --import tsx prompt-tokens.ts        (SYSTEM_KB=16, TURNS=30, ROUNDS=5)
  */
@@ -36,8 +37,8 @@ for (let round = 0; round < ROUNDS; round++) {
   for (let turn = 0; turn < TURNS; turn++) {
     messages.push({ role: turn % 2 ? 'assistant' : 'user', content: turnText(round, turn) })
     const pair = turn % 2 === 0
-      ? [micros(() => countAll(messages)), micros(() => estimatePromptTokens('chat', { messages }))]
-      : [micros(() => estimatePromptTokens('chat', { messages })), micros(() => countAll(messages))].reverse()
+      ? [micros(() => countAll(messages)), micros(() => estimatePromptTokens('chat', { messages }) as number)]
+      : [micros(() => estimatePromptTokens('chat', { messages }) as number), micros(() => countAll(messages))].reverse()
     const [[a, ta], [b, tb]] = pair as [[number, number], [number, number]]
     if (a !== b) throw new Error(`estimates differ: ${a} vs ${b}`)
     all.push(ta)

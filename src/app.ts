@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, Server } from 'node:http'
+import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { DestinationStream, Logger } from 'pino'
 import type { Config, TeamSeed } from './config.js'
@@ -6,7 +8,7 @@ import './context.js'
 import { draining } from './errors.js'
 import { createLogger, LazyRequestLogger } from './logger.js'
 import { clientAuth } from './plugins/client-auth.js'
-import { registerErrorHandling } from './plugins/error-handler.js'
+import { clientErrorHandler, registerErrorHandling } from './plugins/error-handler.js'
 import { registerJsonBody } from './plugins/json-body.js'
 import { registerRequestLog } from './plugins/request-log.js'
 import { adminRoutes } from './routes/admin.js'
@@ -116,6 +118,29 @@ async function seedTeam(store: Store, seed: TeamSeed, now: () => number): Promis
   }
 }
 
+const AWAITING_FIRST_REQUEST = Symbol('awaiting first request')
+
+/**
+ * A connection that sends no request within `ms` of opening (or stops sending one half-way) is
+ * closed. Node's own header timeout only starts at a request's first byte, so sockets that never
+ * send one would stay open for ever and use up the process's file descriptors. From the first
+ * request on, Node's header, request and keep-alive timeouts take over.
+ */
+function closeSilentConnections(server: Server, ms: number): void {
+  server.on('connection', (socket: Socket & { [AWAITING_FIRST_REQUEST]?: boolean }) => {
+    // (With no request on the socket, Node's timeout handler destroys it.)
+    socket.setTimeout(ms)
+    socket[AWAITING_FIRST_REQUEST] = true
+  })
+  server.on('request', (request: IncomingMessage) => {
+    const socket = request.socket as Socket & { [AWAITING_FIRST_REQUEST]?: boolean }
+    if (socket[AWAITING_FIRST_REQUEST]) {
+      socket[AWAITING_FIRST_REQUEST] = false
+      socket.setTimeout(0)
+    }
+  })
+}
+
 /** Builds the gateway from a complete config; nothing here reads the environment. */
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
   const logger = deps.logger ?? createLogger(config.logLevel, deps.logStream)
@@ -135,8 +160,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       const given = req.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    // Streams may run for many minutes; the upstream timeouts bound them instead.
-    requestTimeout: 0,
+    // A request's headers and body must arrive within these (a response may then take as long as
+    // the upstream does); they are checked every second, and idle sockets that never send a byte
+    // are closed too. Fastify's own clientError answers are replaced by OpenAI's envelope.
+    requestTimeout: config.guards.requestTimeoutMs,
+    http: { headersTimeout: config.guards.headersTimeoutMs, connectionsCheckingInterval: 1_000 },
+    clientErrorHandler,
     // Longer than a balancer keeps an idle connection (deploy/nginx.conf: 60 s), so the balancer,
     // not the gateway, ends it: a request sent on a connection the gateway is closing is lost, and
     // nginx answers a lost POST with a 502 rather than send it again.
@@ -147,6 +176,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // A hop count is valid at run time; Fastify's types leave numbers out.
     trustProxy: config.trustProxy as boolean | string,
   })
+
+  // Beyond this many client connections, new ones are refused at once, so the gateway keeps the
+  // file descriptors it needs for its upstreams and Redis.
+  app.server.maxConnections = config.guards.maxConnections
+  closeSilentConnections(app.server, config.guards.headersTimeoutMs)
 
   // Any content type is read as JSON; a body that is not JSON gets a 400 in OpenAI's envelope.
   registerJsonBody(app)
@@ -235,6 +269,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // "count only failures, check before" pattern @fastify/rate-limit supports with increment: false.
   await app.register(rateLimit, { global: false, skipOnError: true, ...(redis ? { redis, nameSpace: 'tg:authfail:' } : {}) })
   const authFailures = app.createRateLimit({ max: config.quotas.authFailuresPerMinute, timeWindow: 60_000 })
+  // Wrong admin tokens are counted apart, so a client's wrong keys never lock out the operator.
+  const adminFailures = app.createRateLimit({ max: config.quotas.authFailuresPerMinute, timeWindow: 60_000, keyGenerator: (request) => `admin:${request.ip}` })
 
   await app.register(healthRoutes, {
     store,
@@ -251,8 +287,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       : null,
   })
   await app.register(async (v1) => {
-    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, cache: principals, serveStale: config.redisFailureMode === 'open', onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) }))
-    await v1.register(proxyRoutes, { metrics, router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation })
+    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, cache: principals, serveStale: config.redisFailureMode === 'open', onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }), storeAway: config.redisFailureMode === 'closed' && redisStore ? () => !redisUp() : undefined }))
+    await v1.register(proxyRoutes, { metrics, router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation, guards: config.guards })
     await v1.register(modelRoutes, { config, upstreams, now })
     await v1.register(usageRoutes, { store, quotas, now })
   })
@@ -264,7 +300,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   }
   if (config.adminToken === null) logger.warn('no ADMIN_TOKEN: the admin API (/admin) is off and its routes answer 404')
   if (config.adminToken !== null) {
-    await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now, rotationGraceSeconds: config.keys.rotationGraceSeconds })
+    await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now, rotationGraceSeconds: config.keys.rotationGraceSeconds, failures: adminFailures, onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) })
   }
 
   app.decorate('scrape', () => scrape(sources))

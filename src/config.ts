@@ -67,6 +67,27 @@ export interface TeamSeed {
   model_limits: Record<string, Limits>
 }
 
+/**
+ * What keeps one client, or one upstream, from exhausting the gateway (docs/configuration.md has
+ * each default's reasons).
+ */
+export interface GuardSettings {
+  /** The most bytes one upstream stream may carry before the gateway ends it. */
+  streamMaxBytes: number
+  /** The longest one upstream stream may run before the gateway ends it. */
+  streamMaxMs: number
+  /** The longest one SSE event may be. */
+  streamMaxEventBytes: number
+  /** The most bytes of a whole (non-stream) upstream answer the gateway reads. */
+  answerMaxBytes: number
+  /** From a connection's first byte (or its last request) to the end of a request's headers. */
+  headersTimeoutMs: number
+  /** From a request's first byte to the end of its body. */
+  requestTimeoutMs: number
+  /** Client connections open at once; more are refused at once. */
+  maxConnections: number
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
 export interface Config {
@@ -95,6 +116,7 @@ export interface Config {
   defaultUpstream: string | null
   modelsCacheMs: number
   quotas: QuotaSettings
+  guards: GuardSettings
   keys: { rotationGraceSeconds: number }
   teams: TeamSeed[]
   /** The file the config came from, for the start-up log. */
@@ -248,10 +270,15 @@ function parseClusterNodes(raw: string | undefined, problems: string[]): { host:
   return nodes.length > 0 ? nodes : null
 }
 
+/**
+ * Which X-Forwarded-For entries to believe. `true` means one proxy in front (Fastify's own `true`
+ * believes every entry, so any client could name its own address, and escape the failed-auth
+ * limit with a new one on every try): a hop count or the proxies' addresses say more.
+ */
 function parseTrustProxy(raw: string | undefined): boolean | number | string {
   const value = raw?.trim()
   if (!value || value === 'false') return false
-  if (value === 'true') return true
+  if (value === 'true') return 1
   if (/^\d+$/.test(value)) return Number(value)
   return value
 }
@@ -289,6 +316,19 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const metricsPort = env.METRICS_PORT?.trim() ? intFromEnv(env, 'METRICS_PORT', 0, 1, 65_535, problems) : null
   const drainTimeoutMs = intFromEnv(env, 'DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000, problems)
   const host = env.HOST?.trim() || '0.0.0.0'
+  const MiB = 1024 * 1024
+  const guards: GuardSettings = {
+    streamMaxBytes: intFromEnv(env, 'STREAM_MAX_BYTES', 256 * MiB, 1024, 64 * 1024 * MiB, problems),
+    streamMaxMs: intFromEnv(env, 'STREAM_MAX_SECONDS', 7_200, 1, 7 * 86_400, problems) * 1000,
+    streamMaxEventBytes: intFromEnv(env, 'STREAM_MAX_EVENT_BYTES', 8 * MiB, 1024, 1024 * MiB, problems),
+    answerMaxBytes: intFromEnv(env, 'ANSWER_MAX_BYTES', 64 * MiB, 1024, 16 * 1024 * MiB, problems),
+    headersTimeoutMs: intFromEnv(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 3_600_000, problems),
+    requestTimeoutMs: intFromEnv(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000, problems),
+    maxConnections: intFromEnv(env, 'MAX_CONNECTIONS', 16_384, 1, 10_000_000, problems),
+  }
+  if (guards.requestTimeoutMs < guards.headersTimeoutMs) {
+    problems.push(`REQUEST_TIMEOUT_MS: must be at least HEADERS_TIMEOUT_MS (${guards.headersTimeoutMs}), got ${guards.requestTimeoutMs}`)
+  }
 
   const logLevelRaw = (env.LOG_LEVEL?.trim() || 'info').toLowerCase()
   if (!LOG_LEVELS.includes(logLevelRaw as LogLevel)) {
@@ -430,6 +470,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       auditMaxLen: file.quotas?.audit_max_len ?? 100_000,
       authFailuresPerMinute: file.quotas?.auth_failures_per_minute ?? 30,
     },
+    guards,
     keys: { rotationGraceSeconds: file.keys?.rotation_grace_seconds ?? 86_400 },
     teams: Object.entries(file.teams ?? {}).map(([id, t]) => ({
       id,

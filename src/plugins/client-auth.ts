@@ -26,9 +26,25 @@ export interface ClientAuthOptions {
   serveStale: boolean
   /** Told when an address is refused for too many failures. */
   onLimited?: () => void
+  /** True while requests must be refused with a 503 (Redis away in the fail-closed mode). */
+  storeAway?: () => boolean
 }
 
-export function clientAuth({ store, now, failures, activity, cache, serveStale, onLimited }: ClientAuthOptions): onRequestHookHandler {
+/**
+ * The 429 for an address whose failed authentications used up the limit, from a peek at its count
+ * (which reads without adding: `remaining` 0 means the limit is used up); null if it may try.
+ */
+export function lockedOut(seen: Awaited<ReturnType<FailureLimiter>>): GatewayError | null {
+  if (seen.isAllowed || !(seen.isExceeded || seen.remaining === 0)) return null
+  const retry = Math.max(1, seen.ttlInSeconds ?? 60)
+  return new GatewayError(429, `Too many failed authentications from your address. Please try again in ${retry}s.`, {
+    type: 'requests',
+    code: 'auth_rate_limited',
+    headers: { 'retry-after': String(retry), 'retry-after-ms': String(retry * 1000) },
+  })
+}
+
+export function clientAuth({ store, now, failures, activity, cache, serveStale, onLimited, storeAway }: ClientAuthOptions): onRequestHookHandler {
   const authenticate = async (hash: string) => {
     const cached = cache.get(hash, now())
     if (cached) return cached
@@ -58,15 +74,10 @@ export function clientAuth({ store, now, failures, activity, cache, serveStale, 
     // The failure count of this IP is read beside the lookup (no extra wait), and only a failure
     // adds to it, so one address cannot guess keys at speed.
     const [seen, found] = await Promise.allSettled([failures(request, { increment: false }), lookup])
-    // The peek reads the count without adding to it: `remaining` 0 means the limit is used up.
-    if (seen.status === 'fulfilled' && !seen.value.isAllowed && (seen.value.isExceeded || seen.value.remaining === 0)) {
+    const locked = seen.status === 'fulfilled' ? lockedOut(seen.value) : null
+    if (locked) {
       onLimited?.()
-      const retry = Math.max(1, seen.value.ttlInSeconds ?? 60)
-      throw new GatewayError(429, `Too many failed authentications from your address. Please try again in ${retry}s.`, {
-        type: 'requests',
-        code: 'auth_rate_limited',
-        headers: { 'retry-after': String(retry), 'retry-after-ms': String(retry * 1000) },
-      })
+      throw locked
     }
     if (found.status === 'rejected') throw storeUnavailable(found.reason)
     const fail = async (message: string): Promise<never> => {
@@ -83,6 +94,9 @@ export function clientAuth({ store, now, failures, activity, cache, serveStale, 
   }
 
   return (request, _reply, done) => {
+    // Fail-closed means every request, not only those a limit needs Redis for: a key cached here
+    // was last checked before Redis went away.
+    if (storeAway?.()) return done(storeUnavailable(new Error('redis is down and the failure mode is closed')))
     const token = bearerToken(request.headers.authorization)
     const hash = token !== null && looksLikeClientKey(token) ? hashClientKey(token) : null
     // A key this instance knows is good needs neither a lookup nor the failure check: no round

@@ -1,4 +1,5 @@
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { Socket } from 'node:net'
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import { timeOwnAnswer } from '../context.js'
 import { GatewayError, openAIError, typeForStatus } from '../errors.js'
 
@@ -9,6 +10,7 @@ import { GatewayError, openAIError, typeForStatus } from '../errors.js'
 export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     timeOwnAnswer(request, reply)
+    forgetBodyHeaders(reply)
     if (err instanceof GatewayError) {
       if (err.statusCode >= 500 && !err.expected) request.log.error({ err: err.cause ?? err, code: err.code }, err.message)
       return reply.code(err.statusCode).headers(err.headers).send(err.toJSON())
@@ -34,7 +36,9 @@ export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: numb
       request.log.error({ err }, 'unhandled error')
       return reply.code(500).send(openAIError('The gateway had an internal error.', 'server_error', 'internal_error'))
     }
-    return reply.code(status).send(openAIError(err.message, typeForStatus(status), err.code ?? null))
+    // Fastify's own codes (FST_ERR_…) are its internals, not the gateway's API.
+    const code = err.code?.startsWith('FST_') ? null : (err.code ?? null)
+    return reply.code(status).send(openAIError(err.message, typeForStatus(status), code))
   })
 
   app.setNotFoundHandler((request, reply) => {
@@ -44,3 +48,39 @@ export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: numb
       .send(openAIError(`Unknown route: ${request.method} ${request.url.split('?')[0]}`, 'invalid_request_error', 'unknown_route'))
   })
 }
+
+/**
+ * Headers set for an answer that will not be sent now: an error's body is JSON, whatever type
+ * (an event stream, the upstream's) had been set before it failed.
+ */
+function forgetBodyHeaders(reply: FastifyReply): void {
+  for (const name of ['content-type', 'content-length', 'cache-control', 'x-accel-buffering']) reply.removeHeader(name)
+  reply.type('application/json; charset=utf-8')
+}
+
+/** What Node's HTTP parser refuses before Fastify sees a request, as OpenAI's envelope. */
+const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request did not arrive in time; the connection is closed.'],
+  HPE_HEADER_OVERFLOW: [431, 'headers_too_large', 'The request headers are larger than the gateway accepts.'],
+}
+
+/**
+ * Fastify's clientErrorHandler: a request the parser refused (malformed, too slow, headers too
+ * large) gets OpenAI's envelope, then the connection is closed. Node's own checks call it for
+ * header and request timeouts.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, code, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'invalid_request', 'The request is not valid HTTP.']
+  // (A response already under way cannot be replaced: the connection is just closed.)
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+  if (socket.writable && !started) {
+    const body = JSON.stringify(openAIError(message, status === 408 || status === 431 ? 'invalid_request_error' : typeForStatus(status), code))
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy()
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }

@@ -20,6 +20,11 @@ export function registerJsonBody(app: FastifyInstance): void {
     request.rawBody = body
     // (Fastify's own error for an empty body, which the error handler words.)
     if (body.length === 0) return strict(request, body, done)
+    // Before parsing: a body nested deeper than any request needs would overflow the stack of
+    // whatever walks it next (JSON.stringify of tools for a token estimate, a body rebuilt).
+    if (nestingExceeds(body, MAX_DEPTH)) {
+      return done(invalidRequest(`The JSON body of your request is nested more than ${MAX_DEPTH} levels deep.`, null, 'invalid_json'))
+    }
     let value: unknown
     try {
       value = JSON.parse(body)
@@ -40,3 +45,32 @@ export function registerJsonBody(app: FastifyInstance): void {
 }
 
 type Done = (err: Error | null, body?: unknown) => void
+
+/** Deeper than any OpenAI request (a JSON schema of tools or response_format included) needs. */
+export const MAX_DEPTH = 128
+
+/**
+ * Whether the JSON text opens more than `max` arrays and objects inside one another (brackets in
+ * strings do not count), in one pass over the text.
+ */
+export function nestingExceeds(text: string, max: number): boolean {
+  let depth = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      // A string: on to its closing quote (one not escaped by an odd run of backslashes).
+      for (;;) {
+        i = text.indexOf('"', i + 1)
+        if (i === -1) return false
+        let b = i - 1
+        while (text.charCodeAt(b) === 0x5c) b--
+        if ((i - 1 - b) % 2 === 0) break
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return false
+}

@@ -10,8 +10,16 @@ const hasLimits = (limits: Limits | undefined): limits is Limits => limits !== u
 export const teamScope = (team: Team): Scope | null =>
   hasLimits(team.limits) ? { id: 'team', label: `team '${team.id}'`, limits: team.limits } : null
 
+/**
+ * A team's limits for a model, under the model's canonical name (ModelRouter): a limit written
+ * `MiniMaxAI/MiniMax-M2.1` holds for `minimaxai/minimax-m2.1` too, whichever spelling a client sends.
+ */
 export function modelScope(team: Team, model: string): Scope | null {
-  const limits = team.model_limits[model]
+  let limits = team.model_limits[model]
+  if (limits === undefined) {
+    const lower = model.toLowerCase()
+    for (const [name, l] of Object.entries(team.model_limits)) if (name.toLowerCase() === lower) limits = l
+  }
   return hasLimits(limits) ? { id: `model:${model}`, label: `model '${model}' in team '${team.id}'`, limits } : null
 }
 

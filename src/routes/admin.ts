@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { GatewayError, invalidRequest, notFound, fromStore } from '../errors.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
 import { limitsPatchSchema, limitsSchema, mergeLimits, type Limits, type LimitsPatch } from '../limits.js'
+import { lockedOut, type FailureLimiter } from '../plugins/client-auth.js'
 import type { QuotaEngine } from '../quota/types.js'
 import type { ApiKeyRecord, Store, Team } from '../store/types.js'
 import { adminUsageRoute, quotaView } from './usage.js'
@@ -20,6 +21,9 @@ export interface AdminOptions {
   now: () => number
   /** How long a rotated key keeps working by default. */
   rotationGraceSeconds: number
+  /** Failed admin authentications per address (client-auth.ts has the client keys'). */
+  failures: FailureLimiter
+  onLimited?: () => void
 }
 
 const TEAM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
@@ -118,12 +122,20 @@ function newKey(team: string, name: string | null, limits: Limits, expiresAt: st
 
 const teamNotFound = (id: string) => notFound(`No team with id '${id}'.`, 'team_not_found', 'id')
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas, adminToken, now, rotationGraceSeconds }) => {
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas, adminToken, now, rotationGraceSeconds, failures, onLimited }) => {
   const iso = () => new Date(now()).toISOString()
 
+  // Wrong admin tokens count as failed authentications of the address (apart from wrong client
+  // keys): past the limit, the address gets 429s, even with the right token, until the window passes.
   app.addHook('onRequest', async (request) => {
+    const locked = lockedOut(await failures(request, { increment: false }).catch(() => ({ isAllowed: true })))
+    if (locked) {
+      onLimited?.()
+      throw locked
+    }
     const token = bearerToken(request.headers.authorization)
     if (token === null || !secretsEqual(token, adminToken)) {
+      await failures(request).catch(() => undefined)
       throw new GatewayError(401, 'A valid admin token is required: Authorization: Bearer $ADMIN_TOKEN.', {
         type: 'invalid_request_error',
         code: 'invalid_admin_token',

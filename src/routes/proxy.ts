@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { msSince } from '../context.js'
+import type { GuardSettings } from '../config.js'
 import type { Metrics } from '../metrics.js'
 import { GatewayError, invalidRequest, modelNotFound, fromStore } from '../errors.js'
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
@@ -11,9 +12,9 @@ import type { AdmitResult, AuditEntry, QuotaEngine, Scope, Usage } from '../quot
 import { estimatePromptTokens, reservationTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
-import { readAll, readLimited, WholeBody, type UpstreamClient } from '../upstream/client.js'
+import { AnswerTooLarge, readAll, readLimited, WholeBody, type UpstreamClient } from '../upstream/client.js'
 import { Cancel } from '../upstream/abort.js'
-import { ClientGone, dispatch, type Dispatched } from '../upstream/dispatch.js'
+import { ClientGone, dispatch, retryAfterMs, type Dispatched } from '../upstream/dispatch.js'
 import type { KeyPool } from '../upstream/key-pool.js'
 import { applyDefaults, forwardBody, type ModelRouter, type ResolvedModel } from '../upstream/router.js'
 
@@ -91,6 +92,7 @@ export interface ProxyOptions {
   /** Completion tokens reserved when a request sets no max_tokens and its model has no default. */
   completionReservation: number
   metrics: Metrics
+  guards: GuardSettings
 }
 
 function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
@@ -101,6 +103,7 @@ function checkBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
   if (typeof b.model !== 'string' || b.model.trim() === '') {
     throw invalidRequest("'model' is required and must be a non-empty string.", 'model', 'missing_required_parameter')
   }
+  checkModelName(b.model)
   const { field, check, expected } = endpoint.input
   if (!(field in b)) throw invalidRequest(`'${field}' is required.`, field, 'missing_required_parameter')
   if (!check(b[field])) throw invalidRequest(`'${field}' must be ${expected}.`, field, 'invalid_type')
@@ -137,6 +140,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     ctx.model = body.model as string
     ctx.stream = body.stream === true
 
+    // Resolved to one canonical name before limits, defaults, usage and metrics see it.
     const resolved = opts.router.resolve(ctx.model)
     if (resolved === null) throw modelNotFound(ctx.model)
     const primary = opts.upstreams.get(resolved.upstream.name)
@@ -160,13 +164,17 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     ctx.answeredBy = resolved.model.name
 
     const principal = request.principal!
-    // The tokenizer runs only when a token limit needs a reservation, or later for an estimate.
-    let promptCount: number | undefined
+    // The tokenizer runs only when a token limit needs a reservation, or later for an estimate;
+    // a long prompt is counted in slices between turns of the event loop (a promise).
+    let promptCount: number | Promise<number> | undefined
     const promptTokens = () => (promptCount ??= estimatePromptTokens(endpoint.name, body))
     const scopes = scopesFor(principal, resolved.model.name)
-    const tokens = scopes.some(limitsTokens)
-      ? reservationTokens(endpoint.name, applyDefaults(body, resolved, endpoint.defaults), promptTokens(), opts.completionReservation)
-      : 0
+    let tokens = 0
+    if (scopes.some(limitsTokens)) {
+      const counted = promptTokens()
+      const prompt = typeof counted === 'number' ? counted : await counted
+      tokens = reservationTokens(endpoint.name, applyDefaults(body, resolved, endpoint.defaults), prompt, opts.completionReservation)
+    }
     const started = opts.now()
     const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
       time: isoTime(now), request_id: request.id, team: principal.team.id, key_id: principal.key.id,
@@ -195,22 +203,31 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     let streaming = false
     // The client going away before the answer is complete cancels the upstream call at once.
     const controller = new Cancel()
-    const finish = () => {
-      if (!reply.raw.writableFinished) controller.abort()
-      opts.leases.remove(lease)
-      const { usage, estimated } = meter.result()
-      const now = opts.now()
-      const status = reply.raw.writableFinished ? reply.statusCode : 499
+    // Nothing here may throw out of a 'close' listener: that would end the process, and every
+    // stream of every team with it.
+    const settle = async (status: number, now: number) => {
+      const { usage, estimated, invalid } = await meter.result()
+      if (invalid) {
+        request.log.warn({ upstream: ctx.answeredBy, request_id: request.id }, 'the upstream reported usage that is not non-negative whole numbers: estimated instead')
+      }
       const model = modelLabel(opts.router, ctx.answeredBy, status)
-      const m = opts.metrics
-      m.duration.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
-      m.tokens.inc({ team: principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
-      m.tokens.inc({ team: principal.team.id, model, kind: 'completion' }, usage.completion_tokens)
-      if (streaming) m.streamsOpen.dec()
-      opts.quotas
-        .settle({ ticket, keyId: principal.key.id, model: ctx.answeredBy!, usage, estimated, now })
-        .catch((err: unknown) => request.log.error({ err, request_id: ticket.requestId }, 'could not record usage'))
+      opts.metrics.tokens.inc({ team: principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
+      opts.metrics.tokens.inc({ team: principal.team.id, model, kind: 'completion' }, usage.completion_tokens)
       void audit(record(status, usage, estimated, now))
+      await opts.quotas.settle({ ticket, keyId: principal.key.id, model: ctx.answeredBy!, usage, estimated, now })
+    }
+    const finish = () => {
+      const status = reply.raw.writableFinished ? reply.statusCode : 499
+      const now = opts.now()
+      try {
+        if (!reply.raw.writableFinished) controller.abort()
+        opts.leases.remove(lease)
+        opts.metrics.duration.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
+        if (streaming) opts.metrics.streamsOpen.dec()
+      } catch (err) {
+        request.log.error({ err, request_id: ticket.requestId }, 'error while closing a request')
+      }
+      settle(status, now).catch((err: unknown) => request.log.error({ err, request_id: ticket.requestId }, 'could not record usage'))
     }
     // A client that went away while it was being admitted has closed already, and 'close' will not
     // come again: settle now (its slot and reservation come back), and send nothing upstream.
@@ -234,6 +251,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
         stream: ctx.stream,
         requestId: request.id,
         signal: controller,
+        maxBytes: opts.guards.answerMaxBytes,
         now: opts.now,
         log: request.log,
         observe: {
@@ -278,23 +296,23 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
           `upstream '${upstream.name}' refused the gateway's API key: check its keys`,
         )
       }
-      const retryAfter = res.headers['retry-after']
-      if (typeof retryAfter === 'string') reply.header('retry-after', retryAfter)
+      // Of the upstream's headers only a readable retry-after goes on, in the gateway's own words.
+      const retryAfter = retryAfterMs(res.headers['retry-after'], opts.now())
+      if (retryAfter !== null) reply.header('retry-after', String(Math.min(MAX_RETRY_AFTER_S, Math.ceil(retryAfter / 1000))))
       if (normalised.credentialsRefused) reply.header('x-should-retry', 'false')
       return reply.code(normalised.status).send(normalised.body)
     }
 
-    const contentType = res.headers['content-type']
-    const isEventStream = typeof contentType === 'string' && contentType.startsWith('text/event-stream')
-    reply.code(res.statusCode)
-    reply.header('content-type', typeof contentType === 'string' ? contentType : ctx.stream ? 'text/event-stream' : 'application/json')
+    const contentType = contentTypeOf(res.headers['content-type'], ctx.stream)
+    const isEventStream = contentType.startsWith('text/event-stream')
     const firstByte = () => opts.metrics.timeToFirstByte.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
-    // An answer read whole (errors still become clean 502/504s).
+    // An answer read whole, up to the gateway's limit (errors still become clean 502/504s).
     const readWhole = async (): Promise<Buffer> => {
       try {
-        return await readAll(res.body)
+        return await readAll(res.body, opts.guards.answerMaxBytes)
       } catch (err) {
-        meter.fail()
+        // (An answer past the limit was generated: its usage is estimated from the prompt.)
+        if (!(err instanceof AnswerTooLarge)) meter.fail()
         if (controller.aborted) throw clientGone()
         throw mapTransportError(upstream.name, err)
       }
@@ -304,34 +322,95 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       const answer = await readWhole()
       meter.readBody(answer)
       firstByte()
-      return reply.header('content-length', answer.length).send(answer)
+      return reply.code(res.statusCode).header('content-type', contentType).header('content-length', answer.length).send(answer)
     }
 
     // An event stream that answers a request which did not ask for one was read whole (WholeBody):
     // it goes through the same tap as a stream, in one piece.
     const source = res.body instanceof WholeBody ? Readable.from([await readWhole()], { objectMode: false }) : res.body
-    reply.header('cache-control', 'no-cache')
-    reply.header('x-accel-buffering', 'no')
     streaming = true
     opts.metrics.streamsOpen.inc()
-    // The stream goes out as it arrives: no buffering, no decoding, no re-framing; the tap only
-    // reads (and in strip mode removes the one usage event the gateway asked for). Plain pipe
-    // plus two listeners: stream.pipeline costs an AbortController per request.
-    const tap = meter.tapStream(stripUsage)
-    source.once('error', (err) => tap.destroy(err))
+    // The stream goes out as it arrives: no decoding, no re-framing; the tap only reads (and in
+    // strip mode removes the one usage event the gateway asked for), and ends the stream cleanly
+    // past the gateway's limits. Plain pipe plus listeners: stream.pipeline costs an
+    // AbortController per request.
+    const guards = opts.guards
+    const tap = meter.tapStream(stripUsage, { maxBytes: guards.streamMaxBytes, maxEventBytes: guards.streamMaxEventBytes })
+    const sourceFailed = (err: Error) => tap.destroy(err)
+    source.once('error', sourceFailed)
+    tap.onCut = () => {
+      // The upstream is no longer read; its end is not an error of the stream's.
+      source.off('error', sourceFailed)
+      source.on('error', () => undefined)
+      source.unpipe(tap)
+      source.destroy()
+      request.log.warn({ upstream: upstream.name, code: tap.cutFor }, 'the upstream stream passed a limit of the gateway: ended')
+    }
+    const tooLong = setTimeout(
+      () => tap.cut('stream_too_long', `The upstream's stream ran past the gateway's limit of ${guards.streamMaxMs / 1000}s and was ended.`),
+      guards.streamMaxMs,
+    )
     tap.once('close', () => {
+      clearTimeout(tooLong)
       if (!source.destroyed) source.destroy()
     })
-    tap.once('data', firstByte)
     source.pipe(tap)
+    // Headers go out with the first event: an upstream that fails before it gets the client a
+    // plain 502/504, not a 200 stream cut off.
+    try {
+      await tap.started
+    } catch (err) {
+      meter.fail()
+      if (controller.aborted) throw clientGone()
+      throw mapTransportError(upstream.name, err)
+    }
+    reply.code(res.statusCode).header('content-type', contentType).header('cache-control', 'no-cache').header('x-accel-buffering', 'no')
+    // (A 'data' listener makes the tap flow: attached with the pipe, in the same turn, or the
+    // first event would go to it alone.)
+    tap.once('data', firstByte)
     return reply.send(tap)
   }
 }
 
-/** The model label of a request's metrics, bounded: a name nothing serves is 'other'; none (no valid body) is ''. */
+/** The longest retry-after passed on (seconds). */
+const MAX_RETRY_AFTER_S = 86_400
+const EVENT_STREAM = 'text/event-stream; charset=utf-8'
+/** Upstream content types passed on as they are; any other is written in the gateway's words. */
+const KNOWN_TYPES = new Set(['application/json', 'application/json; charset=utf-8', 'text/event-stream', EVENT_STREAM])
+
+/**
+ * The content type the client gets: the gateway's own spelling of the upstream's (whose header is
+ * not copied: anything it holds would reach the client).
+ */
+function contentTypeOf(upstream: string | undefined, stream: boolean): string {
+  if (upstream !== undefined && KNOWN_TYPES.has(upstream)) return upstream
+  const type = upstream?.split(';', 1)[0]!.trim().toLowerCase()
+  if (type === 'text/event-stream') return EVENT_STREAM
+  if (type === 'text/plain') return 'text/plain; charset=utf-8'
+  if (type === undefined || type === 'application/json') return stream && type === undefined ? EVENT_STREAM : 'application/json; charset=utf-8'
+  return 'application/octet-stream'
+}
+
+/** Characters a model name never holds: whitespace, control and invisible format characters. */
+const NOT_IN_A_NAME = /[\s\p{Cc}\p{Cf}]/u
+const MAX_MODEL_NAME = 256
+
+/** A name that cannot be a model gets a 400 naming `model`, before any limit or upstream sees it. */
+function checkModelName(name: string): void {
+  const problem =
+    name.length > MAX_MODEL_NAME
+      ? `is longer than ${MAX_MODEL_NAME} characters`
+      : NOT_IN_A_NAME.test(name)
+        ? 'holds whitespace or control characters'
+        : name.split('/').includes('')
+          ? 'has an empty path segment'
+          : null
+  if (problem !== null) throw invalidRequest(`The model name ${JSON.stringify(name.slice(0, MAX_MODEL_NAME))} ${problem}; no model is named so.`, 'model', 'invalid_model')
+}
+
+/** The model label of a request's metrics: bounded (ModelRouter.label); none (no valid body) is ''. */
 function modelLabel(router: ModelRouter, name: string | null, status: number): string {
-  if (name === null) return ''
-  return status < 400 || router.isConfigured(name) ? name : 'other'
+  return name === null ? '' : router.label(name, status < 400)
 }
 
 const ENDPOINT_BY_PATH = new Map(ENDPOINTS.map((e) => [e.path, e.name]))

@@ -16,28 +16,63 @@ export function findEventEnd(buf: Buffer, from: number): number {
   return -1
 }
 
-/** Collects bytes and hands out complete events (each including its terminating blank line). */
+/**
+ * Collects bytes and hands out complete events (each including its terminating blank line), in
+ * time linear in the bytes: an unterminated event's chunks wait in a list and are joined once,
+ * when its end arrives (joining them on every chunk made a 20 MB event take 25 s).
+ */
 export class SseSplitter {
-  private pending: Buffer = Buffer.alloc(0)
+  private chunks: Buffer[] = []
+  private size = 0
+  /** The last two bytes held, for a terminator split across chunks. */
+  private tail1 = -1
+  private tail2 = -1
 
   push(chunk: Buffer): Buffer[] {
-    const buf = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
+    if (chunk.length === 0) return []
     const events: Buffer[] = []
-    let start = 0
-    // Only the new bytes can complete an event; step back 2 in case a terminator straddles.
-    let end = findEventEnd(buf, Math.max(0, this.pending.length - 2))
-    while (end !== -1) {
-      events.push(buf.subarray(start, end))
-      start = end
-      end = findEventEnd(buf, start)
+    let buf = chunk
+    let from = 0
+    if (this.size > 0) {
+      let end = findEventEnd(chunk, 0)
+      // A terminator that straddles: "\n|\n", "\n|\r\n", "\n\r|\n".
+      if (this.tail1 === LF && chunk[0] === LF) end = 1
+      else if (this.tail1 === LF && chunk[0] === CR && chunk[1] === LF) end = 2
+      else if (this.tail2 === LF && this.tail1 === CR && chunk[0] === LF) end = 1
+      if (end === -1) {
+        this.hold(chunk)
+        return events
+      }
+      // The held event is complete: its chunks are joined once.
+      buf = Buffer.concat([...this.chunks, chunk], this.size + chunk.length)
+      events.push(buf.subarray(0, this.size + end))
+      from = this.size + end
+      this.chunks = []
+      this.size = 0
     }
-    this.pending = start === buf.length ? Buffer.alloc(0) : buf.subarray(start)
+    for (let end = findEventEnd(buf, from); end !== -1; end = findEventEnd(buf, from)) {
+      events.push(buf.subarray(from, end))
+      from = end
+    }
+    if (from < buf.length) this.hold(buf.subarray(from))
     return events
+  }
+
+  private hold(bytes: Buffer): void {
+    this.chunks.push(bytes)
+    this.size += bytes.length
+    this.tail2 = bytes.length >= 2 ? bytes[bytes.length - 2]! : this.tail1
+    this.tail1 = bytes[bytes.length - 1]!
+  }
+
+  /** How many bytes of an event not (yet) terminated are held. */
+  get pending(): number {
+    return this.size
   }
 
   /** Bytes of an event not (yet) terminated. */
   rest(): Buffer {
-    return this.pending
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size)
   }
 }
 

@@ -2,6 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
 import type { UpstreamConfig } from '../config.js'
 import type { Cancel } from './abort.js'
+import { KeyRefusals } from './key-pool.js'
+import { scrubSecrets, secretPattern } from './scrub.js'
 
 export interface UpstreamRequest {
   /** Path under the upstream's base URL: `/chat/completions`. */
@@ -18,11 +20,22 @@ export interface UpstreamRequest {
   signal?: Cancel
   /** Overrides the upstream's time-to-headers timeout for this call. */
   headersTimeoutMs?: number
+  /** The most bytes of a whole answer read; past it the answer fails with AnswerTooLarge. */
+  maxBytes?: number
 }
 
 const USER_AGENT = 'tollgate/0.1'
 /** The most of an error answer that is kept (its message); the rest is not read. */
 export const ERROR_BODY_LIMIT = 64 * 1024
+
+/** An answer longer than the gateway reads whole. */
+export class AnswerTooLarge extends Error {
+  readonly code = 'TG_ANSWER_TOO_LARGE'
+  constructor(readonly limit: number) {
+    super(`The upstream's answer passed the gateway's limit of ${limit} bytes.`)
+    this.name = 'AnswerTooLarge'
+  }
+}
 
 /** A streamed answer's body, as undici's request() gives it. */
 export type StreamBody = Dispatcher.ResponseData['body']
@@ -43,12 +56,17 @@ export class UpstreamClient {
   private readonly pool: Pool
   private readonly basePath: string
   private readonly keys: readonly string[]
+  /** What this instance has seen of its keys being refused (dispatch decides with it). */
+  readonly refusals = new KeyRefusals()
+  /** Every encoding of every key, found at start-up (scrub runs on error paths only). */
+  private readonly secrets: ReturnType<typeof secretPattern>
 
   constructor(readonly config: UpstreamConfig) {
     this.name = config.name
     const url = new URL(config.baseUrl)
     this.basePath = url.pathname.replace(/\/+$/, '')
     this.keys = config.apiKeys
+    this.secrets = secretPattern(config.apiKeys)
     this.pool = new Pool(url.origin, {
       connect: { timeout: config.timeouts.connectMs },
       headersTimeout: config.timeouts.headersMs,
@@ -78,14 +96,12 @@ export class UpstreamClient {
       ...(req.headersTimeoutMs !== undefined ? { headersTimeout: req.headersTimeoutMs } : {}),
     }
     if (req.stream) return this.pool.request({ ...options, signal: req.signal })
-    return new Promise((resolve, reject) => this.pool.dispatch(options, new WholeBody(resolve, reject, req.signal)))
+    return new Promise((resolve, reject) => this.pool.dispatch(options, new WholeBody(resolve, reject, req.signal, req.maxBytes)))
   }
 
-  /** Replaces every stored key in a text with [redacted], for messages that leave the gateway. */
+  /** Replaces every stored key, in any encoding, with [redacted], for messages that leave the gateway. */
   scrub(text: string): string {
-    let out = text
-    for (const key of this.keys) if (key) out = out.split(key).join('[redacted]')
-    return out.replace(/nvapi-[A-Za-z0-9_-]+/g, 'nvapi-[redacted]')
+    return scrubSecrets(text, this.secrets)
   }
 
   close(): Promise<void> {
@@ -119,6 +135,7 @@ export class WholeBody implements Dispatcher.DispatchHandler {
     private readonly resolve: (res: UpstreamResponse) => void,
     private readonly reject: (err: Error) => void,
     private readonly signal: Cancel | undefined,
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
   ) {}
 
   /** Called again should undici retry the request on another connection. */
@@ -137,6 +154,14 @@ export class WholeBody implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.ended !== null) return
+    if (this.size + chunk.length > this.maxBytes && this.limit > this.maxBytes) {
+      // An answer past the gateway's limit is let go, not kept: its memory is bounded.
+      this.chunks.length = 0
+      this.end(new AnswerTooLarge(this.maxBytes))
+      controller.abort(new AnswerTooLarge(this.maxBytes))
+      return
+    }
     const room = this.limit - this.size
     this.chunks.push(room < chunk.length ? chunk.subarray(0, room) : chunk)
     this.size += Math.min(room, chunk.length)
@@ -196,14 +221,19 @@ export class WholeBody implements Dispatcher.DispatchHandler {
  * A whole body as one buffer: the chunks as they come, joined once (a one-chunk answer is not
  * copied at all; undici's arrayBuffer() always copies, and its bookkeeping showed in profiles).
  */
-export function readAll(body: StreamBody | WholeBody): Promise<Buffer> {
+export function readAll(body: StreamBody | WholeBody, maxBytes = Number.POSITIVE_INFINITY): Promise<Buffer> {
   if (body instanceof WholeBody) return body.whole()
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
+    let chunks: Buffer[] = []
     let size = 0
     body.on('data', (chunk: Buffer) => {
-      chunks.push(chunk)
       size += chunk.length
+      if (size > maxBytes) {
+        chunks = []
+        body.destroy(new AnswerTooLarge(maxBytes))
+        return
+      }
+      chunks.push(chunk)
     })
     body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)))
     body.once('error', reject)

@@ -23,6 +23,8 @@ export interface DispatchOptions {
   stream: boolean
   requestId: string
   signal: Cancel
+  /** The most bytes of an answer read whole. */
+  maxBytes?: number
   now: () => number
   log: FastifyBaseLogger
   /** Told of every attempt's time to headers, and of key pool events (for metrics). */
@@ -51,11 +53,19 @@ export function backoffMs(base: number, attempt: number, random = Math.random): 
   return Math.round(Math.min(base * 2 ** attempt, base * 8) * (0.5 + random() / 2))
 }
 
-/** `retry-after` in seconds or as an HTTP date, in ms from now; null when absent or unreadable. */
+/** An HTTP date as RFC 9110 writes it (IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const HTTP_DATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/
+
+/**
+ * `retry-after` in seconds or as an HTTP date, in ms from now; null when absent or anything else
+ * (Date.parse alone takes nearly any text with a number in it as a date: a key, say).
+ */
 export function retryAfterMs(header: string | string[] | undefined, now: number): number | null {
   if (typeof header !== 'string') return null
-  if (/^\d+(\.\d+)?$/.test(header.trim())) return Math.round(Number(header) * 1000)
-  const at = Date.parse(header)
+  const value = header.trim()
+  if (/^\d{1,9}(\.\d+)?$/.test(value)) return Math.round(Number(value) * 1000)
+  if (!HTTP_DATE.test(value)) return null
+  const at = Date.parse(value)
   return Number.isNaN(at) ? null : Math.max(0, at - now)
 }
 
@@ -114,7 +124,7 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     let res: UpstreamResponse
     const sent = process.hrtime.bigint()
     try {
-      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), stream: o.stream, requestId: o.requestId, signal: o.signal }, picked.key)
+      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), stream: o.stream, requestId: o.requestId, signal: o.signal, maxBytes: o.maxBytes }, picked.key)
     } catch (err) {
       if (o.signal.aborted) throw new ClientGone()
       const code = (err as { code?: string }).code ?? ''
@@ -128,13 +138,23 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     const upstreamMs = Number((process.hrtime.bigint() - sent) / 10_000n) / 100
     o.observe?.attempt(client.name, status, upstreamMs / 1000)
     if ((status === 401 || status === 403) && pool && picked.index >= 0) {
-      o.observe?.keyEvent(client.name, 'refused')
-      o.log.error({ upstream: client.name, key: picked.label, upstream_status: status }, `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`)
-      await pool.refuse(picked.index, o.now()).catch(() => undefined)
+      // One request can draw a 403 that concerns its model (NVIDIA refuses models a key is not
+      // entitled to): only a key refused for two models, or a 401, leaves the rotation.
+      if (client.refusals.refused(picked.index, resolved.model.name, status)) {
+        o.observe?.keyEvent(client.name, 'refused')
+        o.log.error({ upstream: client.name, key: picked.label, upstream_status: status }, `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`)
+        await pool.refuse(picked.index, o.now()).catch(() => undefined)
+      } else {
+        o.log.warn(
+          { upstream: client.name, key: picked.label, model: resolved.model.name, upstream_status: status },
+          `upstream '${client.name}' refused key ${picked.label} for this model; it stays in rotation unless refused for another model too`,
+        )
+      }
       if (last || pool.size < 2) return { res, resolved, client, upstreamMs }
       await res.body.dump().catch(() => undefined)
       continue
     }
+    if (picked.index >= 0) client.refusals.accepted(picked.index)
     if (!RETRYABLE_STATUS.has(status) || last) return { res, resolved, client, upstreamMs }
 
     const wait = retryAfterMs(res.headers['retry-after'], o.now())

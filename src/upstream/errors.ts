@@ -96,6 +96,13 @@ export function normaliseUpstreamError(
 /** Transport failures (no HTTP answer at all) as the error a client should see. */
 export function mapTransportError(upstream: string, err: unknown): GatewayError {
   const code = (err as { code?: string }).code ?? ''
+  if (code === 'TG_ANSWER_TOO_LARGE') {
+    return new GatewayError(502, `Upstream '${upstream}' answered with more than the gateway reads (${(err as { limit: number }).limit} bytes).`, {
+      type: 'server_error',
+      code: 'upstream_answer_too_large',
+      cause: err,
+    })
+  }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return new GatewayError(504, `Upstream '${upstream}' did not answer in time.`, {
       type: 'server_error',

@@ -42,6 +42,29 @@ function tally(states: KeyState[]): KeyStates {
   return counts
 }
 
+/**
+ * What one instance has seen of its keys being refused (401/403) since each last worked. A 403 may
+ * concern the model, not the key (NVIDIA refuses models a key is not entitled to), so a key is
+ * judged refused only by a 401, or by 403s for two different models with no answer between.
+ */
+export class KeyRefusals {
+  private readonly models = new Map<number, Set<string>>()
+
+  /** Records a refusal; true when the key itself is refused and should leave the rotation. */
+  refused(index: number, model: string, status: number): boolean {
+    if (status === 401) return true
+    const seen = this.models.get(index) ?? new Set<string>()
+    seen.add(model)
+    this.models.set(index, seen)
+    return seen.size >= 2
+  }
+
+  /** The key was accepted: what it was refused before concerned the models. */
+  accepted(index: number): void {
+    if (this.models.size > 0) this.models.delete(index)
+  }
+}
+
 const MINUTE = 60_000
 /** A refused key is tried again after this long (the operator may have fixed it upstream). */
 export const REFUSED_FOR_MS = 15 * MINUTE

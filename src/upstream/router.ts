@@ -7,12 +7,27 @@ export interface ResolvedModel {
   upstream: UpstreamConfig
 }
 
-/** Resolves the model a client names (or an alias of it) to an upstream and its defaults. */
+/** Models not configured that get a metrics label of their own, at most; the rest share 'other'. */
+export const MAX_MODEL_LABELS = 100
+
+/**
+ * Resolves the model a client names (or an alias of it) to an upstream and its defaults, under
+ * one canonical name: model names are matched without regard to case (`MinimaxAI/MiniMax-M2.1`
+ * is the configured `minimaxai/minimax-m2.1`, with its limits and defaults), and a name nothing
+ * configures is known by its lower-case spelling (and sent upstream as the client wrote it).
+ */
 export class ModelRouter {
   /** Each configured model's fallback chain, resolved once at start-up. */
   private readonly chains = new Map<string, ResolvedModel[]>()
+  /** Configured models and aliases by lower-case name. */
+  private readonly models = new Map<string, ModelConfig>()
+  private readonly aliases = new Map<string, string>()
+  /** Unconfigured models that answered, each with its own label (up to MAX_MODEL_LABELS). */
+  private readonly labelled = new Set<string>()
 
   constructor(private readonly config: Config) {
+    for (const model of Object.values(config.models)) this.models.set(model.name.toLowerCase(), model)
+    for (const [alias, target] of Object.entries(config.aliases)) this.aliases.set(alias.toLowerCase(), target)
     for (const model of Object.values(config.models)) {
       const fallbacks = model.fallbacks.map((name) => this.resolve(name)).filter((r): r is ResolvedModel => r !== null)
       this.chains.set(model.name, fallbacks)
@@ -26,12 +41,28 @@ export class ModelRouter {
 
   /** A configured model or alias (as opposed to any name routed to the default upstream). */
   isConfigured(name: string): boolean {
-    return this.config.models[name] !== undefined || this.config.aliases[name] !== undefined
+    const lower = name.toLowerCase()
+    return this.models.has(lower) || this.aliases.has(lower)
+  }
+
+  /**
+   * The metrics label of a (canonical) model name: configured models always have their own; others
+   * only once they have answered, and only the first MAX_MODEL_LABELS of them, so no client can
+   * grow the label set by naming models.
+   */
+  label(name: string, answered: boolean): string {
+    if (this.isConfigured(name) || this.labelled.has(name)) return name
+    if (answered && this.labelled.size < MAX_MODEL_LABELS) {
+      this.labelled.add(name)
+      return name
+    }
+    return 'other'
   }
 
   resolve(requested: string): ResolvedModel | null {
-    const name = this.config.aliases[requested] ?? requested
-    const configured = this.config.models[name]
+    const lower = requested.toLowerCase()
+    const target = this.aliases.get(lower)
+    const configured = this.models.get(target?.toLowerCase() ?? lower)
     if (configured) {
       const upstream = this.config.upstreams[configured.upstream]
       return upstream ? { requested, model: configured, upstream } : null
@@ -39,7 +70,9 @@ export class ModelRouter {
     const fallback = this.config.defaultUpstream
     const upstream = fallback === null ? undefined : this.config.upstreams[fallback]
     if (!upstream) return null
-    return { requested, model: { name, upstream: upstream.name, upstreamModel: name, defaults: {}, fallbacks: [] }, upstream }
+    // An alias of a model nothing configures sends its target; any other name goes as written.
+    const upstreamModel = target ?? requested
+    return { requested, model: { name: upstreamModel.toLowerCase(), upstream: upstream.name, upstreamModel, defaults: {}, fallbacks: [] }, upstream }
   }
 }
 

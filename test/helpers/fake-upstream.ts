@@ -24,6 +24,7 @@ export type Behaviour =
   | { kind: 'hang' } // never answers
   | { kind: 'stall-after'; events: number } // streams some events, then goes silent
   | { kind: 'status'; status: number; body: string } // any raw answer, e.g. a 202
+  | { kind: 'custom'; answer: (res: ServerResponse, body: Record<string, unknown> | undefined) => void | Promise<void> } // a misbehaving upstream
 
 /** Text with 2-, 3- and 4-byte UTF-8 characters, so slices land inside them. */
 export const STREAM_TEXT =
@@ -158,6 +159,7 @@ export class FakeUpstream {
     if (this.gate !== null) await this.gate
     const behaviour = this.behaviours.shift()
     if (behaviour?.kind === 'hang') return
+    if (behaviour?.kind === 'custom') return void (await behaviour.answer(res, body))
     if (behaviour?.kind === 'error' || behaviour?.kind === 'status') {
       res.writeHead(behaviour.status, {
         'content-type': behaviour.kind === 'error' ? (behaviour.contentType ?? 'application/json') : 'application/json',

@@ -89,6 +89,8 @@ describe('observability', () => {
     const send = (path: string, bearer: string, body: string) =>
       fetch(`${gw.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' }, body })
     const ok = JSON.stringify({ model: LLAMA, messages })
+    // (A model nothing configures has a label of its own once it has answered; before, 'other'.)
+    expect((await send('/v1/chat/completions', (await gw.createKey('timed-before')).key, ok)).status).toBe(200)
     upstream.enqueue({ kind: 'error', status: 400, body: '{"error":{"message":"bad temperature","type":"invalid_request_error"}}' })
     const answers = {
       upstreamError: await send('/v1/chat/completions', own, ok),
@@ -116,10 +118,9 @@ describe('observability', () => {
     // '' when no key was valid, the model '' when no body was.
     const counted = (labels: Record<string, string>) => async () => sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', labels)
     await waitFor(async () => (await counted({ team: '', status: '401' })()) === 1, 'the 401 to be counted')
-    // (An error's model label is its name only when the configuration lists it: this one is routed
-    // upstream unlisted, so a name that fails is 'other', and labels stay bounded.)
-    expect(await counted({ team: 'timed', model: 'other', endpoint: 'chat', status: '400' })()).toBe(1)
-    expect(await counted({ team: 'timed', model: 'other', endpoint: 'chat', status: '429' })()).toBe(1)
+    // (The model, routed upstream unlisted, answered before: its errors carry its name.)
+    expect(await counted({ team: 'timed', model: LLAMA, endpoint: 'chat', status: '400' })()).toBe(1)
+    expect(await counted({ team: 'timed', model: LLAMA, endpoint: 'chat', status: '429' })()).toBe(1)
     expect(await counted({ team: 'timed', model: '', endpoint: 'chat', status: '400' })()).toBe(1)
     expect(await counted({ team: '', model: '', endpoint: 'chat', status: '401' })()).toBe(1)
     expect(await counted({ status: '404' })()).toBeUndefined()

@@ -153,24 +153,32 @@ describe('a Redis outage', () => {
     }
   })
 
-  it('fail-closed: requests get a 503 in OpenAI\'s envelope while Redis is away, and work again after', async () => {
+  it('fail-closed: requests get a 503 in OpenAI\'s envelope while Redis is away, with or without limits, and work again after', async () => {
     let redis = await startPersistent('closed')
     await withGateway({ upstream, env: { REDIS_URL: redis.url, REDIS_FAILURE_MODE: 'closed' } }, async (gw) => {
       await gw.admin('POST', '/admin/teams', { id: 'strict', limits: { requests_per_minute: 1000 } })
       const { key } = (await (await gw.admin('POST', '/admin/teams/strict/keys', {})).json()) as { key: string }
-      const call = () =>
+      // A team without limits, whose key this instance has cached: no limit needs Redis, and it
+      // is refused all the same.
+      await gw.admin('POST', '/admin/teams', { id: 'unlimited' })
+      const { key: free } = (await (await gw.admin('POST', '/admin/teams/unlimited/keys', {})).json()) as { key: string }
+      const call = (bearer = key) =>
         fetch(`${gw.url}/v1/chat/completions`, {
           method: 'POST',
-          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
           body: JSON.stringify({ model: LLAMA, messages }),
         })
       expect((await call()).status).toBe(200)
+      expect((await call(free)).status).toBe(200)
       await redis.stop()
-      const down = await call()
-      expect(down.status).toBe(503)
-      expect(((await down.json()) as Envelope).error.code).toBe('store_unavailable')
+      for (const bearer of [key, free]) {
+        const down = await call(bearer)
+        expect(down.status).toBe(503)
+        expect(((await down.json()) as Envelope).error.code).toBe('store_unavailable')
+      }
       redis = await startPersistent('closed', redis.port)
       await waitFor(async () => (await call()).status === 200, 'requests to work again', 15_000)
+      expect((await call(free)).status).toBe(200)
     })
     await redis.stop()
   })

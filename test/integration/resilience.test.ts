@@ -88,7 +88,7 @@ describe('the key pool', () => {
       expect(usedKeys(after)).toContain(KEYS[0])
     })
   })
-  it('/metrics counts the keys by state: cooling after a 429, refused after a 403, the rest available', async () => {
+  it('/metrics counts the keys by state: cooling after a 429, refused after 403s for two models, the rest available', async () => {
     const keys = [KEYS[0]!, KEYS[1]!, 'nvapi-made-up-key-the-upstream-refuses']
     const env = { REDIS_URL: redis.url, NVIDIA_API_KEY: keys.join(','), TOLLGATE_CONFIG: '/c.yaml' }
     await withGateway({ upstream, env, files: { '/c.yaml': config() } }, async (gw) => {
@@ -98,6 +98,13 @@ describe('the key pool', () => {
       try {
         // The pool starts each pick at the next key: three requests meet all three.
         for (let i = 0; i < 3; i++) expect((await chat(gw, key)).status).toBe(200)
+        // A 403 for one model may concern the model (a key not entitled to it): the key stays.
+        expect(await keyStates(gw.url)).toEqual({ available: 2, at_budget: 0, cooling: 1, refused: 0 })
+        // Refused for a second model too, it is the key: out of rotation.
+        await waitFor(async () => {
+          expect((await chat(gw, key, { model: MINIMAX })).status).toBe(200)
+          return (await keyStates(gw.url)).refused === 1
+        }, 'the key refused for a second model to leave the rotation')
         expect(await keyStates(gw.url)).toEqual({ available: 1, at_budget: 0, cooling: 1, refused: 1 })
       } finally {
         upstream.limitedKeys.clear()

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
 import { describeUpstreamBody, mapTransportError, normaliseUpstreamError } from '../../src/upstream/errors.js'
-import { applyDefaults, ModelRouter } from '../../src/upstream/router.js'
+import { retryAfterMs } from '../../src/upstream/dispatch.js'
+import { KeyRefusals } from '../../src/upstream/key-pool.js'
+import { applyDefaults, MAX_MODEL_LABELS, ModelRouter } from '../../src/upstream/router.js'
+import { scrubSecrets, secretPattern } from '../../src/upstream/scrub.js'
 
 describe('describeUpstreamBody reads every NVIDIA error shape', () => {
   it.each([
@@ -85,5 +88,74 @@ describe('routing and defaults', () => {
   it('answers null for unknown models when nothing routes them', () => {
     const strict = new ModelRouter(loadConfig({ TOLLGATE_CONFIG: '/c' }, () => 'default_upstream: null\n'))
     expect(strict.resolve('x/y')).toBeNull()
+  })
+})
+
+describe('model names', () => {
+  const router = new ModelRouter(loadConfig({ NVIDIA_API_KEY: 'nvapi-test', TOLLGATE_CONFIG: '/c.yaml' }, () => 'aliases:\n  Fast: meta/llama-3.1-8b-instruct\n'))
+
+  it('resolve without regard to case, to one canonical name, and go upstream as configured or as written', () => {
+    expect(router.resolve('MiniMaxAI/MiniMax-M2.1')!.model).toMatchObject({ name: 'minimaxai/minimax-m2.1', upstreamModel: 'minimaxai/minimax-m2.1', defaults: { max_tokens: 8192 } })
+    expect(router.resolve('FAST')!.model).toMatchObject({ name: 'meta/llama-3.1-8b-instruct', upstreamModel: 'meta/llama-3.1-8b-instruct' })
+    expect(router.resolve('Some/Unlisted-Model')!.model).toMatchObject({ name: 'some/unlisted-model', upstreamModel: 'Some/Unlisted-Model' })
+  })
+
+  it('label metrics by configured names and the first models that answered; the rest share one label', () => {
+    const labels = new ModelRouter(loadConfig({ NVIDIA_API_KEY: 'nvapi-test' }))
+    expect(labels.label('minimaxai/minimax-m2.1', false)).toBe('minimaxai/minimax-m2.1')
+    expect(labels.label('never/answered', false)).toBe('other')
+    for (let i = 0; i < MAX_MODEL_LABELS; i++) expect(labels.label(`made-up/${i}`, true)).toBe(`made-up/${i}`)
+    expect(labels.label('made-up/one-too-many', true)).toBe('other')
+    expect(labels.label('made-up/0', false)).toBe('made-up/0')
+  })
+})
+
+describe('retry-after from the upstream', () => {
+  const now = Date.parse('2026-12-07T12:00:00Z')
+  it.each([
+    ['7', 7000],
+    ['1.5', 1500],
+    ['Mon, 07 Dec 2026 12:00:30 GMT', 30_000],
+    ['Mon, 07 Dec 2026 11:00:00 GMT', 0],
+    ['nvapi-test-upstream-key-0001', null],
+    ['2026', 2_026_000],
+    ['12 December', null],
+    ['-1', null],
+    ['', null],
+  ])('%j is %j ms', (header, ms) => {
+    expect(retryAfterMs(header, now)).toBe(ms)
+  })
+})
+
+describe('KeyRefusals', () => {
+  it('takes a key out only for a 401, or 403s for two models with no answer between', () => {
+    const refusals = new KeyRefusals()
+    expect(refusals.refused(0, 'a', 401)).toBe(true)
+    expect(refusals.refused(1, 'a', 403)).toBe(false)
+    expect(refusals.refused(1, 'a', 403)).toBe(false)
+    expect(refusals.refused(1, 'b', 403)).toBe(true)
+    expect(refusals.refused(2, 'a', 403)).toBe(false)
+    refusals.accepted(2)
+    expect(refusals.refused(2, 'b', 403)).toBe(false)
+  })
+})
+
+describe('scrubbing upstream keys', () => {
+  const key = 'nvapi-Made_Up-Key-0123456789abcdefXYZ'
+  const pattern = secretPattern([key])
+  it.each([
+    ['as it is', key],
+    ['percent-encoded, every other character', [...key].map((c, i) => (i % 2 ? `%${c.charCodeAt(0).toString(16)}` : c)).join('')],
+    ['percent-encoded in capitals', [...key].map((c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).join('')],
+    ['in JSON \\u escapes', [...key].map((c) => `\\u00${c.charCodeAt(0).toString(16)}`).join('')],
+    ['base64, alone', Buffer.from(key).toString('base64')],
+    ['base64, one byte in', Buffer.from(`x${key}`).toString('base64')],
+    ['base64url, two bytes in', Buffer.from(`xy${key}`).toString('base64url')],
+    ['hex, upper case', Buffer.from(key).toString('hex').toUpperCase()],
+  ])('%s', (_label, echo) => {
+    const out = scrubSecrets(`upstream said: ${echo} (end)`, pattern)
+    expect(out).toContain('[redacted]')
+    expect(out).not.toContain(echo)
+    expect(out.startsWith('upstream said: ')).toBe(true)
   })
 })
