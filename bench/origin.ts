@@ -1,6 +1,7 @@
 /**
  * A fast fake upstream for benchmarks: a small JSON completion, or a stream of 64 chunks; in
- * `user: "hold"` a stream sends its first chunk and then stays open (for the memory measurement).
+ * `user: "hold"` a stream sends its first chunk and then stays open (for the memory measurement);
+ * `flood` and `long-event` misbehave (bench/hostile.ts).
  *   node --import tsx origin.ts PORT [KEEP_ALIVE_MS]
  */
 import { createServer } from 'node:http'
@@ -28,6 +29,21 @@ const server = createServer((req, res) => {
       return
     }
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' })
+    // `user: "flood"`: 100 MB of events and no usage, as fast as the client takes them.
+    // `user: "long-event"`: 20 MB of data lines without the blank line that ends an event.
+    if (body.user === 'flood' || body.user === 'long-event') {
+      const piece = body.user === 'flood' ? chunk(0).repeat(256) : `data: ${'y'.repeat(64 * 1024)}\n`
+      let left = Math.ceil((body.user === 'flood' ? 100 : 20) * 1024 * 1024 / piece.length)
+      const more = () => {
+        while (left > 0 && !res.destroyed) {
+          left--
+          if (!res.write(piece)) return void res.once('drain', more)
+        }
+        if (!res.destroyed) res.end(body.user === 'flood' ? 'data: [DONE]\n\n' : '')
+      }
+      more()
+      return
+    }
     // `user: "hold"` (a field gateways pass on; headers they may not): hold the stream open.
     if (body.user === 'hold') {
       res.write(chunk(0)) // then hold the stream open until the client goes
