@@ -180,3 +180,28 @@ describe('the shipped examples', () => {
     expect(config.models['minimaxai/minimax-m2.1']!.defaults).toEqual({ temperature: 1, top_p: 0.95, max_tokens: 8192 })
   })
 })
+
+describe('the limits the gateway keeps for itself', () => {
+  it('have generous defaults, and each an environment variable', () => {
+    expect(loadConfig({}).guards).toEqual({
+      streamMaxBytes: 256 * 1024 * 1024, streamMaxMs: 7_200_000, streamMaxEventBytes: 8 * 1024 * 1024, answerMaxBytes: 64 * 1024 * 1024,
+      headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, maxConnections: 16_384,
+    })
+    const env = { STREAM_MAX_BYTES: '2048', STREAM_MAX_SECONDS: '5', STREAM_MAX_EVENT_BYTES: '1024', ANSWER_MAX_BYTES: '4096', HEADERS_TIMEOUT_MS: '500', REQUEST_TIMEOUT_MS: '900', MAX_CONNECTIONS: '10' }
+    expect(loadConfig(env).guards).toEqual({ streamMaxBytes: 2048, streamMaxMs: 5000, streamMaxEventBytes: 1024, answerMaxBytes: 4096, headersTimeoutMs: 500, requestTimeoutMs: 900, maxConnections: 10 })
+  })
+
+  it('refuse nonsense, naming each', () => {
+    expect(problems({ STREAM_MAX_SECONDS: '0', MAX_CONNECTIONS: 'lots', HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '10000' })).toEqual([
+      'STREAM_MAX_SECONDS: must be between 1 and 604800, got 0',
+      'MAX_CONNECTIONS: must be a whole number, got "lots"',
+      'REQUEST_TIMEOUT_MS: must be at least HEADERS_TIMEOUT_MS (20000), got 10000',
+    ])
+  })
+
+  it('TRUST_PROXY=true believes one proxy hop, not every X-Forwarded-For entry', () => {
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(1)
+    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2)
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy).toBe('10.0.0.0/8')
+  })
+})
