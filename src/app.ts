@@ -190,7 +190,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('metrics', metrics)
   const router = new ModelRouter(config)
   // Requests to the proxied endpoints are counted as they close, like their log lines.
-  registerRequestLog(app, (request, reply, finished) => countRequest(metrics, router, request, reply, finished))
+  registerRequestLog(app, (request, status) => countRequest(metrics, router, request, status))
   // From the start of app.close(): new requests on open connections are refused, and their
   // connections closed, while the requests in flight finish.
   let closing = false

@@ -17,6 +17,10 @@ export interface RequestContext {
   gatewayMs: number | null
   /** The model that serves it: the one its name resolved to, then the one that answered (a fallback). Usage and metrics go to it. */
   answeredBy: string | null
+  /** The answer was complete for the client (a stream's [DONE] went out) even if its connection then closed first. */
+  complete: boolean
+  /** A stream the gateway ended with an error event: the status it counts as, and the event's code. */
+  streamError: { status: number; code: string } | null
 }
 
 /** Milliseconds since `started`, to 0.01 ms. */
@@ -33,7 +37,22 @@ declare module 'fastify' {
 }
 
 export function newRequestContext(): RequestContext {
-  return { team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(), upstreamMs: null, gatewayMs: null, answeredBy: null }
+  return {
+    team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(),
+    upstreamMs: null, gatewayMs: null, answeredBy: null, complete: false, streamError: null,
+  }
+}
+
+/**
+ * How a request ended, as its log line, metrics and usage record count it: a client that left
+ * before the answer was complete is a 499; a stream the gateway ended with an error event counts
+ * as that error's status (a 200 went out first); a stream whose [DONE] went out is complete, even
+ * if the client closed the connection before the response's own end (the Python SDK does).
+ */
+export function outcome(request: FastifyRequest, reply: FastifyReply): { status: number; aborted: boolean } {
+  const ctx = request.tg
+  const finished = reply.raw.writableFinished || ctx.complete
+  return { status: ctx.streamError?.status ?? (finished ? reply.statusCode : 499), aborted: !finished }
 }
 
 /**

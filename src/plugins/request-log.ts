@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { msSince, newRequestContext } from '../context.js'
+import { msSince, newRequestContext, outcome } from '../context.js'
 
 const QUIET_ROUTES = new Set(['/healthz', '/readyz'])
 
@@ -10,7 +10,7 @@ const QUIET_ROUTES = new Set(['/healthz', '/readyz'])
  * flag, status, upstream status and duration.
  * Health probes log at debug. `closed` is called at the same moment, for what else counts requests.
  */
-export function registerRequestLog(app: FastifyInstance, closed: (request: FastifyRequest, reply: FastifyReply, finished: boolean) => void): void {
+export function registerRequestLog(app: FastifyInstance, closed: (request: FastifyRequest, status: number) => void): void {
   app.decorateRequest('tg', null as never)
   app.decorateRequest('principal', null)
 
@@ -19,7 +19,7 @@ export function registerRequestLog(app: FastifyInstance, closed: (request: Fasti
     reply.header('x-request-id', request.id)
     const writeLine = () => {
       const ctx = request.tg
-      const finished = reply.raw.writableFinished
+      const { status, aborted } = outcome(request, reply)
       const url = request.routeOptions.url ?? request.url.split('?')[0] ?? ''
       // On the root logger, with the request id as Fastify's per-request child would bind it: no
       // child is made for a request that logs nothing else.
@@ -32,16 +32,17 @@ export function registerRequestLog(app: FastifyInstance, closed: (request: Fasti
         model: ctx.model,
         endpoint: ctx.endpoint,
         stream: ctx.stream,
-        status: reply.statusCode,
+        status,
         upstream_status: ctx.upstreamStatus,
         duration_ms: msSince(ctx.started),
         gateway_ms: ctx.gatewayMs,
         upstream_ms: ctx.upstreamMs,
-        aborted: !finished,
+        aborted,
+        ...(ctx.streamError ? { stream_error: ctx.streamError.code } : {}),
       }
       if (QUIET_ROUTES.has(url)) app.log.debug(line, 'request')
       else app.log.info(line, 'request')
-      closed(request, reply, finished)
+      closed(request, status)
     }
     // A client that is gone already will not close again.
     if (reply.raw.closed) writeLine()

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { msSince } from '../context.js'
+import { msSince, outcome } from '../context.js'
 import type { GuardSettings } from '../config.js'
 import type { Metrics } from '../metrics.js'
 import { GatewayError, invalidRequest, modelNotFound, fromStore } from '../errors.js'
@@ -217,10 +217,10 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       await opts.quotas.settle({ ticket, keyId: principal.key.id, model: ctx.answeredBy!, usage, estimated, now })
     }
     const finish = () => {
-      const status = reply.raw.writableFinished ? reply.statusCode : 499
+      const { status, aborted } = outcome(request, reply)
       const now = opts.now()
       try {
-        if (!reply.raw.writableFinished) controller.abort()
+        if (aborted) controller.abort()
         opts.leases.remove(lease)
         opts.metrics.duration.series(endpoint.name, String(ctx.stream)).observe(msSince(ctx.started) / 1000)
         if (streaming) opts.metrics.streamsOpen.dec()
@@ -336,15 +336,24 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     // AbortController per request.
     const guards = opts.guards
     const tap = meter.tapStream(stripUsage, { maxBytes: guards.streamMaxBytes, maxEventBytes: guards.streamMaxEventBytes })
-    const sourceFailed = (err: Error) => tap.destroy(err)
+    const sourceFailed = (err: Error) => {
+      // Before the first event (or with the client gone) the request fails whole: a plain 502/504.
+      if (!tap.begun || controller.aborted) return void tap.destroy(err)
+      // After it, the stream ends cleanly with an error event the SDKs raise as an APIError, and
+      // counts as the upstream's failure (a stall is a 504), not as the client leaving.
+      const failure = mapTransportError(upstream.name, err)
+      tap.cut(failure.code ?? 'upstream_error', `${failure.message} The stream was ended.`, failure.statusCode)
+    }
     source.once('error', sourceFailed)
-    tap.onCut = () => {
+    tap.onDone = () => (ctx.complete = true)
+    tap.onCut = (code, status) => {
+      ctx.streamError = { status, code }
       // The upstream is no longer read; its end is not an error of the stream's.
       source.off('error', sourceFailed)
       source.on('error', () => undefined)
       source.unpipe(tap)
       source.destroy()
-      request.log.warn({ upstream: upstream.name, code: tap.cutFor }, 'the upstream stream passed a limit of the gateway: ended')
+      request.log.warn({ upstream: upstream.name, code }, 'the upstream stream failed or passed a limit of the gateway: ended with an error event')
     }
     const tooLong = setTimeout(
       () => tap.cut('stream_too_long', `The upstream's stream ran past the gateway's limit of ${guards.streamMaxMs / 1000}s and was ended.`),
@@ -352,7 +361,13 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     )
     tap.once('close', () => {
       clearTimeout(tooLong)
-      if (!source.destroyed) source.destroy()
+      if (source.destroyed) return
+      // A stream whose [DONE] went out is read to its end, so its connection can serve again.
+      if (ctx.complete) {
+        source.unpipe(tap)
+        source.on('error', () => undefined)
+        source.resume()
+      } else source.destroy()
     })
     source.pipe(tap)
     // Headers go out with the first event: an upstream that fails before it gets the client a
@@ -420,11 +435,10 @@ const ENDPOINT_BY_PATH = new Map(ENDPOINTS.map((e) => [e.path, e.name]))
  * answered, refused by a limit, a bad body or model, a missing or wrong key (team ''), a store or
  * upstream not there. Called as each request's answer closes.
  */
-export function countRequest(metrics: Metrics, router: ModelRouter, request: FastifyRequest, reply: FastifyReply, finished: boolean): void {
+export function countRequest(metrics: Metrics, router: ModelRouter, request: FastifyRequest, status: number): void {
   const endpoint = ENDPOINT_BY_PATH.get(request.routeOptions.url ?? '')
   if (endpoint === undefined) return
   const ctx = request.tg
-  const status = finished ? reply.statusCode : 499
   metrics.requests.inc({ team: ctx.team ?? '', model: modelLabel(router, ctx.answeredBy ?? ctx.model, status), endpoint, status })
 }
 

@@ -30,6 +30,10 @@ export interface StreamLimits {
   maxEventBytes: number
 }
 
+const DONE = Buffer.from('data: [DONE]')
+/** `data: [DONE]` and its blank line, with room for a \r or two. */
+const DONE_EVENT_MAX = 18
+
 /** Bytes of events kept for an estimate, at most; the rest is counted by its length only. */
 export const KEPT_FOR_ESTIMATE = 1024 * 1024
 
@@ -59,11 +63,16 @@ export class UsageTap extends Transform {
    */
   private readonly kept: Buffer[] = []
   private keptBytes = 0
+  private sawDone = false
   /** Bytes of every event but the usage one: what the estimate scales the kept events' text to. */
   private eventBytes = 0
   private bytes = 0
-  /** Called once, when the gateway cuts the stream: the route stops reading the upstream. */
-  onCut: (() => void) | null = null
+  /** Called once, when the gateway cuts the stream (with the error's code and the status it counts as): the route stops reading the upstream. */
+  onCut: ((code: string, status: number) => void) | null = null
+  /** Called once, when the `data: [DONE]` event has gone on: the answer is complete. */
+  onDone: (() => void) | null = null
+  /** Whether any bytes have gone on. */
+  begun = false
   /**
    * Settles when the first bytes go out, or the stream ends without any; fails if the stream fails
    * before: until then the client can still get a plain error answer with its status.
@@ -84,6 +93,7 @@ export class UsageTap extends Transform {
   }
 
   override push(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
+    if (chunk !== null) this.begun = true
     this.settleStart(null)
     return super.push(chunk, encoding)
   }
@@ -114,6 +124,10 @@ export class UsageTap extends Transform {
       passFrom = pass.byteOffset + pass.length
     }
     if (pass !== null) this.push(pass)
+    if (this.sawDone && this.onDone !== null) {
+      this.onDone()
+      this.onDone = null
+    }
     if (this.bytes > this.limits.maxBytes) {
       this.cut('stream_too_large', `The upstream's stream passed the gateway's limit of ${this.limits.maxBytes} bytes and was ended.`)
     } else if (this.splitter.pending > this.limits.maxEventBytes) {
@@ -132,17 +146,18 @@ export class UsageTap extends Transform {
    * Ends the stream for the client with an error event (after the events already complete), and
    * stops reading: what a limit does. Usage is then estimated from what was streamed.
    */
-  cut(code: string, message: string): void {
+  cut(code: string, message: string, status = 502): void {
     if (this.cutFor !== null || this.writableEnded) return
     this.cutFor = code
     this.push(errorEvent(message, code))
-    this.onCut?.()
+    this.onCut?.(code, status)
     this.end()
   }
 
   /** Records usage and keeps text; true for a usage-only event (no choices) that strip mode removes. */
   private inspect(event: Buffer): boolean {
     if (!hasUsageObject(event)) {
+      if (event.length <= DONE_EVENT_MAX && event.includes(DONE)) this.sawDone = true
       this.keep(event)
       return false
     }
