@@ -14,7 +14,7 @@ import { UsageMeter } from '../usage/meter.js'
 import { mapTransportError, normaliseUpstreamError } from '../upstream/errors.js'
 import { AnswerTooLarge, readAll, readLimited, WholeBody, type UpstreamClient } from '../upstream/client.js'
 import { Cancel } from '../upstream/abort.js'
-import { ClientGone, dispatch, retryAfterMs, type Dispatched } from '../upstream/dispatch.js'
+import { ClientGone, dispatch, RETRYABLE_STATUS, retryAfterMs, type Dispatched } from '../upstream/dispatch.js'
 import type { KeyPool } from '../upstream/key-pool.js'
 import { applyDefaults, forwardBody, type ModelRouter, type ResolvedModel } from '../upstream/router.js'
 
@@ -299,7 +299,10 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
       // Of the upstream's headers only a readable retry-after goes on, in the gateway's own words.
       const retryAfter = retryAfterMs(res.headers['retry-after'], opts.now())
       if (retryAfter !== null) reply.header('retry-after', String(Math.min(MAX_RETRY_AFTER_S, Math.ceil(retryAfter / 1000))))
-      if (normalised.credentialsRefused) reply.header('x-should-retry', 'false')
+      // The gateway has spent its own retries on these (429, 5xx) already; a client's SDK retrying
+      // them at once would multiply the upstream calls of one client call. The upstream's
+      // retry-after, when there is one, says when trying again can help.
+      if (normalised.credentialsRefused || RETRYABLE_STATUS.has(res.statusCode)) reply.header('x-should-retry', 'false')
       return reply.code(normalised.status).send(normalised.body)
     }
 

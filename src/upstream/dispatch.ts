@@ -42,7 +42,7 @@ export interface Dispatched {
   upstreamMs: number
 }
 
-const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504])
+export const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504])
 /** Transport failures where the request surely or probably never reached the model. */
 const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
 
@@ -72,6 +72,7 @@ export function retryAfterMs(header: string | string[] | undefined, now: number)
 const pause = (ms: number, signal: Cancel): Promise<void> => signal.sleep(ms, () => new ClientGone())
 
 const NO_KEY = { ok: true, index: -1, key: undefined, label: 'none' } as const
+const NO_RETRY = { 'x-should-retry': 'false' }
 
 /** A key with room in its budget, waiting for one up to the upstream's bound. */
 async function pickKey(pool: KeyPool, client: UpstreamClient, o: DispatchOptions, first: Pick) {
@@ -99,6 +100,15 @@ async function pickKey(pool: KeyPool, client: UpstreamClient, o: DispatchOptions
 }
 
 export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
+  // One deadline for every attempt: a hung upstream holds a client for its time to headers once,
+  // not once per retry.
+  const firstClient = o.candidates.map((c) => o.clients.get(c.upstream.name)).find((c) => c !== undefined)
+  const deadline = o.now() + (firstClient?.config.timeouts.headersMs ?? 0)
+  const timeLeft = (client: UpstreamClient) => {
+    const left = deadline - o.now()
+    if (left > 0) return left
+    throw new GatewayError(504, `Upstream '${client.name}' did not answer in time.`, { type: 'server_error', code: 'upstream_timeout', headers: NO_RETRY })
+  }
   // Every attempt there may be: each candidate model, its first try and its retries.
   const plan: { resolved: ResolvedModel; attempt: number }[] = []
   for (const resolved of o.candidates) {
@@ -122,15 +132,16 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     }
 
     let res: UpstreamResponse
+    const headersTimeoutMs = Math.min(client.config.timeouts.headersMs, timeLeft(client))
     const sent = process.hrtime.bigint()
     try {
-      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), stream: o.stream, requestId: o.requestId, signal: o.signal, maxBytes: o.maxBytes }, picked.key)
+      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), stream: o.stream, requestId: o.requestId, signal: o.signal, maxBytes: o.maxBytes, headersTimeoutMs }, picked.key)
     } catch (err) {
       if (o.signal.aborted) throw new ClientGone()
       const code = (err as { code?: string }).code ?? ''
       if (last || !RETRYABLE_CODES.has(code)) throw mapTransportError(client.name, err)
       o.log.warn({ upstream: client.name, model: resolved.model.name, attempt, code }, 'upstream connection failed; retrying')
-      if (sameModelNext) await pause(backoffMs(client.config.retryBaseMs, attempt), o.signal)
+      if (sameModelNext) await pause(Math.min(backoffMs(client.config.retryBaseMs, attempt), timeLeft(client)), o.signal)
       continue
     }
 
@@ -166,7 +177,7 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     o.log.warn({ upstream: client.name, model: resolved.model.name, attempt, upstream_status: status }, 'upstream answered an error; retrying')
     // Another key is tried at once; the same one (or a lone key) only after a backoff.
     const otherKey = status === 429 && pool !== undefined && pool.size > 1
-    if (sameModelNext && !otherKey) await pause(backoffMs(client.config.retryBaseMs, attempt), o.signal)
+    if (sameModelNext && !otherKey) await pause(Math.min(backoffMs(client.config.retryBaseMs, attempt), timeLeft(client)), o.signal)
   }
   throw new GatewayError(502, 'No upstream could take the request.', { type: 'server_error', code: 'upstream_unreachable' })
 }

@@ -16,6 +16,7 @@ export interface NormalisedUpstreamError {
 }
 
 const MAX_MESSAGE = 2_000
+const NO_RETRY = { 'x-should-retry': 'false' }
 
 type Json = Record<string, unknown>
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -56,7 +57,6 @@ const DEFAULT_CODES: Record<number, string> = {
   402: 'upstream_payment_required',
   404: 'model_not_found',
   410: 'model_retired',
-  429: 'rate_limit_exceeded',
 }
 
 export function normaliseUpstreamError(
@@ -81,6 +81,19 @@ export function normaliseUpstreamError(
     }
   }
 
+  if (status === 429) {
+    // Not the team's own limit (code rate_limit_exceeded): the upstream refused the gateway's key.
+    return {
+      status,
+      credentialsRefused: false,
+      body: openAIError(
+        `Upstream '${upstream}' is rate-limiting the gateway's API key${detail ? ` (${detail})` : ''}; this is the upstream's limit, not your team's quota. ` +
+          'The gateway has already retried as configured.',
+        'requests',
+        'upstream_rate_limited',
+      ),
+    }
+  }
   const message = detail
     ? `Upstream '${upstream}' answered ${status}: ${detail}`
     : `Upstream '${upstream}' answered ${status} without a message.`
@@ -93,7 +106,10 @@ export function normaliseUpstreamError(
   }
 }
 
-/** Transport failures (no HTTP answer at all) as the error a client should see. */
+/**
+ * Transport failures (no HTTP answer at all) as the error a client should see. The gateway has
+ * retried what it could: `x-should-retry: false` keeps the SDKs from multiplying its attempts.
+ */
 export function mapTransportError(upstream: string, err: unknown): GatewayError {
   const code = (err as { code?: string }).code ?? ''
   if (code === 'TG_ANSWER_TOO_LARGE') {
@@ -101,6 +117,7 @@ export function mapTransportError(upstream: string, err: unknown): GatewayError 
       type: 'server_error',
       code: 'upstream_answer_too_large',
       cause: err,
+      headers: NO_RETRY,
     })
   }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
@@ -108,6 +125,7 @@ export function mapTransportError(upstream: string, err: unknown): GatewayError 
       type: 'server_error',
       code: 'upstream_timeout',
       cause: err,
+      headers: NO_RETRY,
     })
   }
   if (code === 'UND_ERR_CONNECT_TIMEOUT') {
@@ -115,11 +133,13 @@ export function mapTransportError(upstream: string, err: unknown): GatewayError 
       type: 'server_error',
       code: 'upstream_timeout',
       cause: err,
+      headers: NO_RETRY,
     })
   }
   return new GatewayError(502, `Could not reach upstream '${upstream}'${code ? ` (${code})` : ''}.`, {
     type: 'server_error',
     code: 'upstream_unreachable',
     cause: err,
+    headers: NO_RETRY,
   })
 }

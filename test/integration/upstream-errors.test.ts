@@ -25,7 +25,7 @@ describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", (
     ['{error:"text"} 422', 422, '{"error":"body -> top_k\\n  Extra inputs are not permitted (type=extra_forbidden)"}', 'application/json',
       { message: 'body -> top_k\n  Extra inputs are not permitted (type=extra_forbidden)', code: null, type: 'invalid_request_error' }],
     ['{status,title} 429', 429, '{"status":429,"title":"Too Many Requests"}', 'application/json',
-      { message: 'Too Many Requests', code: 'rate_limit_exceeded', type: 'requests' }],
+      { message: 'Too Many Requests', code: 'upstream_rate_limited', type: 'requests' }],
     ['{message,type,code} 500', 500, '{"message":"Internal server error","type":"internal_server_error","code":500}', 'application/json',
       { message: 'Internal server error', code: null, type: 'server_error' }],
     ['{error:{…}} 503', 503, '{"error":{"message":"ResourceExhausted: no capacity","type":"Service Unavailable","code":503}}', 'application/json',
