@@ -6,6 +6,7 @@ import type { DestinationStream, Logger } from 'pino'
 import type { Config, TeamSeed } from './config.js'
 import './context.js'
 import { draining } from './errors.js'
+import { firstRunKey } from './first-run.js'
 import { createLogger, LazyRequestLogger } from './logger.js'
 import { clientAuth } from './plugins/client-auth.js'
 import { clientErrorHandler, registerErrorHandling } from './plugins/error-handler.js'
@@ -44,6 +45,8 @@ export interface AppDeps {
   logger?: Logger
   /** The clock, in ms since the epoch. */
   now?: () => number
+  /** A first run (first-run.ts): make team `default` and a key of it, kept in `app.firstRunKey`. */
+  firstRun?: boolean
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -66,6 +69,8 @@ declare module 'fastify' {
     metrics: Metrics
     /** The /metrics text (for a separate METRICS_PORT listener). */
     scrape: () => Promise<string>
+    /** On a first run, the plaintext of the key made for it; else null. */
+    firstRunKey: string | null
   }
 }
 
@@ -304,6 +309,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   }
 
   app.decorate('scrape', () => scrape(sources))
+  app.decorate('firstRunKey', deps.firstRun ? await firstRunKey(store, now()) : null)
   app.addHook('onClose', async () => {
     leases.close()
     await activity.close()

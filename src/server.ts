@@ -1,6 +1,8 @@
 import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { firstRunNote, isFirstRun, withFirstRunToken } from './first-run.js'
 import { VERSION } from './metrics.js'
 
 /** The entry point, and the only module that reads process.env. */
@@ -16,7 +18,9 @@ async function main(): Promise<void> {
     throw err
   }
 
-  const app = await buildApp(config)
+  const firstRun = isFirstRun(config)
+  if (firstRun) config = withFirstRunToken(config)
+  const app = await buildApp(config, { firstRun })
   try {
     // A deeper accept queue than Node's 511, for bursts of new connections (the kernel caps it).
     await app.listen({ port: config.port, host: config.host, backlog: 4096 })
@@ -24,6 +28,7 @@ async function main(): Promise<void> {
     app.log.fatal({ err }, 'could not listen')
     process.exit(1)
   }
+  if (app.firstRunKey !== null) process.stderr.write(firstRunNote(config, (app.server.address() as AddressInfo).port, app.firstRunKey))
   let metricsServer: Server | null = null
   if (config.metricsPort !== null) {
     metricsServer = createServer((req, res) => {

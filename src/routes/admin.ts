@@ -102,7 +102,7 @@ const keyView = (key: ApiKeyRecord) => ({
 })
 
 /** A fresh key record and its plaintext (which only the creating answer ever shows). */
-function newKey(team: string, name: string | null, limits: Limits, expiresAt: string | null, createdAt: string): { record: ApiKeyRecord; plaintext: string } {
+export function newKey(team: string, name: string | null, limits: Limits, expiresAt: string | null, createdAt: string): { record: ApiKeyRecord; plaintext: string } {
   const plaintext = generateClientKey()
   const record: ApiKeyRecord = {
     id: generateKeyId(),

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -123,5 +124,50 @@ describe('a running gateway', () => {
     expect(code).toBe(0)
     expect(server.output()).toContain('"reqId":"line-before-exit"')
     expect(server.output()).toContain('shutting down')
+  })
+})
+
+describe('a first run', () => {
+  it('with nothing configured prints, once, an admin token and a key that work at once, and logs neither', async () => {
+    const upstream = await new FakeUpstream().start()
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    const server = startServer({ PORT: String(port), HOST: '127.0.0.1', NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    try {
+      await waitFor(() => /key of team 'default': +tg-/.test(server.output()), 'the first-run note', 20_000)
+      const key = /key of team 'default': +(tg-\S+)/.exec(server.output())![1]!
+      const token = /admin token: +(\S+)/.exec(server.output())![1]!
+      // The note's own command, as a newcomer would paste it.
+      const client = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 })
+      const answer = await client.chat.completions.create({ model: 'minimaxai/minimax-m2.1', messages: [{ role: 'user', content: 'Hello!' }] })
+      expect(answer.choices[0]!.message.content).toBe(STREAM_TEXT)
+      expect(server.output()).toContain(`curl ${url}/v1/chat/completions -H "Authorization: Bearer ${key}"`)
+      expect((await fetch(`${url}/admin/teams`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200)
+      const logLines = server.output().split('\n').filter((l) => l.startsWith('{'))
+      expect(logLines.length).toBeGreaterThan(0)
+      expect(logLines.filter((l) => l.includes(key) || l.includes(token))).toEqual([])
+    } finally {
+      server.child.kill('SIGKILL')
+      await upstream.close()
+    }
+  })
+})
+
+describe('npm start', () => {
+  it('passes SIGTERM to the gateway, which drains and exits, not to a shell that leaves it running', async () => {
+    const port = await freePort()
+    // (npm ci has built dist; --ignore-scripts skips the prestart build.)
+    const npm = spawn('npm', ['start', '--ignore-scripts'], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    npm.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+    const url = `http://127.0.0.1:${port}`
+    try {
+      await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => null))?.status === 200, 'the gateway to start', 20_000)
+      npm.kill('SIGTERM')
+      await waitFor(() => out.includes('shutting down'), 'the gateway to drain', 10_000)
+      await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => null)) === null, 'the gateway to stop listening', 10_000)
+    } finally {
+      npm.kill('SIGKILL')
+    }
   })
 })
