@@ -214,6 +214,17 @@ export class MemoryQuotas implements QuotaEngine {
         const bucket = { limit: tpm, remaining: Math.max(0, Math.floor(level)), resetMs: Math.ceil(((tpm - level) * MINUTE_MS) / tpm) }
         if (!rate.tokens || bucket.remaining < rate.tokens.remaining) rate.tokens = bucket
       }
+      // The token headers describe the tightest token window: the minute's bucket, or a day or month.
+      const { tokens_per_day: tpd, tokens_per_month: tpmo } = a.scopes[i]!.limits
+      for (const [cap, used, end] of [
+        [tpd, state.days.get(utcDay(a.now)) ?? 0, dayEnd(a.now)],
+        [tpmo, state.months.get(utcMonth(a.now)) ?? 0, monthEnd(a.now)],
+      ] as const) {
+        if (cap === undefined) continue
+        // (state.reserved holds this request's tokens now.)
+        const period = { limit: cap, remaining: cap - used - state.reserved, resetMs: end - a.now }
+        if (!rate.tokens || period.remaining < rate.tokens.remaining) rate.tokens = period
+      }
     }
     const ticket: HeldTicket = { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, day: utcDay(a.now), month: utcMonth(a.now), [LEASES]: leases }
     return { ok: true, rate, ticket }

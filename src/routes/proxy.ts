@@ -5,6 +5,7 @@ import { msSince, outcome } from '../context.js'
 import type { GuardSettings } from '../config.js'
 import type { Metrics } from '../metrics.js'
 import { GatewayError, invalidRequest, modelNotFound, fromStore } from '../errors.js'
+import { fittingCompletion, tooLargeForQuota, wholeTokenLimit } from '../quota/fit.js'
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
 import type { LeaseKeeper } from '../quota/leases.js'
 import { isoTime, utcDay, utcMonth } from '../quota/periods.js'
@@ -158,7 +159,9 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     // client that did not ask itself. A client that asked gets the stream untouched.
     const clientAskedUsage = (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true
     const stripUsage = ctx.stream && endpoint.name !== 'embeddings' && !clientAskedUsage
-    const bodyFor = (r: ResolvedModel) => forwardBody(request.rawBody, body, r, endpoint.defaults, stripUsage)
+    /** A max_tokens the gateway lowered to what a quota can admit (then the body is written anew). */
+    let clamped: number | null = null
+    const bodyFor = (r: ResolvedModel) => forwardBody(clamped === null ? request.rawBody : null, body, r, endpoint.defaults, stripUsage)
     const candidates = opts.router.candidates(resolved)
     /** The model that answered: usage is recorded against it. */
     ctx.answeredBy = resolved.model.name
@@ -170,10 +173,15 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     const promptTokens = () => (promptCount ??= estimatePromptTokens(endpoint.name, body))
     const scopes = scopesFor(principal, resolved.model.name)
     let tokens = 0
+    let prompt = 0
+    const asked = (body.max_tokens ?? body.max_completion_tokens) as number | null | undefined
+    const choices = typeof body.n === 'number' && body.n > 1 ? body.n : 1
     if (scopes.some(limitsTokens)) {
       const counted = promptTokens()
-      const prompt = typeof counted === 'number' ? counted : await counted
+      prompt = typeof counted === 'number' ? counted : await counted
       tokens = reservationTokens(endpoint.name, applyDefaults(body, resolved, endpoint.defaults), prompt, opts.completionReservation)
+      const whole = asked == null ? null : wholeTokenLimit(scopes)
+      if (whole !== null && tokens > whole.limit) throw tooLargeForQuota(whole, prompt, asked!, choices)
     }
     const started = opts.now()
     const record = (status: number, usage: Usage, estimated: boolean, now: number): AuditEntry => ({
@@ -185,10 +193,22 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
 
     // A request nothing limits needs no round trip (nor a promise): a ticket for accounting only.
     const requestId = randomUUID()
-    const admitted: AdmitResult =
-      scopes.length === 0
-        ? { ok: true, rate: {}, ticket: { team: principal.team.id, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) } }
-        : await fromStore(opts.quotas.admit({ team: principal.team.id, requestId, scopes, tokens, now: started }))
+    const admit = () => fromStore(opts.quotas.admit({ team: principal.team.id, requestId, scopes, tokens, now: started }))
+    let admitted: AdmitResult =
+      scopes.length === 0 ? { ok: true, rate: {}, ticket: { team: principal.team.id, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) } } : await admit()
+    if (!admitted.ok && asked == null && endpoint.name !== 'embeddings') {
+      // The gateway's own default max_tokens does not fit what the quota has left: lower it.
+      const fit = fittingCompletion(admitted.refusal, prompt, choices)
+      if (fit !== null) {
+        tokens = prompt + fit * choices
+        admitted = await admit()
+        if (admitted.ok) {
+          clamped = fit
+          body.max_tokens = fit
+          reply.header('x-tollgate-max-tokens', String(fit))
+        }
+      }
+    }
     if (!admitted.ok) {
       void audit(record(429, NO_USAGE, false, opts.now()))
       opts.metrics.rejections.inc({ kind: admitted.refusal.kind })

@@ -121,7 +121,47 @@ describe.each([
     const error = ((await refused.json()) as Envelope).error
     expect(error.code).toBe('rate_limit_exceeded')
     expect(error.message).toMatch(/Limit 5000, Used 4\d{3}, Requested 10\d{2}/)
+    // With only a day quota, the token headers describe it: what is left of the day once each
+    // admitted request's reservation is in, and when the day ends.
+    const left = responses.filter((r) => r.status === 200).map((r) => Number(r.headers.get('x-ratelimit-remaining-tokens'))).sort((a, b) => b - a)
+    expect(left).toHaveLength(4)
+    expect(left[0]).toBeLessThan(quota - maxTokens)
+    expect(left[3]).toBeLessThan(quota - 4 * maxTokens)
+    expect(left[3]).toBeGreaterThanOrEqual(0)
+    for (const r of responses.filter((r) => r.status === 200)) {
+      expect(r.headers.get('x-ratelimit-limit-tokens')).toBe(String(quota))
+      expect(r.headers.get('x-ratelimit-reset-tokens')).toMatch(/^(\d+h)?(\d+m)?\d+(\.\d+)?s$/)
+    }
     await Promise.all(responses.map((r) => r.text().catch(() => '')))
+  })
+
+  it('a request larger than the whole quota: a default max_tokens is lowered to what is left, a client\'s own is a 400 saying what fits', async () => {
+    const quota = 5_000
+    const key = await teamKey('small-quota', { limits: { tokens_per_day: quota } })
+    // The catalog's snippet sends max_tokens 8192: more than the whole day's quota, never to fit.
+    const own = await call(0, key, { model: 'minimaxai/minimax-m2.1', messages, max_tokens: 8192 })
+    expect(own.status).toBe(400)
+    expect(own.headers.get('x-should-retry')).toBe('false')
+    expect(own.headers.get('retry-after')).toBeNull()
+    const error = ((await own.json()) as Envelope).error
+    expect(error).toMatchObject({ type: 'invalid_request_error', param: 'max_tokens', code: 'quota_too_small' })
+    const fits = Number(/The largest max_tokens that could fit is (\d+)\./.exec(error.message)![1])
+    expect(error.message).toContain("tokens per day (TPD) quota of team 'small-quota' (Limit 5000)")
+    expect(fits).toBeGreaterThan(quota - 100)
+    expect(fits).toBeLessThan(quota)
+    // What it said fits, does.
+    const exact = await call(1, key, { model: 'minimaxai/minimax-m2.1', messages, max_tokens: fits })
+    expect(exact.status).toBe(200)
+    await exact.text()
+    // Without max_tokens, the model's default (8192) is the gateway's: lowered to what is left today.
+    const before = upstream.requests.length
+    const lowered = await call(2, key, { model: 'minimaxai/minimax-m2.1', messages })
+    expect(lowered.status).toBe(200)
+    await lowered.text()
+    const sent = upstream.requests.slice(before).find((r) => r.path === '/v1/chat/completions')!
+    expect(sent.body!.max_tokens).toBe(Number(lowered.headers.get('x-tollgate-max-tokens')))
+    expect(sent.body!.max_tokens).toBeGreaterThan(0)
+    expect(sent.body!.max_tokens).toBeLessThan(quota - 1)
   })
 
   it('usage equals, to the token, the sum the upstream reported, for every kind of call', async () => {

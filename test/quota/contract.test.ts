@@ -57,6 +57,24 @@ describe.each([
     expect(refused(await admit(s, 0, T0 + 60_002)).retryAfterMs).toBe(20_000 - 2 + 0)
   })
 
+  it('the token window reported is the tightest that applies: a day or a month quota too, with what is reserved', async () => {
+    // (T0 is 12:00 UTC on 10 March: the day ends in 12 h, the month in 21 days and 12 h.)
+    const day = [team({ tokens_per_day: 5000 })]
+    const first = await admit(day, 1200, T0)
+    expect(first.ok && first.rate.tokens).toEqual({ limit: 5000, remaining: 3800, resetMs: 12 * 3_600_000 })
+    await settle(ok(first), 1000, T0 + 1000)
+    const second = await admit(day, 300, T0 + 2000)
+    expect(second.ok && second.rate.tokens).toEqual({ limit: 5000, remaining: 3700, resetMs: 12 * 3_600_000 - 2000 })
+    // A minute's bucket with more room than the month left: the month is reported.
+    const both = [key({ tokens_per_minute: 100_000, tokens_per_month: 2000 })]
+    const third = await admit(both, 500, T0)
+    expect(third.ok && third.rate.tokens).toEqual({ limit: 2000, remaining: 1500, resetMs: (21 * 24 + 12) * 3_600_000 })
+    // And the bucket, once it is the tighter.
+    const tight = [key({ tokens_per_minute: 1000, tokens_per_day: 1_000_000 })]
+    const fourth = await admit(tight, 400, T0)
+    expect(fourth.ok && fourth.rate.tokens).toMatchObject({ limit: 1000, remaining: 600 })
+  })
+
   it('tokens per minute: a bucket that refills continuously and gets back what was not used', async () => {
     const s = [team({ tokens_per_minute: 1000 })]
     const first = ok(await admit(s, 600, T0))

@@ -149,6 +149,7 @@ local function admit()
 
   -- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
   local levels = {}                                           -- per scope: its token bucket's level, refilled to now
+  local period_state = {-1, -1, -1}                           -- the tightest day or month quota: limit, left, reset ms
   for s = 1, scopes do
     local p = place(s)
     local k = (p - 1) * 6
@@ -224,6 +225,10 @@ local function admit()
         if used + reserved + tokens > cap then                    -- fits once requests in flight settle
           return {0, s, kind, cap, used + reserved, 1000, 0}
         end
+        local left = cap - used - reserved - tokens               -- what is left once this one is in
+        if period_state[1] < 0 or left < period_state[2] then
+          period_state = {cap, left, tonumber(ARGV[ab + 2 + i]) - now}
+        end
       end
     end
   end
@@ -268,6 +273,8 @@ local function admit()
       end
     end
   end
+  -- The token headers describe the tightest token window: the minute's bucket, or a day or month.
+  if period_state[1] >= 0 and (tpm_state[1] < 0 or period_state[2] < tpm_state[2]) then tpm_state = period_state end
   return {1, rpm_state[1], rpm_state[2], rpm_state[3], tpm_state[1], tpm_state[2], tpm_state[3]}
 end
 
