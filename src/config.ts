@@ -35,6 +35,11 @@ export interface UpstreamConfig {
   retryBaseMs: number
   /** How long a request may wait for a key with room in its budget before it gets a 429. */
   keyWaitMs: number
+  /**
+   * Where a request the upstream queued (202 with an NVCF-REQID) is polled: `${statusUrl}/${id}`.
+   * NVIDIA's API catalog queues slow requests so.
+   */
+  statusUrl: string
 }
 
 export interface ModelConfig {
@@ -135,6 +140,7 @@ export class ConfigError extends Error {
 export const DEFAULT_NVIDIA_BASE_URL = 'https://integrate.api.nvidia.com/v1'
 export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 300_000, idleMs: 120_000 }
 export const DEFAULT_RETRY = { retries: 2, retryBaseMs: 250, keyWaitMs: 10_000 }
+export const DEFAULT_NVIDIA_STATUS_URL = 'https://api.nvcf.nvidia.com/v2/nvcf/pexec/status'
 
 /**
  * Built-in model defaults, from each model card's recommended parameters. Only fields the NVIDIA
@@ -172,6 +178,7 @@ const fileSchema = z.strictObject({
       z.strictObject({
         base_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
         api_key_env: envVarName.optional(),
+        status_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
         timeouts: z
           .strictObject({ connect_ms: timeoutMs.optional(), headers_ms: timeoutMs.optional(), idle_ms: timeoutMs.optional() })
           .optional(),
@@ -338,6 +345,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
 
   const redisUrl = urlFromEnv(env, 'REDIS_URL', ['redis:', 'rediss:'], problems)
   const nvidiaBaseUrl = urlFromEnv(env, 'NVIDIA_BASE_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_BASE_URL
+  const nvidiaStatusUrl = (urlFromEnv(env, 'NVIDIA_STATUS_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_STATUS_URL).replace(/\/+$/, '')
 
   const redisClusterNodes = parseClusterNodes(env.REDIS_CLUSTER_NODES, problems)
   const failureMode = (env.REDIS_FAILURE_MODE?.trim() || 'open').toLowerCase()
@@ -369,6 +377,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       timeouts: { ...DEFAULT_TIMEOUTS },
       ...DEFAULT_RETRY,
       retries: nvidiaRetries,
+      statusUrl: nvidiaStatusUrl,
     },
   }
   for (const [name, u] of Object.entries(file.upstreams ?? {})) {
@@ -390,6 +399,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       retries: u.retries ?? (name === 'nvidia' ? nvidiaRetries : DEFAULT_RETRY.retries),
       retryBaseMs: u.retry_base_ms ?? DEFAULT_RETRY.retryBaseMs,
       keyWaitMs: u.key_wait_ms ?? DEFAULT_RETRY.keyWaitMs,
+      statusUrl: u.status_url?.replace(/\/+$/, '') ?? nvidiaStatusUrl,
       timeouts: {
         connectMs: u.timeouts?.connect_ms ?? DEFAULT_TIMEOUTS.connectMs,
         headersMs: u.timeouts?.headers_ms ?? DEFAULT_TIMEOUTS.headersMs,

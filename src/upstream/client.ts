@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { Pool, type Dispatcher } from 'undici'
+import { Agent, Pool, type Dispatcher } from 'undici'
 import type { UpstreamConfig } from '../config.js'
 import type { Cancel } from './abort.js'
 import { KeyRefusals } from './key-pool.js'
@@ -25,6 +25,8 @@ export interface UpstreamRequest {
 }
 
 const USER_AGENT = 'tollgate/0.1'
+/** The longest one status call is held by the upstream (NVCF-POLL-SECONDS). */
+const MAX_POLL_SECONDS = 60
 /** The most of an error answer that is kept (its message); the rest is not read. */
 export const ERROR_BODY_LIMIT = 64 * 1024
 
@@ -54,6 +56,8 @@ export interface UpstreamResponse {
 export class UpstreamClient {
   readonly name: string
   private readonly pool: Pool
+  /** For polling queued requests, whose status endpoint may be on another origin. */
+  private readonly statusAgent: Agent
   private readonly basePath: string
   private readonly keys: readonly string[]
   /** What this instance has seen of its keys being refused (dispatch decides with it). */
@@ -73,6 +77,7 @@ export class UpstreamClient {
       bodyTimeout: config.timeouts.idleMs,
       keepAliveTimeout: 30_000,
     })
+    this.statusAgent = new Agent({ connect: { timeout: config.timeouts.connectMs }, bodyTimeout: config.timeouts.idleMs, keepAliveTimeout: 30_000 })
   }
 
   get hasKeys(): boolean {
@@ -99,13 +104,29 @@ export class UpstreamClient {
     return new Promise((resolve, reject) => this.pool.dispatch(options, new WholeBody(resolve, reject, req.signal, req.maxBytes)))
   }
 
+  /**
+   * Asks after a request the upstream queued (a 202 with its NVCF-REQID), with the key that sent
+   * it. The status endpoint holds the call up to NVCF-POLL-SECONDS for the result, and answers 202
+   * again while there is none; the result is the answer the request itself would have had.
+   */
+  poll(id: string, key: string | undefined, stream: boolean, signal: Cancel | undefined, waitMs: number): Promise<UpstreamResponse> {
+    const headers: Record<string, string> = {
+      accept: stream ? 'text/event-stream' : 'application/json',
+      'user-agent': USER_AGENT,
+      'nvcf-poll-seconds': String(Math.max(1, Math.min(MAX_POLL_SECONDS, Math.floor(waitMs / 1000)))),
+    }
+    if (key !== undefined) headers.authorization = `Bearer ${key}`
+    const url = `${this.config.statusUrl}/${encodeURIComponent(id)}`
+    return this.statusAgent.request({ origin: new URL(url).origin, path: new URL(url).pathname, method: 'GET', headers, signal, headersTimeout: waitMs + 5_000 })
+  }
+
   /** Replaces every stored key, in any encoding, with [redacted], for messages that leave the gateway. */
   scrub(text: string): string {
     return scrubSecrets(text, this.secrets)
   }
 
-  close(): Promise<void> {
-    return this.pool.close()
+  async close(): Promise<void> {
+    await Promise.all([this.pool.close(), this.statusAgent.close()])
   }
 }
 

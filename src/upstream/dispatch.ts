@@ -99,6 +99,40 @@ async function pickKey(pool: KeyPool, client: UpstreamClient, o: DispatchOptions
   }
 }
 
+/**
+ * NVIDIA queues a request it cannot answer in time: 202 with an NVCF-REQID. Its status endpoint
+ * then answers 202 while the request waits, and the request's own answer once it has one. Each
+ * poll is held by the upstream for what is left of the deadline (up to a minute); before each, the
+ * gateway waits a 202's `retry-after`, and at least MIN_POLL_INTERVAL_MS. All of it within the
+ * request's one deadline. A 202 without an id is returned as it is (the route makes it a 504).
+ */
+const MIN_POLL_INTERVAL_MS = 250
+
+async function waitForQueued(
+  client: UpstreamClient,
+  first: UpstreamResponse,
+  key: string | undefined,
+  o: DispatchOptions,
+  timeLeft: (client: UpstreamClient) => number,
+): Promise<UpstreamResponse> {
+  let res = first
+  for (let polls = 0; ; polls++) {
+    const id = res.headers['nvcf-reqid']
+    if (res.statusCode !== 202 || typeof id !== 'string' || id === '') return res
+    await res.body.dump().catch(() => undefined)
+    // (A status endpoint that answers 202 at once, instead of holding the call, is not hammered.)
+    const wait = Math.max(retryAfterMs(res.headers['retry-after'], o.now()) ?? 0, MIN_POLL_INTERVAL_MS)
+    await pause(Math.min(wait, timeLeft(client)), o.signal)
+    if (polls === 0) o.log.info({ upstream: client.name, nvcf_reqid: id }, 'the upstream queued the request: polling its status')
+    try {
+      res = await client.poll(id, key, o.stream, o.signal, timeLeft(client))
+    } catch (err) {
+      if (o.signal.aborted) throw new ClientGone()
+      throw mapTransportError(client.name, err)
+    }
+  }
+}
+
 export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
   // One deadline for every attempt: a hung upstream holds a client for its time to headers once,
   // not once per retry.
@@ -145,6 +179,8 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
       continue
     }
 
+    // A request the upstream queued is asked after until it has its answer (clients never see a 202).
+    if (res.statusCode === 202) res = await waitForQueued(client, res, picked.key, o, timeLeft)
     const status = res.statusCode
     const upstreamMs = Number((process.hrtime.bigint() - sent) / 10_000n) / 100
     o.observe?.attempt(client.name, status, upstreamMs / 1000)

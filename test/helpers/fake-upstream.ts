@@ -23,7 +23,7 @@ export type Behaviour =
   | { kind: 'error'; status: number; body: string; contentType?: string; headers?: Record<string, string> }
   | { kind: 'hang' } // never answers
   | { kind: 'stall-after'; events: number } // streams some events, then goes silent
-  | { kind: 'status'; status: number; body: string } // any raw answer, e.g. a 202
+  | { kind: 'queued'; polls: number } // 202 with an NVCF-REQID; its status answers 202 `polls - 1` times, then the answer
   | { kind: 'custom'; answer: (res: ServerResponse, body: Record<string, unknown> | undefined) => void | Promise<void> } // a misbehaving upstream
 
 /** Text with 2-, 3- and 4-byte UTF-8 characters, so slices land inside them. */
@@ -75,10 +75,17 @@ export class FakeUpstream {
   sliceDelayMs = 0
   /** Keys that get 429 (with this retry-after, in seconds) while they are in here. */
   readonly limitedKeys = new Map<string, string>()
+  /** Requests queued (NVCF-REQID), with the polls each still answers 202 to. */
+  private readonly queued = new Map<string, { path: string; body: Record<string, unknown>; left: number }>()
   /** While set, answers wait for it (requests are recorded as they arrive). */
   private gate: Promise<void> | null = null
 
   constructor(readonly apiKeys: string[] = ['nvapi-test-upstream-key-0001']) {}
+
+  /** Where NVCF's status endpoint for queued requests is (NVIDIA_STATUS_URL). */
+  get statusUrl(): string {
+    return `http://127.0.0.1:${this.port}/v2/nvcf/pexec/status`
+  }
 
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}/v1`
@@ -156,15 +163,32 @@ export class FakeUpstream {
       return this.json(res, 429, { status: 429, title: 'Too Many Requests' })
     }
 
+    // NVCF's status endpoint for queued requests (NVIDIA_STATUS_URL = this origin + /v2/nvcf/pexec/status).
+    const status = /^\/v2\/nvcf\/pexec\/status\/(.+)$/.exec(path)
+    if (req.method === 'GET' && status) {
+      const queued = this.queued.get(decodeURIComponent(status[1]!))
+      if (!queued) return this.json(res, 404, { status: 404, title: 'Not Found', detail: 'No such request' })
+      if (queued.left-- > 1) {
+        res.writeHead(202, { 'nvcf-reqid': status[1]!, 'nvcf-status': 'pending-evaluation' })
+        return void res.end()
+      }
+      this.queued.delete(decodeURIComponent(status[1]!))
+      if (queued.body.stream === true) return this.stream(res, queued.path, queued.body, null)
+      return this.complete(res, queued.path, queued.body)
+    }
+
     if (this.gate !== null) await this.gate
     const behaviour = this.behaviours.shift()
     if (behaviour?.kind === 'hang') return
     if (behaviour?.kind === 'custom') return void (await behaviour.answer(res, body))
-    if (behaviour?.kind === 'error' || behaviour?.kind === 'status') {
-      res.writeHead(behaviour.status, {
-        'content-type': behaviour.kind === 'error' ? (behaviour.contentType ?? 'application/json') : 'application/json',
-        ...(behaviour.kind === 'error' ? behaviour.headers : {}),
-      })
+    if (behaviour?.kind === 'queued' && body) {
+      const id = `queued-${this.requests.length}`
+      this.queued.set(id, { path, body, left: behaviour.polls })
+      res.writeHead(202, { 'nvcf-reqid': id, 'nvcf-status': 'pending-evaluation' })
+      return void res.end()
+    }
+    if (behaviour?.kind === 'error') {
+      res.writeHead(behaviour.status, { 'content-type': behaviour.contentType ?? 'application/json', ...behaviour.headers })
       return void res.end(behaviour.body)
     }
 

@@ -34,7 +34,9 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
   const env: Env = {
     ADMIN_TOKEN,
     LOG_LEVEL: 'debug',
-    ...(options.upstream ? { NVIDIA_BASE_URL: options.upstream.baseUrl, NVIDIA_API_KEY: options.upstream.apiKeys.join(',') } : {}),
+    ...(options.upstream
+      ? { NVIDIA_BASE_URL: options.upstream.baseUrl, NVIDIA_STATUS_URL: options.upstream.statusUrl, NVIDIA_API_KEY: options.upstream.apiKeys.join(',') }
+      : {}),
     ...options.env,
   }
   const files = options.files ?? {}

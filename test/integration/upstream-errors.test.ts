@@ -61,8 +61,14 @@ describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", (
     expect(res.headers.get('retry-after')).toBe('7')
   })
 
-  it('never answers 202: a queued upstream request is a 504', async () => {
-    ctx.upstream.enqueue({ kind: 'status', status: 202, body: '' })
+  it('never answers 202: a queued upstream request it cannot poll (no NVCF-REQID) is a 504', async () => {
+    ctx.upstream.enqueue({
+      kind: 'custom',
+      answer: (res) => {
+        res.removeHeader('nvcf-reqid')
+        res.writeHead(202).end()
+      },
+    })
     const res = await chat(ctx.gw, ctx.key)
     expect(res.status).toBe(504)
     expect(((await res.json()) as Envelope).error.code).toBe('upstream_timeout')

@@ -21,6 +21,7 @@ function upstream(budgets: (number | null)[]): UpstreamConfig {
     apiKeys: budgets.map((_, i) => `nvapi-made-up-pool-key-${i}`),
     keyEnv: 'NVIDIA_API_KEY',
     keyBudgets: budgets,
+    statusUrl: 'http://127.0.0.1:9/status',
     timeouts: { connectMs: 1_000, headersMs: 1_000, idleMs: 1_000 },
     retries: 0,
     retryBaseMs: 1,
