@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream, STREAM_TEXT } from '../helpers/fake-upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { pythonClients, pythonScenario } from '../helpers/python.js'
+import { waitFor } from '../helpers/wait.js'
 
 /**
  * The Python `openai` SDK (pinned in test/python/requirements.txt, installed into .venv-test on
@@ -38,6 +39,9 @@ describe('the Python SDK, as the catalog shows it', () => {
     const result = await pythonScenario(python, 'seed-stream', base, await keyOf('py-seed'))
     expect(result).toEqual({ ok: { text: STREAM_TEXT, reasoning: '' }, attempts: 1 })
     expect(upstream.requests.at(-1)!.body).toMatchObject({ model: 'minimaxai/minimax-m2.1', temperature: 1, top_p: 0.95, max_tokens: 8192, stream: true })
+    // The SDK closes the connection right after [DONE]: a stream it read to the end is complete.
+    await waitFor(() => gw.logLines().some((l) => l.msg === 'request' && l.team === 'py-seed'), 'the request line')
+    expect(gw.logLines().find((l) => l.msg === 'request' && l.team === 'py-seed')).toMatchObject({ status: 200, aborted: false })
   })
 
   it('a non-streaming call, with its usage', async () => {
@@ -87,6 +91,12 @@ describe('what the Python SDK raises, and after how many attempts', () => {
       release()
       await (await held).text()
     }
+  })
+
+  it("the seed snippet's max_tokens 8192 on a team whose whole day is 5,000 tokens: BadRequestError saying what fits, one attempt", async () => {
+    const result = await pythonScenario(python, 'seed-stream', base, await keyOf('py-small', { tokens_per_day: 5000 }))
+    expect(result).toMatchObject({ raised: 'BadRequestError', status: 400, code: 'quota_too_small', attempts: 1 })
+    expect(result.message).toMatch(/The largest max_tokens that could fit is \d+\./)
   })
 
   it('a wrong key: AuthenticationError, one attempt', async () => {
