@@ -124,8 +124,9 @@ async function waitForQueued(
     const wait = Math.max(retryAfterMs(res.headers['retry-after'], o.now()) ?? 0, MIN_POLL_INTERVAL_MS)
     await pause(Math.min(wait, timeLeft(client)), o.signal)
     if (polls === 0) o.log.info({ upstream: client.name, nvcf_reqid: id }, 'the upstream queued the request: polling its status')
+    const waitMs = timeLeft(client)
     try {
-      res = await client.poll(id, key, o.stream, o.signal, timeLeft(client))
+      res = await client.poll(id, key, o.stream, o.signal, waitMs)
     } catch (err) {
       if (o.signal.aborted) throw new ClientGone()
       throw mapTransportError(client.name, err)

@@ -111,6 +111,7 @@ export function normaliseUpstreamError(
  * retried what it could: `x-should-retry: false` keeps the SDKs from multiplying its attempts.
  */
 export function mapTransportError(upstream: string, err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err // (the gateway's own decision, a deadline say)
   const code = (err as { code?: string }).code ?? ''
   if (code === 'TG_ANSWER_TOO_LARGE') {
     return new GatewayError(502, `Upstream '${upstream}' answered with more than the gateway reads (${(err as { limit: number }).limit} bytes).`, {
