@@ -8,6 +8,7 @@ import { rawRequest } from '../helpers/http.js'
 import { keyStates, sample } from '../helpers/metrics.js'
 import { startServer } from '../helpers/process.js'
 import { freePort } from '../helpers/redis.js'
+import { readStream } from '../helpers/sdk.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -161,10 +162,7 @@ describe('an upstream stream without end', () => {
       upstream.enqueue(endless(50, written))
       const client = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 })
       const stream = await client.chat.completions.create({ model: LLAMA, messages, stream: true })
-      let text = ''
-      const failure = await (async () => {
-        for await (const part of stream) text += part.choices[0]?.delta.content ?? ''
-      })().catch((err: unknown) => err)
+      const { text, failure } = await readStream(stream)
       expect(failure).toBeInstanceOf(APIError)
       expect((failure as APIError).message).toContain("limit of 262144 bytes")
       expect(text.startsWith('and on and on')).toBe(true)

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { sample } from '../helpers/metrics.js'
+import { readStream } from '../helpers/sdk.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -45,10 +46,7 @@ describe('an upstream that stalls mid-stream', () => {
     upstream.enqueue({ kind: 'stall-after', events: 6 })
     const client = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 })
     const stream = await client.chat.completions.create({ model: LLAMA, messages, stream: true })
-    let text = ''
-    const failure = await (async () => {
-      for await (const part of stream) text += part.choices[0]?.delta.content ?? ''
-    })().catch((err: unknown) => err)
+    const { text, failure } = await readStream(stream)
     expect(failure).toBeInstanceOf(APIError)
     expect((failure as APIError).message).toBe("Upstream 'nvidia' did not answer in time. The stream was ended.")
     expect(text.length).toBeGreaterThan(0)
