@@ -18,7 +18,22 @@
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
 import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, benchKey, cpuMicros, drive, gatewayEnv, killAll, median, parseBuild, quantile, rotated, run, startOrigin, up } from './lib.js'
+import {
+  BENCH_LIMITS,
+  BODY,
+  benchKey,
+  cpuMicros,
+  drive,
+  gatewayEnv,
+  killAll,
+  median,
+  parseBuild,
+  quantile,
+  rotated,
+  run,
+  startOrigin,
+  up,
+} from './lib.js'
 
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
 const N = Number(process.env.BENCH_AB_N ?? 1500)
@@ -27,7 +42,12 @@ const STREAM = Boolean(process.env.BENCH_AB_STREAM)
 const LIMITS = Boolean(process.env.BENCH_AB_LIMITS)
 const builds = process.argv.slice(2).map(parseBuild)
 
-interface Target { name: string; base: string; auth: string; pid: number }
+interface Target {
+  name: string
+  base: string
+  auth: string
+  pid: number
+}
 const body = STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
 
 let redisPid: number | undefined
@@ -38,7 +58,13 @@ async function load(t: Target, total: number) {
   const r0 = redisPid === undefined ? 0 : cpuMicros(redisPid)
   const { seconds, latencies, firstBytes } = await drive(t.base, t.auth, total, C, { body, firstByte: STREAM })
   const times = STREAM ? firstBytes : latencies
-  return { rps: total / seconds, cpu: (cpuMicros(t.pid) - c0) / total, redisCpu: redisPid === undefined ? 0 : (cpuMicros(redisPid) - r0) / total, p50: quantile(times, 0.5), p99: quantile(times, 0.99) }
+  return {
+    rps: total / seconds,
+    cpu: (cpuMicros(t.pid) - c0) / total,
+    redisCpu: redisPid === undefined ? 0 : (cpuMicros(redisPid) - r0) / total,
+    p50: quantile(times, 0.5),
+    p99: quantile(times, 0.99),
+  }
 }
 
 if (builds.length === 0 || new Set(builds.map((b) => b.name)).size < builds.length) {
@@ -68,15 +94,21 @@ try {
   }
   const bareRuns = results.get('bare hop')!
   const firstRuns = results.get(builds[0]!.name)!
-  console.log(`\npaired A/B, ${ROUNDS} rounds of ${N} ${STREAM ? 'streams (p50, p99: first byte)' : 'requests'} at c=${C}${redis ? ', Redis' : ''}, medians of per-round ratios`)
-  console.log(`| target | CPU µs/request |${redis ? ' Redis CPU µs/request |' : ''} CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) | p99 vs bare hop |`)
+  console.log(
+    `\npaired A/B, ${ROUNDS} rounds of ${N} ${STREAM ? 'streams (p50, p99: first byte)' : 'requests'} at c=${C}${redis ? ', Redis' : ''}, medians of per-round ratios`,
+  )
+  console.log(
+    `| target | CPU µs/request |${redis ? ' Redis CPU µs/request |' : ''} CPU vs first build | CPU vs bare hop | rps vs bare hop | p50 ms | p50 minus bare hop’s (ms) | p99 vs bare hop |`,
+  )
   console.log(`| --- | --- |${redis ? ' --- |' : ''} --- | --- | --- | --- | --- | --- |`)
   for (const t of targets) {
     const runs = results.get(t.name)!
     const ratio = (of: (i: number) => number) => median(runs.map((_, i) => of(i))).toFixed(3)
     const p50 = median(runs.map((r) => r.p50)).toFixed(3)
     const added = median(runs.map((r, i) => r.p50 - bareRuns[i]!.p50)).toFixed(3)
-    console.log(`| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} |${redis ? ` ${median(runs.map((r) => r.redisCpu)).toFixed(0)} |` : ''} ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} | ${ratio((i) => runs[i]!.p99 / bareRuns[i]!.p99)} |`)
+    console.log(
+      `| ${t.name} | ${median(runs.map((r) => r.cpu)).toFixed(0)} |${redis ? ` ${median(runs.map((r) => r.redisCpu)).toFixed(0)} |` : ''} ${t.name === 'bare hop' ? '–' : ratio((i) => runs[i]!.cpu / firstRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.cpu / bareRuns[i]!.cpu)} | ${ratio((i) => runs[i]!.rps / bareRuns[i]!.rps)} | ${p50} | ${t.name === 'bare hop' ? '–' : added} | ${ratio((i) => runs[i]!.p99 / bareRuns[i]!.p99)} |`,
+    )
   }
 } finally {
   await redis?.stop()

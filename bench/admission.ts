@@ -16,7 +16,10 @@ import { startRedis } from '../test/helpers/redis.js'
 
 const require = createRequire(import.meta.url)
 const RateLimitRedisStore = require('@fastify/rate-limit/store/RedisStore.js') as new (
-  continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key?: string,
+  continueExceeding: boolean,
+  exponentialBackoff: boolean,
+  redis: Redis,
+  key?: string,
 ) => { incr(key: string, cb: (err: Error | null, res?: { current: number; ttl: number }) => void, timeWindow: number, max: number): void }
 
 const N = Number(process.env.N ?? 5_000)
@@ -51,9 +54,11 @@ async function latency(fn: () => Promise<void>): Promise<{ p50: number; p99: num
 async function throughput(fn: () => Promise<void>, concurrency = 16): Promise<number> {
   let left = N
   const start = process.hrtime.bigint()
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (left-- > 0) await fn()
-  }))
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (left-- > 0) await fn()
+    }),
+  )
   return N / (Number(process.hrtime.bigint() - start) / 1e9)
 }
 
@@ -70,7 +75,9 @@ console.log(`admissions: ${N} per measurement, 3 rounds, medians of rounds; redi
 console.log('| path | p50 ms (c=1) | p99 ms (c=1) | admissions/s (c=16) |')
 console.log('| --- | --- | --- | --- |')
 for (const [name, rs] of Object.entries(rows)) {
-  console.log(`| ${name} | ${median(rs.map((r) => r.p50)).toFixed(3)} | ${median(rs.map((r) => r.p99)).toFixed(3)} | ${Math.round(median(rs.map((r) => r.rps)))} |`)
+  console.log(
+    `| ${name} | ${median(rs.map((r) => r.p50)).toFixed(3)} | ${median(rs.map((r) => r.p99)).toFixed(3)} | ${Math.round(median(rs.map((r) => r.rps)))} |`,
+  )
 }
 const a = rows['one Lua script']!
 const b = rows['rate-limit + script']!

@@ -18,17 +18,44 @@ const client = new Redis(server.url)
 try {
   const lua = readFileSync(`${ROOT}src/quota/lua/audit.lua`, 'utf8')
   const entry = (i: number) => [
-    'time', '2026-11-30T17:30:00.123Z', 'request_id', `req-${i}`, 'team', 'bench', 'key_id', 'k_0123456789',
-    'model', 'meta/llama-3.1-8b-instruct', 'endpoint', 'chat', 'status', '200', 'prompt_tokens', '12',
-    'completion_tokens', '32', 'total_tokens', '44', 'estimated', '0', 'latency_ms', '3',
+    'time',
+    '2026-11-30T17:30:00.123Z',
+    'request_id',
+    `req-${i}`,
+    'team',
+    'bench',
+    'key_id',
+    'k_0123456789',
+    'model',
+    'meta/llama-3.1-8b-instruct',
+    'endpoint',
+    'chat',
+    'status',
+    '200',
+    'prompt_tokens',
+    '12',
+    'completion_tokens',
+    '32',
+    'total_tokens',
+    '44',
+    'estimated',
+    '0',
+    'latency_ms',
+    '3',
   ]
   const ways: [string, () => Promise<unknown>][] = [
-    ['audit script (EVALSHA per 64 entries)', () => client.eval(lua, 1, 'bench:audit', '100000', '24', ...Array.from({ length: BATCH }, (_, i) => entry(i)).flat())],
-    ['pipelined XADDs', () => {
-      const pipeline = client.pipeline()
-      for (let i = 0; i < BATCH; i++) pipeline.xadd('bench:audit', 'MAXLEN', '~', '100000', '*', ...entry(i))
-      return pipeline.exec()
-    }],
+    [
+      'audit script (EVALSHA per 64 entries)',
+      () => client.eval(lua, 1, 'bench:audit', '100000', '24', ...Array.from({ length: BATCH }, (_, i) => entry(i)).flat()),
+    ],
+    [
+      'pipelined XADDs',
+      () => {
+        const pipeline = client.pipeline()
+        for (let i = 0; i < BATCH; i++) pipeline.xadd('bench:audit', 'MAXLEN', '~', '100000', '*', ...entry(i))
+        return pipeline.exec()
+      },
+    ],
   ]
   const perEntry = new Map<string, number[]>(ways.map(([name]) => [name, []]))
   for (let round = 0; round < ROUNDS; round++) {

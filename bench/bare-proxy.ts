@@ -42,4 +42,11 @@ app.post('/v1/chat/completions', async (request, reply) => {
 })
 await app.listen({ port, host: '127.0.0.1', backlog: 4096 })
 // Exit cleanly on SIGINT, so `node --cpu-prof` writes its profile (bench/profile.ts).
-process.once('SIGINT', () => void app.close().then(() => { redis?.disconnect(); process.exit(0) }))
+process.once(
+  'SIGINT',
+  () =>
+    void app.close().then(() => {
+      redis?.disconnect()
+      process.exit(0)
+    }),
+)

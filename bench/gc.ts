@@ -32,9 +32,15 @@ try {
     const bare = target === 'bare hop'
     const port = await freePort()
     const trace = join(dir, bare ? 'bare.log' : 'gateway.log')
-    const args = bare ? ['--trace-gc-nvp', '--import', 'tsx', 'bench/bare-proxy.ts', String(port), origin] : ['--trace-gc-nvp', 'dist/server.js']
+    const args = bare
+      ? ['--trace-gc-nvp', '--import', 'tsx', 'bench/bare-proxy.ts', String(port), origin]
+      : ['--trace-gc-nvp', 'dist/server.js']
     // The trace goes to stdout; the request log is kept off it (warnings only).
-    const child = spawn('node', args, { cwd: ROOT, env: { ...process.env, ...gatewayEnv(port, origin), LOG_LEVEL: 'warn' }, stdio: ['ignore', openSync(trace, 'w'), 'ignore'] })
+    const child = spawn('node', args, {
+      cwd: ROOT,
+      env: { ...process.env, ...gatewayEnv(port, origin), LOG_LEVEL: 'warn' },
+      stdio: ['ignore', openSync(trace, 'w'), 'ignore'],
+    })
     const base = `http://127.0.0.1:${port}`
     let auth = 'Bearer x'
     if (bare) await up(`${base}/v1/chat/completions`)
@@ -45,10 +51,15 @@ try {
     await load(base, auth, 5_000)
     const from = readFileSync(trace, 'utf8').length
     const latency = await load(base, auth, N)
-    const lines = readFileSync(trace, 'utf8').slice(from).split('\n').filter((l) => l.includes('gc=s'))
+    const lines = readFileSync(trace, 'utf8')
+      .slice(from)
+      .split('\n')
+      .filter((l) => l.includes('gc=s'))
     const field = (name: string) => lines.map((l) => Number(new RegExp(`\\b${name}=([\\d.]+)`).exec(l)?.[1] ?? Number.NaN))
     const pauses = field('pause')
-    console.log(`| ${target} | ${latency.p50.toFixed(2)} | ${latency.p99.toFixed(2)} | ${lines.length} | ${median(pauses).toFixed(2)} | ${pauses.reduce((a, b) => a + b, 0).toFixed(1)} | ${(median(field('new_space_survived')) / 1024).toFixed(0)} | ${(median(field('promoted')) / 1024).toFixed(0)} |`)
+    console.log(
+      `| ${target} | ${latency.p50.toFixed(2)} | ${latency.p99.toFixed(2)} | ${lines.length} | ${median(pauses).toFixed(2)} | ${pauses.reduce((a, b) => a + b, 0).toFixed(1)} | ${(median(field('new_space_survived')) / 1024).toFixed(0)} | ${(median(field('promoted')) / 1024).toFixed(0)} |`,
+    )
     child.kill('SIGKILL')
   }
 } finally {

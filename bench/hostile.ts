@@ -27,18 +27,27 @@ function randomWords(bytes: number, seed: number): string {
   return parts.join(' ')
 }
 
-const chat = (content: string, extra: object = {}) => JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content }], max_tokens: 16, ...extra })
+const chat = (content: string, extra: object = {}) =>
+  JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content }], max_tokens: 16, ...extra })
 
 interface Scenario {
   name: string
   /** Sends the hostile request and resolves when the gateway is done with it. */
   send(base: string, keys: Keys, round: number): Promise<void>
 }
-interface Keys { limited: string; free: string }
+interface Keys {
+  limited: string
+  free: string
+}
 
 const post = async (base: string, key: string, body: string, abandon = false) => {
   const controller = new AbortController()
-  const res = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body, signal: controller.signal })
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body,
+    signal: controller.signal,
+  })
   if (!abandon) {
     await res.arrayBuffer()
     return
@@ -52,11 +61,26 @@ const post = async (base: string, key: string, body: string, abandon = false) =>
 const SCENARIOS: Scenario[] = [
   { name: 'idle (no hostile request)', send: () => sleep(2_000) },
   { name: '200 KB one-word prompt, token-limited team', send: (base, k) => post(base, k.limited, chat('x'.repeat(200_000))) },
-  { name: '4 MB random-words prompt, token-limited team', send: (base, k, r) => post(base, k.limited, chat(randomWords(4_000_000, 11 + r))) },
-  { name: '8 MB random-words prompt, token-limited team', send: (base, k, r) => post(base, k.limited, chat(randomWords(8_000_000, 23 + r))) },
-  { name: '2 MB random-words stream left by its client, team without limits', send: (base, k, r) => post(base, k.free, chat(randomWords(2_000_000, 37 + r), { stream: true, user: 'hold' }), true) },
-  { name: 'upstream: 20 MB event without its blank line (cut at 8 MiB)', send: (base, k) => post(base, k.free, chat('hi', { stream: true, user: 'long-event' })) },
-  { name: 'upstream: 100 MB stream without usage (estimated)', send: (base, k) => post(base, k.free, chat('hi', { stream: true, user: 'flood' })) },
+  {
+    name: '4 MB random-words prompt, token-limited team',
+    send: (base, k, r) => post(base, k.limited, chat(randomWords(4_000_000, 11 + r))),
+  },
+  {
+    name: '8 MB random-words prompt, token-limited team',
+    send: (base, k, r) => post(base, k.limited, chat(randomWords(8_000_000, 23 + r))),
+  },
+  {
+    name: '2 MB random-words stream left by its client, team without limits',
+    send: (base, k, r) => post(base, k.free, chat(randomWords(2_000_000, 37 + r), { stream: true, user: 'hold' }), true),
+  },
+  {
+    name: 'upstream: 20 MB event without its blank line (cut at 8 MiB)',
+    send: (base, k) => post(base, k.free, chat('hi', { stream: true, user: 'long-event' })),
+  },
+  {
+    name: 'upstream: 100 MB stream without usage (estimated)',
+    send: (base, k) => post(base, k.free, chat('hi', { stream: true, user: 'flood' })),
+  },
 ]
 
 const lagMax = async (base: string) => {
@@ -101,7 +125,9 @@ try {
   console.log('| scenario | /healthz p50 | /healthz max | event-loop delay max | probes answered | RSS growth (MB) |')
   console.log('| --- | --- | --- | --- | --- | --- |')
   for (const [name, r] of rows) {
-    console.log(`| ${name} | ${median(r.p50).toFixed(2)} | ${median(r.max).toFixed(1)} | ${median(r.lag).toFixed(1)} | ${median(r.probes)} | ${median(r.rss).toFixed(0)} |`)
+    console.log(
+      `| ${name} | ${median(r.p50).toFixed(2)} | ${median(r.max).toFixed(1)} | ${median(r.lag).toFixed(1)} | ${median(r.probes)} | ${median(r.rss).toFixed(0)} |`,
+    )
   }
 } finally {
   killAll()

@@ -46,7 +46,10 @@ try {
     const port = await freePort()
     const bare = build.dir === 'bare'
     const script = bare ? `--import tsx bench/bare-proxy.ts ${port} ${origin}` : `${build.dir}/server.js`
-    const child = run(`valgrind --tool=callgrind --callgrind-out-file=${dir}/cg.out --dump-instr=no node --single-threaded ${build.flags} ${script}`, gatewayEnv(port, origin, redis?.url))
+    const child = run(
+      `valgrind --tool=callgrind --callgrind-out-file=${dir}/cg.out --dump-instr=no node --single-threaded ${build.flags} ${script}`,
+      gatewayEnv(port, origin, redis?.url),
+    )
     const base = `http://127.0.0.1:${port}`
     let key = 'none'
     if (bare) await up(`${base}/v1/chat/completions`, START_MS)
@@ -59,7 +62,9 @@ try {
     if (zeroed.status !== 0 || !zeroed.stdout.includes('OK')) throw new Error(`callgrind_control: ${zeroed.stderr}`)
     await load(base, `Bearer ${key}`, N)
     // valgrind takes a command when the process next runs: spawn it, then wake the process up.
-    const dumped = new Promise((r) => spawn('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore', env: controlEnv }).once('exit', r))
+    const dumped = new Promise((r) =>
+      spawn('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore', env: controlEnv }).once('exit', r),
+    )
     await sleep(200)
     let text = ''
     for (let i = 0; i < 600 && !/^totals: /m.test(text); i++) {

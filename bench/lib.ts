@@ -11,13 +11,21 @@ export const ROOT = new URL('..', import.meta.url).pathname
 export const ADMIN = 'bench-admin-token-0000000000000000'
 /** The Redis row's team limits: on, so every request is admitted and settled, yet never refused. */
 export const BENCH_LIMITS = { requests_per_minute: 100_000_000, tokens_per_day: 1_000_000_000_000, concurrent_requests: 100_000 }
-export const BODY = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 32 })
+export const BODY = JSON.stringify({
+  model: 'meta/llama-3.1-8b-instruct',
+  messages: [{ role: 'user', content: 'Say hello.' }],
+  max_tokens: 32,
+})
 
 const children: ChildProcess[] = []
 
 /** A command in the repository root, with a higher open-files limit (for held streams); killed by killAll. */
 export function run(cmd: string, env: Record<string, string> = {}): ChildProcess {
-  const child = spawn('bash', ['-c', `ulimit -n 65536 2>/dev/null; exec ${cmd}`], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'ignore' })
+  const child = spawn('bash', ['-c', `ulimit -n 65536 2>/dev/null; exec ${cmd}`], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: 'ignore',
+  })
   children.push(child)
   return child
 }
@@ -28,8 +36,14 @@ export function killAll(): void {
 
 /** Waits until the URL answers below 500 (a slow start, as under valgrind, takes a longer timeout). */
 export async function up(url: string, timeoutMs = 10_000): Promise<void> {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
-    if (await fetch(url).then((r) => r.status < 500, () => false)) return
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+    if (
+      await fetch(url).then(
+        (r) => r.status < 500,
+        () => false,
+      )
+    )
+      return
     await sleep(50)
   }
   throw new Error(`${url} did not come up`)
@@ -38,8 +52,14 @@ export async function up(url: string, timeoutMs = 10_000): Promise<void> {
 /** The gateway's environment against the bench origin (and Redis when given). */
 export function gatewayEnv(port: number, origin: string, redisUrl?: string): Record<string, string> {
   return {
-    PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: `${origin}/v1`, NVIDIA_API_KEY: 'nvapi-bench',
-    LOG_LEVEL: 'info', NVIDIA_RETRIES: '0', ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ADMIN_TOKEN: ADMIN,
+    NVIDIA_BASE_URL: `${origin}/v1`,
+    NVIDIA_API_KEY: 'nvapi-bench',
+    LOG_LEVEL: 'info',
+    NVIDIA_RETRIES: '0',
+    ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
   }
 }
 
@@ -74,7 +94,11 @@ export type TargetName = (typeof TARGETS)[number]
  * with a team and key of its own (the Redis row's limits for `limits` and `redis`, on a
  * redis-server of its own for `redis`). Returns where to send requests and with what key.
  */
-export async function startTarget(name: TargetName, origin: string, flags = ''): Promise<{ server: ChildProcess; base: string; auth: string; redis: RedisServer | null }> {
+export async function startTarget(
+  name: TargetName,
+  origin: string,
+  flags = '',
+): Promise<{ server: ChildProcess; base: string; auth: string; redis: RedisServer | null }> {
   if (name === 'bare') {
     const port = await freePort()
     const base = `http://127.0.0.1:${port}`
@@ -174,7 +198,11 @@ export function medianInterval(xs: number[], confidence = 0.95): { lo: number; h
  * Whether a goal is met, from a median over rounds and its interval: met when the whole interval is
  * on the goal's side, not met when the whole of it is on the other, undecided when it spans the goal.
  */
-export function verdict(xs: number[], goal: number, side: 'at most' | 'at least'): { median: number; interval: ReturnType<typeof medianInterval>; says: string } {
+export function verdict(
+  xs: number[],
+  goal: number,
+  side: 'at most' | 'at least',
+): { median: number; interval: ReturnType<typeof medianInterval>; says: string } {
   const m = median(xs)
   const interval = medianInterval(xs)
   const ok = (x: number) => (side === 'at most' ? x <= goal : x >= goal)
@@ -212,30 +240,38 @@ export async function drive(
   const firstBytes: number[] = []
   let left = total
   const started = process.hrtime.bigint()
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (left-- > 0) {
-      const t0 = process.hrtime.bigint()
-      const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: options.body ?? BODY })
-      if (res.statusCode !== 200) throw new Error(`${base}: ${res.statusCode} ${await res.body.text()}`)
-      if (options.firstByte) {
-        let first = true
-        for await (const _chunk of res.body) {
-          if (first) firstBytes.push(Number(process.hrtime.bigint() - t0) / 1e6)
-          first = false
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (left-- > 0) {
+        const t0 = process.hrtime.bigint()
+        const res = await pool.request({
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: auth },
+          body: options.body ?? BODY,
+        })
+        if (res.statusCode !== 200) throw new Error(`${base}: ${res.statusCode} ${await res.body.text()}`)
+        if (options.firstByte) {
+          let first = true
+          for await (const _chunk of res.body) {
+            if (first) firstBytes.push(Number(process.hrtime.bigint() - t0) / 1e6)
+            first = false
+          }
+        } else {
+          await res.body.dump()
         }
-      } else {
-        await res.body.dump()
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
       }
-      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
-    }
-  }))
+    }),
+  )
   const seconds = Number(process.hrtime.bigint() - started) / 1e9
   await pool.close()
   return { seconds, latencies, firstBytes }
 }
 
 /** The p-quantile of xs (0 ≤ p < 1), by rank. */
-export const quantile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
+export const quantile = (xs: number[], p: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
 
 /** How far quotaWork takes each request: admitted only, then settled too, then audited too. */
 export type QuotaSteps = 'admit' | 'settle' | 'all'
@@ -249,17 +285,30 @@ export async function quotaWork(q: QuotaEngine, total: number, concurrency: numb
   const scopes: Scope[] = [{ id: 'team', label: 'team', limits: BENCH_LIMITS }]
   const usage = { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 }
   let left = total
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (left-- > 0) {
-      const now = Date.now()
-      const requestId = `r${left}-${now}`
-      const admitted = await q.admit({ team: 'bench', requestId, scopes, tokens: 100, now })
-      if (!admitted.ok) throw new Error(`refused: ${admitted.refusal.kind}`)
-      if (steps === 'admit') continue
-      await q.settle({ ticket: admitted.ticket, keyId: 'key_1', model: 'm', usage, estimated: false, now })
-      if (steps === 'all') void q.audit({ time: new Date(now).toISOString(), request_id: requestId, team: 'bench', key_id: 'key_1', model: 'm', endpoint: 'chat', status: 200, ...usage, estimated: false, latency_ms: 1 })
-    }
-  }))
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (left-- > 0) {
+        const now = Date.now()
+        const requestId = `r${left}-${now}`
+        const admitted = await q.admit({ team: 'bench', requestId, scopes, tokens: 100, now })
+        if (!admitted.ok) throw new Error(`refused: ${admitted.refusal.kind}`)
+        if (steps === 'admit') continue
+        await q.settle({ ticket: admitted.ticket, keyId: 'key_1', model: 'm', usage, estimated: false, now })
+        if (steps === 'all')
+          void q.audit({
+            time: new Date(now).toISOString(),
+            request_id: requestId,
+            team: 'bench',
+            key_id: 'key_1',
+            model: 'm',
+            endpoint: 'chat',
+            status: 200,
+            ...usage,
+            estimated: false,
+            latency_ms: 1,
+          })
+      }
+    }),
+  )
   await q.writeAudit?.()
 }
-

@@ -26,18 +26,32 @@ const compute = (us: number) => {
 }
 // A request line as request-log.ts writes it.
 const LINE = {
-  reqId: 'b7b0f1a2-9c1e-4a59-8e0b-5b7f3c2d1e0f', method: 'POST', url: '/v1/chat/completions', team: 'bench',
-  key_id: 'k_0123456789ab', model: 'meta/llama-3.1-8b-instruct', endpoint: 'chat', stream: false, status: 200,
-  upstream_status: 200, duration_ms: 1.23, gateway_ms: 0.12, upstream_ms: 0.9, aborted: false,
+  reqId: 'b7b0f1a2-9c1e-4a59-8e0b-5b7f3c2d1e0f',
+  method: 'POST',
+  url: '/v1/chat/completions',
+  team: 'bench',
+  key_id: 'k_0123456789ab',
+  model: 'meta/llama-3.1-8b-instruct',
+  endpoint: 'chat',
+  stream: false,
+  status: 200,
+  upstream_status: 200,
+  duration_ms: 1.23,
+  gateway_ms: 0.12,
+  upstream_ms: 0.9,
+  aborted: false,
 }
 
 const destinations: [string, () => DestinationStream][] = [
   ['BlockWriter (now)', () => new BlockWriter(pino.destination({ dest: DEST, sync: false }))],
-  ['sonic-boom, 4 KB minimum (before)', () => {
-    const d = pino.destination({ dest: DEST, sync: false, minLength: 4096 })
-    setInterval(() => d.flush(), 100).unref()
-    return d
-  }],
+  [
+    'sonic-boom, 4 KB minimum (before)',
+    () => {
+      const d = pino.destination({ dest: DEST, sync: false, minLength: 4096 })
+      setInterval(() => d.flush(), 100).unref()
+      return d
+    },
+  ],
   ['sonic-boom, 4 KB minimum, synchronous', () => pino.destination({ dest: DEST, sync: true, minLength: 4096 })],
   ['no destination (serializing only)', () => ({ write() {} })],
 ]

@@ -16,7 +16,9 @@ import { BENCH_LIMITS, median } from './lib.js'
 const STEPS = Number(process.env.MQ_STEPS ?? 20_000)
 const ROUNDS = Number(process.env.MQ_ROUNDS ?? 5)
 const modules = ['../src/quota/memory.js', ...(process.env.MQ_MODULE ? [process.env.MQ_MODULE] : [])]
-const engines = await Promise.all(modules.map(async (m) => ({ name: m, Engine: ((await import(m)) as { MemoryQuotas: new () => QuotaEngine }).MemoryQuotas })))
+const engines = await Promise.all(
+  modules.map(async (m) => ({ name: m, Engine: ((await import(m)) as { MemoryQuotas: new () => QuotaEngine }).MemoryQuotas })),
+)
 
 const scopes: Scope[] = [{ id: 'team', label: 'team', limits: BENCH_LIMITS }]
 const usage = { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 }
@@ -33,7 +35,8 @@ async function measure(Engine: new () => QuotaEngine, w: number, f: number): Pro
     const admitted = await q.admit({ team: 'bench', requestId: `r${++seq}`, scopes, tokens: 100, now: Math.floor(now) })
     if (!admitted.ok) throw new Error(`refused: ${admitted.refusal.kind}`)
     inflight.push(admitted.ticket)
-    if (inflight.length > f) await q.settle({ ticket: inflight.shift()!, keyId: 'key_1', model: 'm', usage, estimated: false, now: Math.floor(now) })
+    if (inflight.length > f)
+      await q.settle({ ticket: inflight.shift()!, keyId: 'key_1', model: 'm', usage, estimated: false, now: Math.floor(now) })
   }
   for (let i = 0; i < w + f; i++) await one() // fill the window and the requests in flight
   const t0 = process.hrtime.bigint()
@@ -44,7 +47,12 @@ async function measure(Engine: new () => QuotaEngine, w: number, f: number): Pro
 console.log(`µs per admission and settlement, median of ${ROUNDS} rounds of ${STEPS} (engines interleaved)`)
 console.log(`| admissions in the minute | in flight | ${engines.map((e) => e.name).join(' | ')} |`)
 console.log(`| --- | --- | ${engines.map(() => '---').join(' | ')} |`)
-for (const [w, f] of [[100, 10], [1_000, 100], [10_000, 1_000], [60_000, 5_000]] as const) {
+for (const [w, f] of [
+  [100, 10],
+  [1_000, 100],
+  [10_000, 1_000],
+  [60_000, 5_000],
+] as const) {
   const times = engines.map(() => [] as number[])
   for (let r = 0; r < ROUNDS; r++) for (const [i, e] of engines.entries()) times[i]!.push(await measure(e.Engine, w, f))
   console.log(`| ${w} | ${f} | ${times.map((t) => median(t).toFixed(2)).join(' | ')} |`)

@@ -8,12 +8,17 @@ import { createServer } from 'node:http'
 
 const port = Number(process.argv[2])
 const completion = JSON.stringify({
-  id: 'chatcmpl-bench', object: 'chat.completion', created: 1, model: 'meta/llama-3.1-8b-instruct',
+  id: 'chatcmpl-bench',
+  object: 'chat.completion',
+  created: 1,
+  model: 'meta/llama-3.1-8b-instruct',
   choices: [{ index: 0, message: { role: 'assistant', content: 'Hello from the bench origin.' }, finish_reason: 'stop' }],
   usage: { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 },
 })
-const chunk = (i: number) => `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"token${i} "},"finish_reason":null}],"usage":null}\n\n`
-const usage = 'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":64,"total_tokens":73}}\n\n'
+const chunk = (i: number) =>
+  `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"token${i} "},"finish_reason":null}],"usage":null}\n\n`
+const usage =
+  'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":64,"total_tokens":73}}\n\n'
 
 const server = createServer((req, res) => {
   const parts: Buffer[] = []
@@ -23,7 +28,11 @@ const server = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[]}')
       return
     }
-    const body = JSON.parse(Buffer.concat(parts).toString() || '{}') as { stream?: boolean; stream_options?: { include_usage?: boolean }; user?: string }
+    const body = JSON.parse(Buffer.concat(parts).toString() || '{}') as {
+      stream?: boolean
+      stream_options?: { include_usage?: boolean }
+      user?: string
+    }
     if (!body.stream) {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(completion) }).end(completion)
       return
@@ -33,7 +42,7 @@ const server = createServer((req, res) => {
     // `user: "long-event"`: 20 MB of data lines without the blank line that ends an event.
     if (body.user === 'flood' || body.user === 'long-event') {
       const piece = body.user === 'flood' ? chunk(0).repeat(256) : `data: ${'y'.repeat(64 * 1024)}\n`
-      let left = Math.ceil((body.user === 'flood' ? 100 : 20) * 1024 * 1024 / piece.length)
+      let left = Math.ceil(((body.user === 'flood' ? 100 : 20) * 1024 * 1024) / piece.length)
       const more = () => {
         while (left > 0 && !res.destroyed) {
           left--
@@ -49,9 +58,6 @@ const server = createServer((req, res) => {
       res.write(chunk(0)) // then hold the stream open until the client goes
       return
     }
-    let out = ''
-    for (let i = 0; i < 64; i++) out += chunk(i)
-    if (body.stream_options?.include_usage) out += usage
     // 64 chunks written separately, as an upstream generating tokens would.
     let i = 0
     const step = () => {

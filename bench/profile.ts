@@ -23,7 +23,11 @@ interface Node {
   callFrame: { functionName: string; url: string; lineNumber: number }
   children?: number[]
 }
-interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
+interface Profile {
+  nodes: Node[]
+  samples: number[]
+  timeDeltas: number[]
+}
 
 /** A profile node's group (lib.ts's codeGroup), or V8 itself. */
 function group(url: string, name: string): string {
@@ -57,7 +61,10 @@ try {
     await redis.stop()
   }
 
-  const file = join(profDir, readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'))!)
+  const file = join(
+    profDir,
+    readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'))!,
+  )
   const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const self = new Map<number, number>()
@@ -81,7 +88,9 @@ try {
       console.log(`| ${k} | ${(t / N).toFixed(1)} | ${((100 * t) / busy).toFixed(1)} % |`)
     }
   }
-  console.log(`${N} requests at c=${C}${bare ? ', bare hop' : redis ? ', Redis' : ', embedded store'}${process.env.PROFILE_STREAM ? ', streams' : ''}: busy ${(busy / N).toFixed(0)} µs/request (profiler on), profile ${file}`)
+  console.log(
+    `${N} requests at c=${C}${bare ? ', bare hop' : redis ? ', Redis' : ', embedded store'}${process.env.PROFILE_STREAM ? ', streams' : ''}: busy ${(busy / N).toFixed(0)} µs/request (profiler on), profile ${file}`,
+  )
   table('package', groups)
   table('function', fns)
 } finally {

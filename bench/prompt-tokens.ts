@@ -36,9 +36,10 @@ for (let round = 0; round < ROUNDS; round++) {
   const messages: Message[] = [{ role: 'system', content: system }]
   for (let turn = 0; turn < TURNS; turn++) {
     messages.push({ role: turn % 2 ? 'assistant' : 'user', content: turnText(round, turn) })
-    const pair = turn % 2 === 0
-      ? [micros(() => countAll(messages)), micros(() => estimatePromptTokens('chat', { messages }) as number)]
-      : [micros(() => estimatePromptTokens('chat', { messages }) as number), micros(() => countAll(messages))].reverse()
+    const pair =
+      turn % 2 === 0
+        ? [micros(() => countAll(messages)), micros(() => estimatePromptTokens('chat', { messages }) as number)]
+        : [micros(() => estimatePromptTokens('chat', { messages }) as number), micros(() => countAll(messages))].reverse()
     const [[a, ta], [b, tb]] = pair as [[number, number], [number, number]]
     if (a !== b) throw new Error(`estimates differ: ${a} vs ${b}`)
     all.push(ta)
@@ -46,7 +47,9 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 const ratios = all.map((t, i) => remembered[i]! / t)
-console.log(`prompt estimate per request: system prompt ${SYSTEM_KB} KB, ${TURNS} turns, ${ROUNDS} rounds (medians over ${all.length} requests)`)
+console.log(
+  `prompt estimate per request: system prompt ${SYSTEM_KB} KB, ${TURNS} turns, ${ROUNDS} rounds (medians over ${all.length} requests)`,
+)
 console.log('| way | µs per request | vs counting every text |')
 console.log('| --- | --- | --- |')
 console.log(`| counting every text | ${median(all).toFixed(1)} | 1.000 |`)

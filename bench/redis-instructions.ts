@@ -30,12 +30,22 @@ if (!['admit', 'settle', 'all'].includes(STEPS)) throw new Error('RI_STEPS: admi
 async function measure(requests: number): Promise<string> {
   const out = join(mkdtempSync(join(tmpdir(), 'tollgate-redis-cg-')), 'callgrind.out')
   const port = await freePort()
-  const server = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, 'redis-server', '--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  const server = spawn(
+    'valgrind',
+    ['--tool=callgrind', `--callgrind-out-file=${out}`, 'redis-server', '--port', String(port), '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  )
   const exited = new Promise((resolve) => server.once('exit', resolve))
   const client = new Redis(`redis://127.0.0.1:${port}`, { enableAutoPipelining: true, retryStrategy: () => 200 })
   client.on('error', () => {})
-  for (const deadline = Date.now() + 120_000; ; ) {
-    if (await client.ping().then(() => true, () => false)) break
+  for (const deadline = Date.now() + 120_000; ;) {
+    if (
+      await client.ping().then(
+        () => true,
+        () => false,
+      )
+    )
+      break
     if (Date.now() > deadline) throw new Error('redis-server under valgrind did not start')
     await sleep(200)
   }
@@ -57,4 +67,6 @@ const numbers = annotated
   .reduce((sum, l) => sum + Number(l.trim().split(' ')[0]!.replaceAll(',', '')), 0)
 const work = { admit: 'admission', settle: 'admission + settlement', all: 'admission + settlement + audit entry' }[STEPS]
 console.log(`Redis instructions per request (${work}, c=${C}, ${N / 3} and ${N} requests): ${(perRequest / 1000).toFixed(1)} k`)
-console.log(`number parsing and formatting (strtod, printf) in the ${N}-request run: ${((100 * numbers) / total(large)).toFixed(1)} % of its instructions`)
+console.log(
+  `number parsing and formatting (strtod, printf) in the ${N}-request run: ${((100 * numbers) / total(large)).toFixed(1)} % of its instructions`,
+)

@@ -24,15 +24,19 @@ try {
   const after = await used()
   let markers = 0
   let markerKeys = 0
-  for (let cursor = '0'; ; ) {
+  for (let cursor = '0'; ;) {
     const [next, keys] = await client.scan(cursor, 'MATCH', '*settled*', 'COUNT', 1000)
     for (const key of keys) markers += Number(await client.memory('USAGE', key))
     markerKeys += keys.length
     cursor = next
     if (cursor === '0') break
   }
-  console.log(`${N} requests at c=${C}: Redis grew ${((after - before) / 1e6).toFixed(1)} MB (${((after - before) / N).toFixed(0)} bytes per request), ${await client.dbsize()} keys`)
-  console.log(`settled-markers: ${markerKeys} keys, ${(markers / 1e6).toFixed(2)} MB (${(markers / N).toFixed(1)} bytes per request), kept up to 6 hours`)
+  console.log(
+    `${N} requests at c=${C}: Redis grew ${((after - before) / 1e6).toFixed(1)} MB (${((after - before) / N).toFixed(0)} bytes per request), ${await client.dbsize()} keys`,
+  )
+  console.log(
+    `settled-markers: ${markerKeys} keys, ${(markers / 1e6).toFixed(2)} MB (${(markers / N).toFixed(1)} bytes per request), kept up to 6 hours`,
+  )
 } finally {
   client.disconnect()
   await server.stop()

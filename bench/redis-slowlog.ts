@@ -17,7 +17,14 @@ const C = Number(process.env.RS_C ?? 16)
 const N = Number(process.env.RS_N ?? 5_000)
 const SCRIPTS = ['admit', 'settle', 'audit']
 
-const bySha = new Map(SCRIPTS.map((name) => [createHash('sha1').update(readFileSync(`${ROOT}src/quota/lua/${name}.lua`, 'utf8')).digest('hex'), name]))
+const bySha = new Map(
+  SCRIPTS.map((name) => [
+    createHash('sha1')
+      .update(readFileSync(`${ROOT}src/quota/lua/${name}.lua`, 'utf8'))
+      .digest('hex'),
+    name,
+  ]),
+)
 const { url: origin } = await startOrigin()
 const { base, auth, redis } = await startTarget('redis', origin)
 const client = new Redis(redis!.url)
@@ -38,13 +45,17 @@ try {
     if (list === undefined) times.set(name, (list = []))
     list.push(micros)
   }
-  console.log(`script calls in Redis, ${N} requests at c=${C} (request p50 ${quantile(latencies, 0.5).toFixed(2)} ms, p99 ${quantile(latencies, 0.99).toFixed(2)} ms)`)
+  console.log(
+    `script calls in Redis, ${N} requests at c=${C} (request p50 ${quantile(latencies, 0.5).toFixed(2)} ms, p99 ${quantile(latencies, 0.99).toFixed(2)} ms)`,
+  )
   console.log('| script | calls/request | µs per call p50 | p90 | p99 | max | µs per request |')
   console.log('| --- | --- | --- | --- | --- | --- | --- |')
   for (const name of SCRIPTS) {
     const t = times.get(name) ?? []
     const sum = t.reduce((a, b) => a + b, 0)
-    console.log(`| ${name} | ${(t.length / N).toFixed(3)} | ${t.length ? quantile(t, 0.5) : '–'} | ${t.length ? quantile(t, 0.9) : '–'} | ${t.length ? quantile(t, 0.99) : '–'} | ${t.length ? Math.max(...t) : '–'} | ${(sum / N).toFixed(1)} |`)
+    console.log(
+      `| ${name} | ${(t.length / N).toFixed(3)} | ${t.length ? quantile(t, 0.5) : '–'} | ${t.length ? quantile(t, 0.9) : '–'} | ${t.length ? quantile(t, 0.99) : '–'} | ${t.length ? Math.max(...t) : '–'} | ${(sum / N).toFixed(1)} |`,
+    )
   }
 } finally {
   client.disconnect()

@@ -46,7 +46,10 @@ try {
     socket.write(resp)
     await reply // ":1\r\n" arrives in one read
   }
-  const ways: [string, (args: string[]) => Promise<void>][] = [['ioredis (the gateway’s way)', viaIoredis], ['bare socket, RESP by hand', viaSocket]]
+  const ways: [string, (args: string[]) => Promise<void>][] = [
+    ['ioredis (the gateway’s way)', viaIoredis],
+    ['bare socket, RESP by hand', viaSocket],
+  ]
 
   const results = new Map<string, { user: number[]; system: number[]; wall: number[] }>()
   for (let round = 0; round < ROUNDS; round++) {
@@ -71,10 +74,13 @@ try {
   const writeTimes = new Map<string, number[]>()
   const before: [string, () => Promise<void> | void][] = [
     ['the previous reply just in', () => {}],
-    ['0.5 ms of computing', () => {
-      const until = performance.now() + 0.5
-      while (performance.now() < until);
-    }],
+    [
+      '0.5 ms of computing',
+      () => {
+        const until = performance.now() + 0.5
+        while (performance.now() < until);
+      },
+    ],
     ['2 ms asleep', () => new Promise((resolve) => setTimeout(resolve, 2))],
   ]
   for (let round = 0; round < ROUNDS; round++) {

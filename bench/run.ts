@@ -26,14 +26,36 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { freePort, startRedis } from '../test/helpers/redis.js'
-import { BENCH_LIMITS, BODY, ROOT, benchKey, cpuMicros, drive, killAll, median, medianInterval, quantile, rotated, run, startGateway, startOrigin, up, verdict } from './lib.js'
+import {
+  BENCH_LIMITS,
+  BODY,
+  ROOT,
+  benchKey,
+  cpuMicros,
+  drive,
+  killAll,
+  median,
+  medianInterval,
+  quantile,
+  rotated,
+  run,
+  startGateway,
+  startOrigin,
+  up,
+  verdict,
+} from './lib.js'
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1)
 const HOLD = Number(process.env.BENCH_STREAMS ?? 10_000)
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
 const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 
-interface Target { name: string; base: string; auth: string; pid?: number }
+interface Target {
+  name: string
+  base: string
+  auth: string
+  pid?: number
+}
 
 const DIRECT = 'upstream directly'
 const BARE = 'bare Fastify + undici hop'
@@ -44,14 +66,34 @@ const BARE = 'bare Fastify + undici hop'
  */
 const FLOOR = 'bare hop + one Redis call before, one after'
 
-const streamBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true })
-const holdBody = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 64, stream: true, user: 'hold' })
+const streamBody = JSON.stringify({
+  model: 'meta/llama-3.1-8b-instruct',
+  messages: [{ role: 'user', content: 'Say hello.' }],
+  max_tokens: 64,
+  stream: true,
+})
+const holdBody = JSON.stringify({
+  model: 'meta/llama-3.1-8b-instruct',
+  messages: [{ role: 'user', content: 'Say hello.' }],
+  max_tokens: 64,
+  stream: true,
+  user: 'hold',
+})
 
 async function load(t: Target, total: number, concurrency: number, stream = false) {
   const cpuBefore = t.pid === undefined ? NaN : cpuMicros(t.pid)
-  const { seconds, latencies, firstBytes } = await drive(t.base, t.auth, total, concurrency, { body: stream ? streamBody : BODY, firstByte: true })
+  const { seconds, latencies, firstBytes } = await drive(t.base, t.auth, total, concurrency, {
+    body: stream ? streamBody : BODY,
+    firstByte: true,
+  })
   const cpuPerRequest = t.pid === undefined ? NaN : (cpuMicros(t.pid) - cpuBefore) / total
-  return { rps: total / seconds, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), ttfb50: firstBytes.length ? quantile(firstBytes, 0.5) : NaN, cpuPerRequest }
+  return {
+    rps: total / seconds,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+    ttfb50: firstBytes.length ? quantile(firstBytes, 0.5) : NaN,
+    cpuPerRequest,
+  }
 }
 
 async function holdStreams(t: Target, n: number): Promise<{ before: number; after: number }> {
@@ -61,29 +103,36 @@ async function holdStreams(t: Target, n: number): Promise<{ before: number; afte
   let ready = 0
   const failures = new Map<string, number>()
   for (let i = 0; i < n; i++) {
-    open.push((async () => {
-      // A connect can be refused when thousands arrive at once (accept queue): try again.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: t.auth }, body: holdBody })
-          // (An error answer's body is a first chunk too: it is not a stream held.)
-          if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${(await res.body.text()).slice(0, 200)}`)
-          // Wait for the first chunk, and keep the stream open (breaking out of an async
-          // iterator would destroy it).
-          await new Promise<void>((resolve, reject) => {
-            res.body.once('data', () => resolve())
-            res.body.once('error', reject)
-          })
-          ready++
-          return
-        } catch (err) {
-          if (attempt >= 5) throw err
-          await sleep(200)
+    open.push(
+      (async () => {
+        // A connect can be refused when thousands arrive at once (accept queue): try again.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            const res = await pool.request({
+              path: '/v1/chat/completions',
+              method: 'POST',
+              headers: { 'content-type': 'application/json', authorization: t.auth },
+              body: holdBody,
+            })
+            // (An error answer's body is a first chunk too: it is not a stream held.)
+            if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${(await res.body.text()).slice(0, 200)}`)
+            // Wait for the first chunk, and keep the stream open (breaking out of an async
+            // iterator would destroy it).
+            await new Promise<void>((resolve, reject) => {
+              res.body.once('data', () => resolve())
+              res.body.once('error', reject)
+            })
+            ready++
+            return
+          } catch (err) {
+            if (attempt >= 5) throw err
+            await sleep(200)
+          }
         }
-      }
-    })().catch((err: Error) => {
-      failures.set(err.message, (failures.get(err.message) ?? 0) + 1)
-    }))
+      })().catch((err: Error) => {
+        failures.set(err.message, (failures.get(err.message) ?? 0) + 1)
+      }),
+    )
     if (i % 200 === 199) await sleep(40) // gently: a burst of connects overflows the accept queue
   }
   for (let i = 0; i < 600 && ready < n; i++) await sleep(100)
@@ -128,10 +177,13 @@ try {
     // connections to the origin close after 4 s, before the origin's own 5 s (Node's default)
     // closes them under a request: nginx answers a POST sent on such a connection with a 502 (an
     // 81-round run failed so in the twelfth session). undici's pools in the other hops close at 4 s too.
-    writeFileSync(join(dir, 'nginx.conf'), `master_process off; daemon off; pid ${dir}/pid; error_log ${dir}/err.log;
+    writeFileSync(
+      join(dir, 'nginx.conf'),
+      `master_process off; daemon off; pid ${dir}/pid; error_log ${dir}/err.log;
 events { worker_connections 65536; }
 http { access_log off; upstream o { server ${new URL(origin).host}; keepalive 256; keepalive_timeout 4s; }
-server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }`)
+server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }`,
+    )
     const nginx = run(`nginx -c ${dir}/nginx.conf -p ${dir}`)
     await sleep(300)
     targets.splice(2, 0, { name: 'nginx reverse proxy', base: `http://127.0.0.1:${port}`, auth: 'Bearer x', pid: nginx.pid })
@@ -144,11 +196,35 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   for (const t of targets) rounds.set(t.name, [])
   const per = (n: number) => Math.ceil((n * SCALE) / ROUNDS)
   const scenarios: [string, (t: Target) => Promise<Record<string, number>>][] = [
-    ['c1', async (t) => { const r = await load(t, per(3000), 1); return { c1p50: r.p50, c1p99: r.p99 } }],
+    [
+      'c1',
+      async (t) => {
+        const r = await load(t, per(3000), 1)
+        return { c1p50: r.p50, c1p99: r.p99 }
+      },
+    ],
     // (8,000 per round: a p99 from 80 tail samples rather than 27, which swung by ±0.5× between runs)
-    ['c16', async (t) => { const r = await load(t, per(24000), 16); return { c16p50: r.p50, c16p99: r.p99 } }],
-    ['c64', async (t) => { const r = await load(t, per(15000), 64); return { c64rps: r.rps, c64cpu: r.cpuPerRequest } }],
-    ['stream', async (t) => { const r = await load(t, per(600), 1, true); return { sttfb: r.ttfb50, sp50: r.p50 } }],
+    [
+      'c16',
+      async (t) => {
+        const r = await load(t, per(24000), 16)
+        return { c16p50: r.p50, c16p99: r.p99 }
+      },
+    ],
+    [
+      'c64',
+      async (t) => {
+        const r = await load(t, per(15000), 64)
+        return { c64rps: r.rps, c64cpu: r.cpuPerRequest }
+      },
+    ],
+    [
+      'stream',
+      async (t) => {
+        const r = await load(t, per(600), 1, true)
+        return { sttfb: r.ttfb50, sp50: r.p50 }
+      },
+    ],
   ]
   for (let round = 0; round < ROUNDS; round++) {
     const order = rotated(targets, round)
@@ -165,23 +241,33 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   // the median over the rounds.
   const perRound = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) =>
     rounds.get(t.name)!.map((r, i) => of(r, rounds.get(ref)![i]!))
-  const paired = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) => median(perRound(t, ref, of))
+  const paired = (t: Target, ref: string, of: (r: Record<string, number>, base: Record<string, number>) => number) =>
+    median(perRound(t, ref, of))
   const ratio = (k: string) => (x: Record<string, number>, b: Record<string, number>) => x[k]! / b[k]!
   const gateways = targets.filter((x) => x.name.startsWith('tollgate'))
   const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a')
-  console.log(`\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}, medians of ${ROUNDS} rounds (differences and ratios: per round, then the median)`)
-  console.log('| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | CPU µs/request c=64 | added TTFB stream (ms) |')
+  console.log(
+    `\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}, medians of ${ROUNDS} rounds (differences and ratios: per round, then the median)`,
+  )
+  console.log(
+    '| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | CPU µs/request c=64 | added TTFB stream (ms) |',
+  )
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const t of targets) {
     const r = results.get(t.name)!
     const first = t.name === DIRECT
     const added = (k: string) => (first ? '–' : f(paired(t, DIRECT, (x, d) => x[k]! - d[k]!)))
     const vsBare = (k: string) => `${f(paired(t, BARE, ratio(k)), 2)}×`
-    console.log(`| ${t.name} | ${added('c1p50')} | ${added('c1p99')} | ${f(r.c16p99!)} | ${vsBare('c16p99')} | ${Math.round(r.c64rps!)} | ${vsBare('c64rps')} | ${f(r.c64cpu!, 0)} | ${added('sttfb')} |`)
+    console.log(
+      `| ${t.name} | ${added('c1p50')} | ${added('c1p99')} | ${f(r.c16p99!)} | ${vsBare('c16p99')} | ${Math.round(r.c64rps!)} | ${vsBare('c64rps')} | ${f(r.c64cpu!, 0)} | ${added('sttfb')} |`,
+    )
   }
   // The spread behind the medians: each round's ratios.
   for (const t of gateways) {
-    const each = (k: string) => perRound(t, BARE, ratio(k)).map((x) => f(x, 2)).join(', ')
+    const each = (k: string) =>
+      perRound(t, BARE, ratio(k))
+        .map((x) => f(x, 2))
+        .join(', ')
     console.log(`(${t.name}, per round vs bare: p99 c=16 ${each('c16p99')}; rps c=64 ${each('c64rps')})`)
   }
   // The issue's targets, each from the per-round figures: the median, and how sure this run is of
@@ -190,33 +276,54 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   const show = (v: ReturnType<typeof verdict>, d: number, unit: string) =>
     `${f(v.median, d)}${unit}${v.interval ? ` [${f(v.interval.lo, d)}–${f(v.interval.hi, d)}]` : ''}: ${v.says}`
   const coverage = medianInterval(Array.from({ length: ROUNDS }, (_, i) => i))?.coverage
-  console.log(`\nAgainst the targets: median over the rounds [${coverage ? `its ${(coverage * 100).toFixed(0)} % interval, from the rounds' spread` : 'too few rounds for an interval'}]`)
+  console.log(
+    `\nAgainst the targets: median over the rounds [${coverage ? `its ${(coverage * 100).toFixed(0)} % interval, from the rounds' spread` : 'too few rounds for an interval'}]`,
+  )
   const redisRow = gateways.find((x) => x.name.includes('Redis'))
-  const c1Added = (t: Target) => show(verdict(perRound(t, DIRECT, (x, d) => x.c1p50! - d.c1p50!), 0.3, 'at most'), 3, ' ms')
+  const c1Added = (t: Target) =>
+    show(
+      verdict(
+        perRound(t, DIRECT, (x, d) => x.c1p50! - d.c1p50!),
+        0.3,
+        'at most',
+      ),
+      3,
+      ' ms',
+    )
   if (redisRow) {
     console.log(`- added p50 at c=1 with Redis, at most 0.3 ms: ${c1Added(redisRow)}`)
     // What any hop that asks Redis before forwarding adds here: when this misses the goal, the
     // machine does, whatever the gateway does on top.
-    console.log(`  (${FLOOR}: ${c1Added(targets.find((x) => x.name === FLOOR)!)}; ` +
-      `the Redis row over it: ${f(paired(redisRow, FLOOR, (x, b) => x.c1p50! - b.c1p50!))} ms at p50 c=1, ` +
-      `${f(paired(redisRow, FLOOR, ratio('c16p99')), 2)}× its p99 at c=16, ${f(paired(redisRow, FLOOR, ratio('c64rps')), 2)}× its rps at c=64)`)
+    console.log(
+      `  (${FLOOR}: ${c1Added(targets.find((x) => x.name === FLOOR)!)}; ` +
+        `the Redis row over it: ${f(paired(redisRow, FLOOR, (x, b) => x.c1p50! - b.c1p50!))} ms at p50 c=1, ` +
+        `${f(paired(redisRow, FLOOR, ratio('c16p99')), 2)}× its p99 at c=16, ${f(paired(redisRow, FLOOR, ratio('c64rps')), 2)}× its rps at c=64)`,
+    )
   }
   for (const t of gateways) {
-    console.log(`- ${t.name}: p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c16p99')), 1.3, 'at most'), 2, '×')}; ` +
-      `rps at c=64 at least 0.70× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c64rps')), 0.7, 'at least'), 2, '×')}`)
+    console.log(
+      `- ${t.name}: p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c16p99')), 1.3, 'at most'), 2, '×')}; ` +
+        `rps at c=64 at least 0.70× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c64rps')), 0.7, 'at least'), 2, '×')}`,
+    )
   }
   // Each held stream takes two descriptors in the gateway (client and upstream sockets): hold what
   // the open-files limit allows, and say so when that is fewer than asked.
   const fdLimit = Number(spawnSync('bash', ['-c', 'ulimit -n 65536 2>/dev/null; ulimit -n'], { encoding: 'utf8' }).stdout.trim())
   const hold = Math.min(HOLD, Math.floor((fdLimit - 500) / 2))
-  if (hold < HOLD) console.log(`\n(the open-files limit here is ${fdLimit} and cannot be raised: ${hold} streams instead of ${HOLD}; per-stream figures below)`)
+  if (hold < HOLD)
+    console.log(
+      `\n(the open-files limit here is ${fdLimit} and cannot be raised: ${hold} streams instead of ${HOLD}; per-stream figures below)`,
+    )
   console.log(`\nRSS with ${hold} streams held open (MB, before → after; per 1,000 streams):`)
   for (const t of gateways.filter((x) => x.pid !== undefined)) {
     const { before, after } = await holdStreams(t, hold)
     // (Extrapolated to the goal's 10,000 only from enough held: a few hundred streams fit in what
     // the process had already reserved.)
     const at10k = before + ((after - before) / hold) * 10_000
-    const goal = hold >= 5_000 ? `at 10,000: ${f(at10k, 0)} MB, ${at10k <= 600 ? 'within' : 'over'} the 600 MB goal` : 'too few held to extrapolate to 10,000'
+    const goal =
+      hold >= 5_000
+        ? `at 10,000: ${f(at10k, 0)} MB, ${at10k <= 600 ? 'within' : 'over'} the 600 MB goal`
+        : 'too few held to extrapolate to 10,000'
     console.log(`| ${t.name} | ${f(before, 0)} → ${f(after, 0)} | ${f(((after - before) / hold) * 1000, 1)} MB per 1,000 | ${goal} |`)
   }
   await redis.stop()

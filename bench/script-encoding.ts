@@ -20,7 +20,15 @@ import { median } from './lib.js'
 const args: string[] = ['0123456789abcdef0123456789abcdef01234567', '144']
 for (let r = 0; r < 12; r++) for (let s = 0; s < 12; s++) args.push(`tg:{t:bench}:key-${s}:rpm`)
 for (let r = 0; r < 12; r++) {
-  args.push(String(1_732_924_800_123 + r), 'b2c1f0a4-3c2d-4f1e-9a8b-7c6d5e4f3a2b', '120', '1732924830123', '1732924800000', '1732924800000', '2')
+  args.push(
+    String(1_732_924_800_123 + r),
+    'b2c1f0a4-3c2d-4f1e-9a8b-7c6d5e4f3a2b',
+    '120',
+    '1732924830123',
+    '1732924800000',
+    '1732924800000',
+    '2',
+  )
   for (let s = 0; s < 2; s++) args.push('100000000', '-1', '1000000000000', '-1', '100000')
 }
 const wire = (w: string | Buffer) => (typeof w === 'string' ? Buffer.from(w, 'utf8') : w)
@@ -33,10 +41,13 @@ function oneString(name: string, list: string[]): string | null {
 const ways: [string, () => Buffer][] = [
   ["ioredis's Command as ioredis makes it (arguments copied with flat)", () => wire(new Command('evalsha', [...args]).toWritable({}))],
   ["ioredis's Command made empty, given the arguments (the gateway's way)", () => wire(flatCommand('evalsha', [...args]).toWritable({}))],
-  ['the same Command, written as one string with one byte count (tried, not kept)', () => {
-    const command = flatCommand('evalsha', [...args])
-    return wire(oneString(command.name, command.args as string[])!)
-  }],
+  [
+    'the same Command, written as one string with one byte count (tried, not kept)',
+    () => {
+      const command = flatCommand('evalsha', [...args])
+      return wire(oneString(command.name, command.args as string[])!)
+    },
+  ],
 ]
 const times = new Map<string, number[]>(ways.map(([name]) => [name, []]))
 for (let round = 0; round < 15; round++) {

@@ -31,7 +31,12 @@ try {
     Array.from({ length: C }, async () => {
       while (sent < N) {
         const pool = pools[sent++ % pools.length]!
-        const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: BODY })
+        const res = await pool.request({
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: auth },
+          body: BODY,
+        })
         await res.body.dump()
         statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1)
       }
@@ -39,7 +44,9 @@ try {
   )
   await Promise.all(pools.map((p) => p.close()))
   const refused = statuses.get(429) ?? 0
-  console.log(`${N} requests, ${C} sequential clients, a team of ${C} slots, ${MEMORY ? 'embedded store' : `${INSTANCES} instance(s) on Redis`}: ${refused} refused (${((100 * refused) / N).toFixed(2)} %); statuses ${JSON.stringify(Object.fromEntries(statuses))}`)
+  console.log(
+    `${N} requests, ${C} sequential clients, a team of ${C} slots, ${MEMORY ? 'embedded store' : `${INSTANCES} instance(s) on Redis`}: ${refused} refused (${((100 * refused) / N).toFixed(2)} %); statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
+  )
   await redis?.stop()
 } finally {
   killAll()

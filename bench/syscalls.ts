@@ -29,14 +29,23 @@ try {
     const { server, base, auth, redis } = await startTarget(target, origin)
     await drive(base, auth, 3000, C)
     // -t: the main thread only (its id is the process's); -x: values as CSV on stderr.
-    const perf = spawn('perf', ['stat', '-x', ',', '-e', EVENTS.join(','), '-t', String(server.pid)], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const perf = spawn('perf', ['stat', '-x', ',', '-e', EVENTS.join(','), '-t', String(server.pid)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
     let out = ''
     perf.stderr.on('data', (d: Buffer) => (out += d))
     await new Promise((resolve) => setTimeout(resolve, 300))
     await drive(base, auth, N, C)
     perf.kill('SIGINT')
     await new Promise((resolve) => perf.once('exit', resolve))
-    const counts = new Map(out.trim().split('\n').map((l) => l.split(',')).filter((f) => f.length > 2).map((f) => [f[2]!, Number(f[0])]))
+    const counts = new Map(
+      out
+        .trim()
+        .split('\n')
+        .map((l) => l.split(','))
+        .filter((f) => f.length > 2)
+        .map((f) => [f[2]!, Number(f[0])]),
+    )
     console.log(`| ${target} | ${EVENTS.map((e) => ((counts.get(e) ?? NaN) / N).toFixed(2)).join(' | ')} |`)
     server.kill('SIGINT')
     await new Promise((resolve) => server.once('exit', resolve))

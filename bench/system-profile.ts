@@ -40,7 +40,12 @@ if (spawnSync('perf', ['--version']).status !== 0) {
   process.exit(2)
 }
 
-interface Sample { pid: number; tid: number; comm: string; frames: string[] }
+interface Sample {
+  pid: number
+  tid: number
+  comm: string
+  frames: string[]
+}
 
 /** perf script's text: a header line per sample (comm pid/tid), then one indented line per frame, innermost first. */
 function parseSamples(text: string): Sample[] {
@@ -71,7 +76,8 @@ function component(frame: string): string | null {
 
 const GC = /Scavenger|MarkCompact|Heap::CollectGarbage|ConcurrentMarking/
 /** A JavaScript frame of a socket write (not a read: onStreamRead is in stream_base_commons too). */
-const SOCKET_WRITE = /node:internal\/streams\/writable|(writeGeneric|writevGeneric|handleWriteReq|afterWriteDispatched) node:internal\/stream_base_commons/
+const SOCKET_WRITE =
+  /node:internal\/streams\/writable|(writeGeneric|writevGeneric|handleWriteReq|afterWriteDispatched) node:internal\/stream_base_commons/
 
 function where(frames: string[]): string {
   if (frames.some((f) => GC.test(f))) return 'GC'
@@ -94,7 +100,10 @@ function writer(frames: string[]): string {
 }
 
 const rows = (counts: Map<string, number>, scale: number, top: number) =>
-  [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => `| ${k} | ${(v * scale).toFixed(2)} |`)
+  [...counts.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([k, v]) => `| ${k} | ${(v * scale).toFixed(2)} |`)
 
 function bump(counts: Map<string, number>, key: string): void {
   counts.set(key, (counts.get(key) ?? 0) + 1)
@@ -120,7 +129,9 @@ async function profile(name: TargetName, origin: string, originPid: number): Pro
     })()
     await sleep(1000)
     const data = join(dir, 'perf.data')
-    const recorder = spawn('perf', ['record', '-a', '-g', '-F', String(HZ), '-o', data, '--', 'sleep', String(SECONDS)], { stdio: 'ignore' })
+    const recorder = spawn('perf', ['record', '-a', '-g', '-F', String(HZ), '-o', data, '--', 'sleep', String(SECONDS)], {
+      stdio: 'ignore',
+    })
     await new Promise((resolve) => recorder.once('exit', resolve))
     done = true
     const rps = await load
@@ -128,7 +139,12 @@ async function profile(name: TargetName, origin: string, originPid: number): Pro
     const script = spawnSync('perf', ['script', '-i', data, '-F', 'comm,pid,tid,ip,sym'], { encoding: 'utf8', maxBuffer: 1 << 30 })
     const samples = parseSamples(script.stdout)
     rmSync(`/tmp/perf-${server.pid}.map`, { force: true })
-    const roles = new Map<number, string>([[0, 'idle (swapper)'], [process.pid, 'load generator'], [originPid, 'fake upstream'], [server.pid!, 'server']])
+    const roles = new Map<number, string>([
+      [0, 'idle (swapper)'],
+      [process.pid, 'load generator'],
+      [originPid, 'fake upstream'],
+      [server.pid!, 'server'],
+    ])
     if (redis) roles.set(redis.process.pid!, 'redis-server')
     const byProcess = new Map<string, number>()
     const byPlace = new Map<string, number>()
@@ -149,10 +165,15 @@ async function profile(name: TargetName, origin: string, originPid: number): Pro
     // cores could have taken, and what none took is idle too.
     const possible = HZ * SECONDS * availableParallelism()
     byProcess.set('idle, not sampled (a core asleep)', Math.max(0, possible - samples.length))
-    console.log(`\n## ${name}: ${Math.round(rps)} requests/s at c=${C}; ${samples.length} samples over ${SECONDS} s of ${possible} possible`)
+    console.log(
+      `\n## ${name}: ${Math.round(rps)} requests/s at c=${C}; ${samples.length} samples over ${SECONDS} s of ${possible} possible`,
+    )
     console.log('\n| process | share of the cores |\n| --- | --- |')
-    for (const [k, v] of [...byProcess.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10)) console.log(`| ${k} | ${((100 * v) / possible).toFixed(1)} % |`)
-    console.log(`\nServer main thread: ${(main * perKilo).toFixed(1)} samples per 1,000 requests (${((main / HZ / requests) * 1e6).toFixed(0)} µs of CPU per request).`)
+    for (const [k, v] of [...byProcess.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10))
+      console.log(`| ${k} | ${((100 * v) / possible).toFixed(1)} % |`)
+    console.log(
+      `\nServer main thread: ${(main * perKilo).toFixed(1)} samples per 1,000 requests (${((main / HZ / requests) * 1e6).toFixed(0)} µs of CPU per request).`,
+    )
     console.log('\n| innermost JavaScript (or GC, or native) | samples per 1,000 requests |\n| --- | --- |')
     for (const r of rows(byPlace, perKilo, 25)) console.log(r)
     console.log('\n| socket writes, asked for by | samples per 1,000 requests |\n| --- | --- |')

@@ -20,9 +20,18 @@ try {
   const upstream = loadConfig({ NVIDIA_BASE_URL: `${url}/v1`, NVIDIA_API_KEY: 'nvapi-made-up-bench-key-0001' }).upstreams.nvidia!
   const client = new UpstreamClient(upstream)
   const pool = new Pool(url, { connections: C })
-  const headers = { accept: 'application/json', 'user-agent': 'tollgate/0.1', 'x-request-id': 'bench', 'content-type': 'application/json', authorization: 'Bearer nvapi-made-up-bench-key-0001' }
+  const headers = {
+    accept: 'application/json',
+    'user-agent': 'tollgate/0.1',
+    'x-request-id': 'bench',
+    'content-type': 'application/json',
+    authorization: 'Bearer nvapi-made-up-bench-key-0001',
+  }
   const viaClient = (stream: boolean) => async () => {
-    const res = await client.request({ path: '/chat/completions', method: 'POST', body: BODY, stream, requestId: 'bench', signal: new Cancel() }, 'nvapi-made-up-bench-key-0001')
+    const res = await client.request(
+      { path: '/chat/completions', method: 'POST', body: BODY, stream, requestId: 'bench', signal: new Cancel() },
+      'nvapi-made-up-bench-key-0001',
+    )
     await readAll(res.body)
   }
   const viaRequest = (h: Record<string, string>) => async () => {
@@ -40,9 +49,11 @@ try {
     for (const [name, call] of round % 2 === 0 ? ways : [...ways].reverse()) {
       let left = N
       const before = process.cpuUsage()
-      await Promise.all(Array.from({ length: C }, async () => {
-        while (left-- > 0) await call()
-      }))
+      await Promise.all(
+        Array.from({ length: C }, async () => {
+          while (left-- > 0) await call()
+        }),
+      )
       const used = process.cpuUsage(before)
       if (round > 0) cpu.get(name)!.push((used.user + used.system) / N)
     }

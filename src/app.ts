@@ -56,7 +56,10 @@ const KEEP_ALIVE_MS = 72_000
 function createStore(config: Config, log: Logger): Store {
   if (config.redisClusterNodes) {
     // No auto-pipelining on a cluster: ioredis refuses pipelines that mix slots of one node.
-    const client = new Cluster(config.redisClusterNodes, { enableOfflineQueue: false, redisOptions: { ...REDIS_OPTIONS, enableAutoPipelining: false } })
+    const client = new Cluster(config.redisClusterNodes, {
+      enableOfflineQueue: false,
+      redisOptions: { ...REDIS_OPTIONS, enableAutoPipelining: false },
+    })
     return new RedisStore({ client, log, ownsClient: true })
   }
   if (config.redisUrl) return new RedisStore({ url: config.redisUrl, log })
@@ -157,7 +160,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // pino's Logger and Fastify's base logger type differ only in typing, not at run time.
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request children only when something logs through them (the request line does not).
-    childLoggerFactory: (parent, bindings, options) => new LazyRequestLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
+    childLoggerFactory: (parent, bindings, options) =>
+      new LazyRequestLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     // Our own onResponse hook writes the one line per request.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
@@ -207,7 +211,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   const upstreams = new Map(Object.values(config.upstreams).map((u) => [u.name, new UpstreamClient(u)]))
   for (const u of upstreams.values()) {
-    if (!u.hasKeys && u.config.keyEnv !== null) logger.warn(`no ${u.config.keyEnv}: requests routed to upstream '${u.name}' answer 503 until one is set`)
+    if (!u.hasKeys && u.config.keyEnv !== null)
+      logger.warn(`no ${u.config.keyEnv}: requests routed to upstream '${u.name}' answer 503 until one is set`)
   }
   const redisStore = store instanceof RedisStore ? store : null
   const redis = redisStore?.client ?? null
@@ -215,7 +220,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // With Redis, quotas and key budgets survive an outage as the failure mode says (resilient.ts).
   const resilient = redis
     ? new ResilientQuotas({
-        primary: new RedisQuotas({ client: redis, usageRetentionDays: config.quotas.usageRetentionDays, auditMaxLen: config.quotas.auditMaxLen }),
+        primary: new RedisQuotas({
+          client: redis,
+          usageRetentionDays: config.quotas.usageRetentionDays,
+          auditMaxLen: config.quotas.auditMaxLen,
+        }),
         up: redisUp,
         mode: config.redisFailureMode,
         bufferMax: config.usageBufferMax,
@@ -265,7 +274,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   if (redisStore && !(await redisStore.ready(5_000))) {
     // Start anyway (fail-open serves, fail-closed answers 503) and seed once Redis is there.
     logger.warn({ failure_mode: config.redisFailureMode }, 'redis is not reachable yet; starting anyway and retrying')
-    redis!.once('ready', () => void seedTeams().catch((err: unknown) => logger.error({ err }, 'could not create the teams of the config file')))
+    redis!.once(
+      'ready',
+      () => void seedTeams().catch((err: unknown) => logger.error({ err }, 'could not create the teams of the config file')),
+    )
   } else {
     await seedTeams()
   }
@@ -275,7 +287,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(rateLimit, { global: false, skipOnError: true, ...(redis ? { redis, nameSpace: 'tg:authfail:' } : {}) })
   const authFailures = app.createRateLimit({ max: config.quotas.authFailuresPerMinute, timeWindow: 60_000 })
   // Wrong admin tokens are counted apart, so a client's wrong keys never lock out the operator.
-  const adminFailures = app.createRateLimit({ max: config.quotas.authFailuresPerMinute, timeWindow: 60_000, keyGenerator: (request) => `admin:${request.ip}` })
+  const adminFailures = app.createRateLimit({
+    max: config.quotas.authFailuresPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => `admin:${request.ip}`,
+  })
 
   await app.register(healthRoutes, {
     store,
@@ -292,8 +308,30 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       : null,
   })
   await app.register(async (v1) => {
-    v1.addHook('onRequest', clientAuth({ store, now, failures: authFailures, activity, cache: principals, serveStale: config.redisFailureMode === 'open', onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }), storeAway: config.redisFailureMode === 'closed' && redisStore ? () => !redisUp() : undefined }))
-    await v1.register(proxyRoutes, { metrics, router, upstreams, pools, quotas, leases, now, completionReservation: config.quotas.completionReservation, guards: config.guards })
+    v1.addHook(
+      'onRequest',
+      clientAuth({
+        store,
+        now,
+        failures: authFailures,
+        activity,
+        cache: principals,
+        serveStale: config.redisFailureMode === 'open',
+        onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }),
+        storeAway: config.redisFailureMode === 'closed' && redisStore ? () => !redisUp() : undefined,
+      }),
+    )
+    await v1.register(proxyRoutes, {
+      metrics,
+      router,
+      upstreams,
+      pools,
+      quotas,
+      leases,
+      now,
+      completionReservation: config.quotas.completionReservation,
+      guards: config.guards,
+    })
     await v1.register(modelRoutes, { config, upstreams, now })
     await v1.register(usageRoutes, { store, quotas, now })
   })
@@ -305,7 +343,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   }
   if (config.adminToken === null) logger.warn('no ADMIN_TOKEN: the admin API (/admin) is off and its routes answer 404')
   if (config.adminToken !== null) {
-    await app.register(adminRoutes, { store, quotas, adminToken: config.adminToken, now, rotationGraceSeconds: config.keys.rotationGraceSeconds, failures: adminFailures, onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }) })
+    await app.register(adminRoutes, {
+      store,
+      quotas,
+      adminToken: config.adminToken,
+      now,
+      rotationGraceSeconds: config.keys.rotationGraceSeconds,
+      failures: adminFailures,
+      onLimited: () => metrics.rejections.inc({ kind: 'auth_failures' }),
+    })
   }
 
   app.decorate('scrape', () => scrape(sources))

@@ -88,7 +88,9 @@ export function planCall(argv: string[]): Call {
     const { values: q } = parseArgs({
       args: argv.slice(1),
       strict: true,
-      options: Object.fromEntries(['team', 'key', 'model', 'from', 'to', 'group-by', 'format'].map((o) => [o, { type: 'string' as const }])),
+      options: Object.fromEntries(
+        ['team', 'key', 'model', 'from', 'to', 'group-by', 'format'].map((o) => [o, { type: 'string' as const }]),
+      ),
     })
     const query = new URLSearchParams()
     for (const [option, value] of Object.entries(q)) if (typeof value === 'string') query.set(option.replace('-', '_'), value)
@@ -99,7 +101,11 @@ export function planCall(argv: string[]): Call {
   switch (key) {
     case 'teams create': {
       const limits = parseLimits(values.limits)
-      return { method: 'POST', path: '/admin/teams', body: { id: one(positionals, 'team id'), ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) } }
+      return {
+        method: 'POST',
+        path: '/admin/teams',
+        body: { id: one(positionals, 'team id'), ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) },
+      }
     }
     case 'teams list':
       if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`)
@@ -109,7 +115,11 @@ export function planCall(argv: string[]): Call {
     case 'teams update': {
       const limits = parseLimits(values.limits)
       if (values.name === undefined && limits === undefined) throw new UsageError('give --name and/or --limits')
-      return { method: 'PATCH', path: `/admin/teams/${enc(one(positionals, 'team id'))}`, body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) } }
+      return {
+        method: 'PATCH',
+        path: `/admin/teams/${enc(one(positionals, 'team id'))}`,
+        body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) },
+      }
     }
     case 'teams delete':
       return { method: 'DELETE', path: `/admin/teams/${enc(one(positionals, 'team id'))}` }
@@ -130,7 +140,11 @@ export function planCall(argv: string[]): Call {
     case 'keys update': {
       const limits = parseLimits(values.limits)
       if (values.name === undefined && limits === undefined) throw new UsageError('give --name and/or --limits')
-      return { method: 'PATCH', path: `/admin/keys/${enc(one(positionals, 'key id'))}`, body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) } }
+      return {
+        method: 'PATCH',
+        path: `/admin/keys/${enc(one(positionals, 'key id'))}`,
+        body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) },
+      }
     }
     case 'keys list':
       if (!values.team) throw new UsageError('keys list needs --team <id>')
@@ -138,7 +152,11 @@ export function planCall(argv: string[]): Call {
     case 'keys rotate': {
       const grace = values['grace-seconds']
       if (grace !== undefined && !/^\d+$/.test(grace)) throw new UsageError('--grace-seconds takes a whole number of seconds')
-      return { method: 'POST', path: `/admin/keys/${enc(one(positionals, 'key id'))}/rotate`, body: grace === undefined ? {} : { grace_seconds: Number(grace) } }
+      return {
+        method: 'POST',
+        path: `/admin/keys/${enc(one(positionals, 'key id'))}/rotate`,
+        body: grace === undefined ? {} : { grace_seconds: Number(grace) },
+      }
     }
     case 'keys revoke':
       return { method: 'DELETE', path: `/admin/keys/${enc(one(positionals, 'key id'))}` }
@@ -161,7 +179,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
   }
   const token = env.ADMIN_TOKEN?.trim()
   if (!token) {
-    io.stderr('tollgate: ADMIN_TOKEN is not set; it must be the gateway\'s admin token\n')
+    io.stderr("tollgate: ADMIN_TOKEN is not set; it must be the gateway's admin token\n")
     return 2
   }
   const base = (env.TOLLGATE_URL?.trim() || 'http://127.0.0.1:8080').replace(/\/+$/, '')
@@ -174,7 +192,9 @@ export async function main(argv: string[], env: Record<string, string | undefine
       body: call.body ? JSON.stringify(call.body) : undefined,
     })
   } catch (err) {
-    io.stderr(`tollgate: cannot reach the gateway at ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}\n`)
+    io.stderr(
+      `tollgate: cannot reach the gateway at ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}\n`,
+    )
     return 1
   }
   const text = await res.text()

@@ -211,7 +211,15 @@ const fileSchema = z.strictObject({
       auth_failures_per_minute: z.int().min(1).max(1_000_000).optional(),
     })
     .optional(),
-  keys: z.strictObject({ rotation_grace_seconds: z.int().min(0).max(30 * 86_400).optional() }).optional(),
+  keys: z
+    .strictObject({
+      rotation_grace_seconds: z
+        .int()
+        .min(0)
+        .max(30 * 86_400)
+        .optional(),
+    })
+    .optional(),
   teams: z
     .record(
       z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'team ids are 1 to 64 letters, digits, ".", "_" or "-"' }),
@@ -268,7 +276,10 @@ function urlFromEnv(env: Env, name: string, protocols: string[], problems: strin
 function parseClusterNodes(raw: string | undefined, problems: string[]): { host: string; port: number }[] | null {
   if (!raw?.trim()) return null
   const nodes: { host: string; port: number }[] = []
-  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const match = /^(.+):(\d{1,5})$/.exec(part)
     const port = match ? Number(match[2]) : NaN
     if (!match || port < 1 || port > 65_535) problems.push(`REDIS_CLUSTER_NODES: ${JSON.stringify(part)} is not host:port`)
@@ -345,7 +356,10 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
 
   const redisUrl = urlFromEnv(env, 'REDIS_URL', ['redis:', 'rediss:'], problems)
   const nvidiaBaseUrl = urlFromEnv(env, 'NVIDIA_BASE_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_BASE_URL
-  const nvidiaStatusUrl = (urlFromEnv(env, 'NVIDIA_STATUS_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_STATUS_URL).replace(/\/+$/, '')
+  const nvidiaStatusUrl = (urlFromEnv(env, 'NVIDIA_STATUS_URL', ['http:', 'https:'], problems) ?? DEFAULT_NVIDIA_STATUS_URL).replace(
+    /\/+$/,
+    '',
+  )
 
   const redisClusterNodes = parseClusterNodes(env.REDIS_CLUSTER_NODES, problems)
   const failureMode = (env.REDIS_FAILURE_MODE?.trim() || 'open').toLowerCase()
@@ -365,7 +379,9 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
 
   // Upstreams: the built-in `nvidia` one from the environment, unless the file defines its own.
   const nvidiaKeys = parseKeys(env.NVIDIA_API_KEY)
-  const nvidiaBudget = env.NVIDIA_KEY_REQUESTS_PER_MINUTE?.trim() ? intFromEnv(env, 'NVIDIA_KEY_REQUESTS_PER_MINUTE', 0, 1, 1_000_000, problems) : null
+  const nvidiaBudget = env.NVIDIA_KEY_REQUESTS_PER_MINUTE?.trim()
+    ? intFromEnv(env, 'NVIDIA_KEY_REQUESTS_PER_MINUTE', 0, 1, 1_000_000, problems)
+    : null
   const nvidiaRetries = intFromEnv(env, 'NVIDIA_RETRIES', DEFAULT_RETRY.retries, 0, 10, problems)
   const upstreams: Record<string, UpstreamConfig> = {
     nvidia: {
@@ -430,7 +446,13 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       problems.push(`${where}: models["${name}"].upstream: no upstream named ${JSON.stringify(upstream)}`)
       continue
     }
-    models[name] = { name, upstream, upstreamModel: m.upstream_model ?? name, defaults: { ...(m.defaults ?? {}) }, fallbacks: m.fallbacks ?? [] }
+    models[name] = {
+      name,
+      upstream,
+      upstreamModel: m.upstream_model ?? name,
+      defaults: { ...(m.defaults ?? {}) },
+      fallbacks: m.fallbacks ?? [],
+    }
   }
   for (const model of Object.values(models)) {
     for (const fallback of model.fallbacks) {

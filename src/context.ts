@@ -38,8 +38,18 @@ declare module 'fastify' {
 
 export function newRequestContext(): RequestContext {
   return {
-    team: null, keyId: null, model: null, endpoint: null, stream: false, upstreamStatus: null, started: process.hrtime.bigint(),
-    upstreamMs: null, gatewayMs: null, answeredBy: null, complete: false, streamError: null,
+    team: null,
+    keyId: null,
+    model: null,
+    endpoint: null,
+    stream: false,
+    upstreamStatus: null,
+    started: process.hrtime.bigint(),
+    upstreamMs: null,
+    gatewayMs: null,
+    answeredBy: null,
+    complete: false,
+    streamError: null,
   }
 }
 

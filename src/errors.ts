@@ -47,20 +47,14 @@ export class GatewayError extends Error {
   }
 }
 
-export function openAIError(
-  message: string,
-  type: string,
-  code: string | null = null,
-  param: string | null = null,
-): OpenAIErrorBody {
+export function openAIError(message: string, type: string, code: string | null = null, param: string | null = null): OpenAIErrorBody {
   return { error: { message, type, param, code } }
 }
 
 export const invalidRequest = (message: string, param: string | null = null, code: string | null = null) =>
   new GatewayError(400, message, { type: 'invalid_request_error', param, code })
 
-export const invalidApiKey = (message: string) =>
-  new GatewayError(401, message, { type: 'invalid_request_error', code: 'invalid_api_key' })
+export const invalidApiKey = (message: string) => new GatewayError(401, message, { type: 'invalid_request_error', code: 'invalid_api_key' })
 
 export const notFound = (message: string, code: string | null = null, param: string | null = null) =>
   new GatewayError(404, message, { type: 'invalid_request_error', code, param })

@@ -23,10 +23,7 @@ const limitValue = z
   .max(Number.MAX_SAFE_INTEGER, { error: 'is too large' })
 
 export const limitsSchema = z.strictObject(
-  Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue.optional()])) as Record<
-    LimitName,
-    z.ZodOptional<typeof limitValue>
-  >,
+  Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue.optional()])) as Record<LimitName, z.ZodOptional<typeof limitValue>>,
 )
 
 export const limitsPatchSchema = z.strictObject(

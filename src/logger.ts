@@ -106,7 +106,10 @@ const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
  * errors and warnings. The request line itself is written on the root logger with the same `reqId`
  * field (see request-log.ts).
  */
+// (The level methods are put on the prototype below; the interface gives them their types.)
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface LazyRequestLogger extends Pick<Logger, (typeof LEVELS)[number]> {}
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class LazyRequestLogger {
   #child: Logger | null = null
   constructor(

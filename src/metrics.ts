@@ -111,7 +111,11 @@ export class FastHistogram {
 function bufferMetrics(registry: Registry, name: string, what: string) {
   return {
     size: new Gauge({ name: `tollgate_${name}_buffer_size`, help: `${what} waiting in memory for Redis.`, registers: [registry] }),
-    dropped: new Counter({ name: `tollgate_${name}_buffer_dropped_total`, help: `${what} dropped because their buffer was full, since start.`, registers: [registry] }),
+    dropped: new Counter({
+      name: `tollgate_${name}_buffer_dropped_total`,
+      help: `${what} dropped because their buffer was full, since start.`,
+      registers: [registry],
+    }),
   }
 }
 

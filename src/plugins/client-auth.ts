@@ -44,7 +44,16 @@ export function lockedOut(seen: Awaited<ReturnType<FailureLimiter>>): GatewayErr
   })
 }
 
-export function clientAuth({ store, now, failures, activity, cache, serveStale, onLimited, storeAway }: ClientAuthOptions): onRequestHookHandler {
+export function clientAuth({
+  store,
+  now,
+  failures,
+  activity,
+  cache,
+  serveStale,
+  onLimited,
+  storeAway,
+}: ClientAuthOptions): onRequestHookHandler {
   const authenticate = async (hash: string) => {
     const cached = cache.get(hash, now())
     if (cached) return cached

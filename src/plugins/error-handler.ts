@@ -20,12 +20,20 @@ export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: numb
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
         return reply
           .code(413)
-          .send(openAIError(`The request body is larger than the gateway's limit of ${bodyLimitBytes} bytes.`, 'invalid_request_error', 'request_too_large'))
+          .send(
+            openAIError(
+              `The request body is larger than the gateway's limit of ${bodyLimitBytes} bytes.`,
+              'invalid_request_error',
+              'request_too_large',
+            ),
+          )
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
         return reply.code(400).send(openAIError('The request body is empty; send a JSON object.', 'invalid_request_error', 'invalid_json'))
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-        return reply.code(400).send(openAIError(`We could not parse the JSON body of your request: ${err.message}`, 'invalid_request_error', 'invalid_json'))
+        return reply
+          .code(400)
+          .send(openAIError(`We could not parse the JSON body of your request: ${err.message}`, 'invalid_request_error', 'invalid_json'))
     }
     if (err instanceof SyntaxError || (status === 400 && /JSON/i.test(err.message))) {
       return reply
@@ -75,7 +83,9 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   // (A response already under way cannot be replaced: the connection is just closed.)
   const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
   if (socket.writable && !started) {
-    const body = JSON.stringify(openAIError(message, status === 408 || status === 431 ? 'invalid_request_error' : typeForStatus(status), code))
+    const body = JSON.stringify(
+      openAIError(message, status === 408 || status === 431 ? 'invalid_request_error' : typeForStatus(status), code),
+    )
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     )

@@ -34,7 +34,13 @@ export function registerJsonBody(app: FastifyInstance): void {
     if (!body.includes('__proto__') && !body.includes('constructor') && !body.includes('\\u')) return done(null, value)
     return strict(request, body, (err, safe) =>
       err
-        ? done(invalidRequest("The request body holds a '__proto__' or 'constructor.prototype' key, which the gateway refuses.", null, 'invalid_json'))
+        ? done(
+            invalidRequest(
+              "The request body holds a '__proto__' or 'constructor.prototype' key, which the gateway refuses.",
+              null,
+              'invalid_json',
+            ),
+          )
         : done(null, safe),
     )
   }

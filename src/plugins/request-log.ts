@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { msSince, newRequestContext, outcome } from '../context.js'
 
 const QUIET_ROUTES = new Set(['/healthz', '/readyz'])

@@ -37,7 +37,9 @@ export async function admit(f: Flight): Promise<Ticket> {
   const requestId = randomUUID()
   const ask = () => fromStore(opts.quotas.admit({ team, requestId, scopes, tokens, now: started }))
   let admitted: AdmitResult =
-    scopes.length === 0 ? { ok: true, rate: {}, ticket: { team, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) } } : await ask()
+    scopes.length === 0
+      ? { ok: true, rate: {}, ticket: { team, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) } }
+      : await ask()
   if (!admitted.ok && asked == null && endpoint.name !== 'embeddings') {
     // The gateway's own default max_tokens does not fit what the quota has left: lower it.
     const fit = fittingCompletion(admitted.refusal, prompt, choices)

@@ -36,9 +36,20 @@ function checkCount(b: Record<string, unknown>, { field, min, max }: Count): voi
     const got = Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`
     throw invalidRequest(`Invalid type for '${field}': expected an integer, but got ${got} instead.`, field, 'invalid_type')
   }
-  if (Number.isFinite(v) && !Number.isInteger(v)) throw invalidRequest(`Invalid type for '${field}': expected an integer, but got a decimal number instead.`, field, 'invalid_type')
-  if (v < min) throw invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= ${min}, but got ${v} instead.`, field, 'integer_below_min_value')
-  if (v > max) throw invalidRequest(`Invalid '${field}': integer above maximum value. Expected a value <= ${max}, but got ${v} instead.`, field, 'integer_above_max_value')
+  if (Number.isFinite(v) && !Number.isInteger(v))
+    throw invalidRequest(`Invalid type for '${field}': expected an integer, but got a decimal number instead.`, field, 'invalid_type')
+  if (v < min)
+    throw invalidRequest(
+      `Invalid '${field}': integer below minimum value. Expected a value >= ${min}, but got ${v} instead.`,
+      field,
+      'integer_below_min_value',
+    )
+  if (v > max)
+    throw invalidRequest(
+      `Invalid '${field}': integer above maximum value. Expected a value <= ${max}, but got ${v} instead.`,
+      field,
+      'integer_above_max_value',
+    )
 }
 
 /** Characters a model name never holds: whitespace, control and invisible format characters. */
@@ -55,5 +66,10 @@ function checkModelName(name: string): void {
         : name.split('/').includes('')
           ? 'has an empty path segment'
           : null
-  if (problem !== null) throw invalidRequest(`The model name ${JSON.stringify(name.slice(0, MAX_MODEL_NAME))} ${problem}; no model is named so.`, 'model', 'invalid_model')
+  if (problem !== null)
+    throw invalidRequest(
+      `The model name ${JSON.stringify(name.slice(0, MAX_MODEL_NAME))} ${problem}; no model is named so.`,
+      'model',
+      'invalid_model',
+    )
 }

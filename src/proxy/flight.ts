@@ -55,7 +55,14 @@ export interface Flight {
   streaming: boolean
 }
 
-export function newFlight(request: FastifyRequest, reply: FastifyReply, endpoint: Endpoint, body: Record<string, unknown>, resolved: ResolvedModel, opts: ProxyOptions): Flight {
+export function newFlight(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  endpoint: Endpoint,
+  body: Record<string, unknown>,
+  resolved: ResolvedModel,
+  opts: ProxyOptions,
+): Flight {
   const ctx = request.tg
   // Usage of a stream comes only when asked for: ask, and take that event out again for a
   // client that did not ask itself. A client that asked gets the stream untouched.
@@ -65,7 +72,14 @@ export function newFlight(request: FastifyRequest, reply: FastifyReply, endpoint
   // The model that answers: usage is recorded against it (a fallback may take over).
   ctx.answeredBy = resolved.model.name
   return {
-    request, reply, ctx, endpoint, body, resolved, opts, promptTokens,
+    request,
+    reply,
+    ctx,
+    endpoint,
+    body,
+    resolved,
+    opts,
+    promptTokens,
     principal: request.principal!,
     meter: new UsageMeter(promptTokens),
     controller: new Cancel(),

@@ -51,7 +51,10 @@ async function relayError(f: Flight, res: Answer, upstream: UpstreamClient): Pro
   }
   const normalised = normaliseUpstreamError(upstream.name, res.statusCode, text, (s) => upstream.scrub(s))
   if (normalised.credentialsRefused) {
-    f.request.log.error({ upstream: upstream.name, upstream_status: res.statusCode }, `upstream '${upstream.name}' refused the gateway's API key: check its keys`)
+    f.request.log.error(
+      { upstream: upstream.name, upstream_status: res.statusCode },
+      `upstream '${upstream.name}' refused the gateway's API key: check its keys`,
+    )
   }
   // Of the upstream's headers only a readable retry-after goes on, in the gateway's own words.
   const retryAfter = retryAfterMs(res.headers['retry-after'], f.opts.now())
@@ -75,14 +78,21 @@ async function readWhole(f: Flight, body: Answer['body'], upstream: UpstreamClie
   }
 }
 
-const firstByte = (f: Flight) => f.opts.metrics.timeToFirstByte.series(f.endpoint.name, String(f.ctx.stream)).observe(msSince(f.ctx.started) / 1000)
+const firstByte = (f: Flight) =>
+  f.opts.metrics.timeToFirstByte.series(f.endpoint.name, String(f.ctx.stream)).observe(msSince(f.ctx.started) / 1000)
 
 /**
  * The stream goes out as it arrives: no decoding, no re-framing; the tap only reads (and in strip
  * mode removes the one usage event the gateway asked for), and ends the stream cleanly past the
  * gateway's limits. Plain pipe plus listeners: stream.pipeline costs an AbortController per request.
  */
-async function relayStream(f: Flight, status: number, contentType: string, source: StreamBody | Readable, upstream: UpstreamClient): Promise<FastifyReply> {
+async function relayStream(
+  f: Flight,
+  status: number,
+  contentType: string,
+  source: StreamBody | Readable,
+  upstream: UpstreamClient,
+): Promise<FastifyReply> {
   const { ctx, reply } = f
   const guards = f.opts.guards
   f.streaming = true
@@ -105,7 +115,10 @@ async function relayStream(f: Flight, status: number, contentType: string, sourc
     source.on('error', () => undefined)
     source.unpipe(tap)
     source.destroy()
-    f.request.log.warn({ upstream: upstream.name, code }, 'the upstream stream failed or passed a limit of the gateway: ended with an error event')
+    f.request.log.warn(
+      { upstream: upstream.name, code },
+      'the upstream stream failed or passed a limit of the gateway: ended with an error event',
+    )
   }
   const tooLong = setTimeout(
     () => tap.cut('stream_too_long', `The upstream's stream ran past the gateway's limit of ${guards.streamMaxMs / 1000}s and was ended.`),
@@ -159,6 +172,7 @@ function contentTypeOf(upstream: string | undefined, stream: boolean): string {
   const type = upstream?.split(';', 1)[0]!.trim().toLowerCase()
   if (type === 'text/event-stream') return EVENT_STREAM
   if (type === 'text/plain') return 'text/plain; charset=utf-8'
-  if (type === undefined || type === 'application/json') return stream && type === undefined ? EVENT_STREAM : 'application/json; charset=utf-8'
+  if (type === undefined || type === 'application/json')
+    return stream && type === undefined ? EVENT_STREAM : 'application/json; charset=utf-8'
   return 'application/octet-stream'
 }

@@ -43,6 +43,9 @@ export async function send(f: Flight): Promise<Dispatched> {
   ctx.upstreamMs = dispatched.upstreamMs
   ctx.gatewayMs = Math.max(0, Math.round((msSince(ctx.started) - dispatched.upstreamMs) * 100) / 100)
   opts.metrics.gatewayOverhead.series(endpoint.name).observe(ctx.gatewayMs / 1000)
-  f.reply.header('server-timing', ctx.stream ? `gateway;dur=${ctx.gatewayMs}` : `gateway;dur=${ctx.gatewayMs}, upstream;dur=${ctx.upstreamMs}`)
+  f.reply.header(
+    'server-timing',
+    ctx.stream ? `gateway;dur=${ctx.gatewayMs}` : `gateway;dur=${ctx.gatewayMs}, upstream;dur=${ctx.upstreamMs}`,
+  )
   return dispatched
 }

@@ -19,7 +19,10 @@ export function settleWhenClosed(f: Flight, ticket: Ticket): boolean {
   const settle = async (status: number, now: number) => {
     const { usage, estimated, invalid } = await meter.result()
     if (invalid) {
-      request.log.warn({ upstream: ctx.answeredBy, request_id: request.id }, 'the upstream reported usage that is not non-negative whole numbers: estimated instead')
+      request.log.warn(
+        { upstream: ctx.answeredBy, request_id: request.id },
+        'the upstream reported usage that is not non-negative whole numbers: estimated instead',
+      )
     }
     const model = modelLabel(opts.router, ctx.answeredBy, status)
     opts.metrics.tokens.inc({ team: f.principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
@@ -55,10 +58,20 @@ export function settleWhenClosed(f: Flight, ticket: Ticket): boolean {
 /** Writes the request's audit entry (a failed write is logged, never thrown). */
 export function audit(f: Flight, status: number, usage: Usage, estimated: boolean, now: number): void {
   const entry: AuditEntry = {
-    time: isoTime(now), request_id: f.request.id, team: f.principal.team.id, key_id: f.principal.key.id,
-    model: f.ctx.answeredBy!, endpoint: f.endpoint.name, status, ...usage, estimated, latency_ms: now - f.started,
+    time: isoTime(now),
+    request_id: f.request.id,
+    team: f.principal.team.id,
+    key_id: f.principal.key.id,
+    model: f.ctx.answeredBy!,
+    endpoint: f.endpoint.name,
+    status,
+    ...usage,
+    estimated,
+    latency_ms: now - f.started,
   }
-  f.opts.quotas.audit(entry).catch((err: unknown) => f.request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
+  f.opts.quotas
+    .audit(entry)
+    .catch((err: unknown) => f.request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
 }
 
 /** The model label of a request's metrics: bounded (ModelRouter.label); none (no valid body) is ''. */

@@ -40,7 +40,12 @@ export function fittingCompletion(refusal: Refusal, prompt: number, choices: num
 }
 
 /** The 400 for a request whose own max_tokens not even the whole quota could hold. */
-export function tooLargeForQuota(whole: { limit: number; name: string; scope: string }, prompt: number, asked: number, choices: number): GatewayError {
+export function tooLargeForQuota(
+  whole: { limit: number; name: string; scope: string },
+  prompt: number,
+  asked: number,
+  choices: number,
+): GatewayError {
   const fit = Math.floor((whole.limit - prompt) / choices)
   const needs = prompt + asked * choices
   const advice = fit >= 1 ? `The largest max_tokens that could fit is ${fit}.` : 'The prompt alone is larger than it: shorten it.'

@@ -101,11 +101,15 @@ export function refusalError(r: Refusal): GatewayError {
   if (r.final) headers['x-should-retry'] = 'false'
 
   if (r.kind === 'concurrency') {
-    return new GatewayError(429, `Too many concurrent requests on ${r.scope}: Limit ${r.limit}, In flight ${r.used}. Please try again in ${seconds}.`, {
-      type: 'requests',
-      code: 'concurrency_limit_exceeded',
-      headers,
-    })
+    return new GatewayError(
+      429,
+      `Too many concurrent requests on ${r.scope}: Limit ${r.limit}, In flight ${r.used}. Please try again in ${seconds}.`,
+      {
+        type: 'requests',
+        code: 'concurrency_limit_exceeded',
+        headers,
+      },
+    )
   }
   if ((r.kind === 'tokens_per_day' || r.kind === 'tokens_per_month') && r.final) {
     const when = r.resetsAt === undefined ? '' : ` It resets at ${new Date(r.resetsAt).toISOString()}.`
@@ -116,16 +120,25 @@ export function refusalError(r: Refusal): GatewayError {
     })
   }
   if (r.kind === 'tokens' && r.final) {
-    return new GatewayError(429, `Request too large for ${NAMES.tokens} on ${r.scope}: Limit ${r.limit}, Requested ${r.requested}. Lower max_tokens or shorten the prompt.`, {
-      type: 'tokens',
+    return new GatewayError(
+      429,
+      `Request too large for ${NAMES.tokens} on ${r.scope}: Limit ${r.limit}, Requested ${r.requested}. Lower max_tokens or shorten the prompt.`,
+      {
+        type: 'tokens',
+        code: 'rate_limit_exceeded',
+        headers,
+      },
+    )
+  }
+  const inFlight =
+    r.kind === 'tokens_per_day' || r.kind === 'tokens_per_month' ? ' (Used includes tokens reserved by requests in flight.)' : ''
+  return new GatewayError(
+    429,
+    `Rate limit reached for ${NAMES[r.kind]} on ${r.scope}: ${counts}${inFlight} Please try again in ${seconds}.`,
+    {
+      type: r.kind === 'requests' ? 'requests' : 'tokens',
       code: 'rate_limit_exceeded',
       headers,
-    })
-  }
-  const inFlight = r.kind === 'tokens_per_day' || r.kind === 'tokens_per_month' ? ' (Used includes tokens reserved by requests in flight.)' : ''
-  return new GatewayError(429, `Rate limit reached for ${NAMES[r.kind]} on ${r.scope}: ${counts}${inFlight} Please try again in ${seconds}.`, {
-    type: r.kind === 'requests' ? 'requests' : 'tokens',
-    code: 'rate_limit_exceeded',
-    headers,
-  })
+    },
+  )
 }

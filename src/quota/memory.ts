@@ -159,29 +159,74 @@ export class MemoryQuotas implements QuotaEngine {
     state.lapse(now)
 
     if (limits.concurrent_requests !== undefined && state.inflight + 1 > limits.concurrent_requests) {
-      return refuse({ kind: 'concurrency', limit: limits.concurrent_requests, used: state.inflight, requested: 1, retryAfterMs: 1000, final: false })
+      return refuse({
+        kind: 'concurrency',
+        limit: limits.concurrent_requests,
+        used: state.inflight,
+        requested: 1,
+        retryAfterMs: 1000,
+        final: false,
+      })
     }
     if (limits.requests_per_minute !== undefined) {
       const count = state.window(now)
       if (count + 1 > limits.requests_per_minute) {
         const oldest = state.oldest() ?? now
-        return refuse({ kind: 'requests', limit: limits.requests_per_minute, used: count, requested: 1, retryAfterMs: Math.max(1, oldest + MINUTE_MS - now), final: limits.requests_per_minute === 0 })
+        return refuse({
+          kind: 'requests',
+          limit: limits.requests_per_minute,
+          used: count,
+          requested: 1,
+          retryAfterMs: Math.max(1, oldest + MINUTE_MS - now),
+          final: limits.requests_per_minute === 0,
+        })
       }
     }
     if (limits.tokens_per_minute !== undefined) {
       const limit = limits.tokens_per_minute
       const level = state.bucket(limit, now)
-      if (tokens > limit) return refuse({ kind: 'tokens', limit, used: Math.max(0, Math.ceil(limit - level)), requested: tokens, retryAfterMs: 0, final: true })
+      if (tokens > limit)
+        return refuse({
+          kind: 'tokens',
+          limit,
+          used: Math.max(0, Math.ceil(limit - level)),
+          requested: tokens,
+          retryAfterMs: 0,
+          final: true,
+        })
       if (tokens > level) {
-        return refuse({ kind: 'tokens', limit, used: Math.ceil(limit - level), requested: tokens, retryAfterMs: Math.ceil(((tokens - level) * MINUTE_MS) / limit), final: false })
+        return refuse({
+          kind: 'tokens',
+          limit,
+          used: Math.ceil(limit - level),
+          requested: tokens,
+          retryAfterMs: Math.ceil(((tokens - level) * MINUTE_MS) / limit),
+          final: false,
+        })
       }
     }
     if (limits.tokens_per_day !== undefined) {
-      const refusal = checkPeriod('tokens_per_day', limits.tokens_per_day, state.days.get(utcDay(now)) ?? 0, state.reserved, tokens, now, dayEnd(now))
+      const refusal = checkPeriod(
+        'tokens_per_day',
+        limits.tokens_per_day,
+        state.days.get(utcDay(now)) ?? 0,
+        state.reserved,
+        tokens,
+        now,
+        dayEnd(now),
+      )
       if (refusal) return refuse(refusal)
     }
     if (limits.tokens_per_month !== undefined) {
-      const refusal = checkPeriod('tokens_per_month', limits.tokens_per_month, state.months.get(utcMonth(now)) ?? 0, state.reserved, tokens, now, monthEnd(now))
+      const refusal = checkPeriod(
+        'tokens_per_month',
+        limits.tokens_per_month,
+        state.months.get(utcMonth(now)) ?? 0,
+        state.reserved,
+        tokens,
+        now,
+        monthEnd(now),
+      )
       if (refusal) return refuse(refusal)
     }
     return null
@@ -226,7 +271,15 @@ export class MemoryQuotas implements QuotaEngine {
         if (!rate.tokens || period.remaining < rate.tokens.remaining) rate.tokens = period
       }
     }
-    const ticket: HeldTicket = { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, day: utcDay(a.now), month: utcMonth(a.now), [LEASES]: leases }
+    const ticket: HeldTicket = {
+      team: a.team,
+      requestId: a.requestId,
+      scopes: a.scopes,
+      tokens: a.tokens,
+      day: utcDay(a.now),
+      month: utcMonth(a.now),
+      [LEASES]: leases,
+    }
     return { ok: true, rate, ticket }
   }
 
@@ -314,7 +367,15 @@ export class MemoryQuotas implements QuotaEngine {
 }
 
 /** A day or month quota: spent (final until the period ends), or full with what is reserved (wait). */
-function checkPeriod(kind: 'tokens_per_day' | 'tokens_per_month', limit: number, used: number, reserved: number, tokens: number, now: number, end: number): Omit<Refusal, 'scope'> | null {
+function checkPeriod(
+  kind: 'tokens_per_day' | 'tokens_per_month',
+  limit: number,
+  used: number,
+  reserved: number,
+  tokens: number,
+  now: number,
+  end: number,
+): Omit<Refusal, 'scope'> | null {
   if (used + tokens > limit) return { kind, limit, used, requested: tokens, retryAfterMs: end - now, final: true, resetsAt: end }
   if (used + reserved + tokens > limit) return { kind, limit, used: used + reserved, requested: tokens, retryAfterMs: 1000, final: false }
   return null

@@ -8,7 +8,13 @@ function day(ms: number): typeof memo {
     const start = ms - (((ms % 86_400_000) + 86_400_000) % 86_400_000)
     const d = new Date(start)
     const iso = d.toISOString()
-    memo = { start, end: start + 86_400_000, day: iso.slice(0, 10), month: iso.slice(0, 7), monthEnd: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) }
+    memo = {
+      start,
+      end: start + 86_400_000,
+      day: iso.slice(0, 10),
+      month: iso.slice(0, 7),
+      monthEnd: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1),
+    }
   }
   return memo
 }

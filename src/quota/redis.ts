@@ -56,7 +56,13 @@ const AUDIT_DELAY_MS = 20
 const AUDIT_WIDTH = 24
 const NOTHING = Promise.resolve()
 
-const ADMIT_LIMITS: readonly LimitName[] = ['requests_per_minute', 'tokens_per_minute', 'tokens_per_day', 'tokens_per_month', 'concurrent_requests']
+const ADMIT_LIMITS: readonly LimitName[] = [
+  'requests_per_minute',
+  'tokens_per_minute',
+  'tokens_per_day',
+  'tokens_per_month',
+  'concurrent_requests',
+]
 const SETTLE_LIMITS: readonly LimitName[] = ['tokens_per_minute']
 
 /**
@@ -134,7 +140,15 @@ class SettleCalls implements CallSink {
   encode(calls: number) {
     return {
       keys: [...this.scopes.keys, ...this.usageKeys, this.settledKey(this.team)],
-      args: [calls, this.scopes.size, this.usageKeys.length, ...this.scopes.values, ...this.args, SETTLED_MARKER_MS, ...this.takeAnswered(this.team)],
+      args: [
+        calls,
+        this.scopes.size,
+        this.usageKeys.length,
+        ...this.scopes.values,
+        ...this.args,
+        SETTLED_MARKER_MS,
+        ...this.takeAnswered(this.team),
+      ],
     }
   }
 }
@@ -261,11 +275,24 @@ export class RedisQuotas implements QuotaEngine {
     const ttl = (until: number) => Math.max(1_000, until - s.now)
     await this.settleScript.call(ticket.team, (batch) => {
       const args = batch.args
-      args.push(s.now, ticket.requestId, ticket.tokens, usage.total_tokens, ttl(dayEnd(admittedAt) + DAY_MS), ttl(monthEnd(admittedAt) + DAY_MS), ticket.scopes.length)
-      for (const scope of ticket.scopes) args.push(batch.scopes.place(this.scopeKeys(ticket.team, scope, ticket.day, ticket.month), scope.limits))
+      args.push(
+        s.now,
+        ticket.requestId,
+        ticket.tokens,
+        usage.total_tokens,
+        ttl(dayEnd(admittedAt) + DAY_MS),
+        ttl(monthEnd(admittedAt) + DAY_MS),
+        ticket.scopes.length,
+      )
+      for (const scope of ticket.scopes)
+        args.push(batch.scopes.place(this.scopeKeys(ticket.team, scope, ticket.day, ticket.month), scope.limits))
       args.push(
         batch.usage(ticket.day, () => this.teamKey(ticket.team, `usage:${ticket.day}`)),
-        usageField(s.keyId, s.model), usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, s.estimated ? 1 : 0,
+        usageField(s.keyId, s.model),
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.total_tokens,
+        s.estimated ? 1 : 0,
         ttl(admittedAt + this.retentionMs),
       )
       batch.team = ticket.team
@@ -326,7 +353,14 @@ export class RedisQuotas implements QuotaEngine {
     const pipeline = this.client.pipeline()
     const reservedKeys: string[] = []
     for (const scope of scopes) {
-      const [rpm, tpm, d, m, inflight, reserved] = this.scopeKeys(team, scope, day, month) as [string, string, string, string, string, string]
+      const [rpm, tpm, d, m, inflight, reserved] = this.scopeKeys(team, scope, day, month) as [
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+      ]
       reservedKeys.push(reserved)
       pipeline.zcount(rpm, `(${now - MINUTE_MS}`, '+inf')
       pipeline.hmget(tpm, 'level', 'ts')
@@ -352,7 +386,15 @@ export class RedisQuotas implements QuotaEngine {
     })
     const out: Record<string, ScopeStatus> = {}
     scopes.forEach((scope, i) => {
-      const [requests, bucket, d, m, inflight, reserved, ids] = results.slice(i * 7, i * 7 + 7) as [number, (string | null)[], string | null, string | null, number, string | null, string[]]
+      const [requests, bucket, d, m, inflight, reserved, ids] = results.slice(i * 7, i * 7 + 7) as [
+        number,
+        (string | null)[],
+        string | null,
+        string | null,
+        number,
+        string | null,
+        string[],
+      ]
       const gone = ids.length > 0 ? lapsedTokens.shift()! : 0
       out[scope.id] = describeStatus(scope.limits, {
         requests,
@@ -378,7 +420,11 @@ export class RedisQuotas implements QuotaEngine {
         const results = (await pipeline.exec()) ?? []
         return results.map(([err, value], i) => {
           if (err) throw err
-          return { team, day: days[i]!, fields: Object.entries(value as Record<string, string>).map(([f, v]) => [f, Number(v)] as [string, number]) }
+          return {
+            team,
+            day: days[i]!,
+            fields: Object.entries(value as Record<string, string>).map(([f, v]) => [f, Number(v)] as [string, number]),
+          }
         })
       }),
     )
@@ -426,7 +472,10 @@ export class RedisQuotas implements QuotaEngine {
     const write = this.writeAuditBatch(batch)
     const failed = this.auditFailed
     if (failed === null) {
-      write.then(() => done?.resolve(), (err: unknown) => done?.reject(err))
+      write.then(
+        () => done?.resolve(),
+        (err: unknown) => done?.reject(err),
+      )
       return write
     }
     // (A batch that Redis wrote but whose reply was lost comes back too: an entry may be written
@@ -455,9 +504,29 @@ export class RedisQuotas implements QuotaEngine {
 /** An audit entry's fields, as the stream's names and values (AUDIT_WIDTH of them). */
 function pushAudit(batch: Arg[], e: AuditEntry): void {
   batch.push(
-    'time', e.time, 'request_id', e.request_id, 'team', e.team, 'key_id', e.key_id, 'model', e.model,
-    'endpoint', e.endpoint, 'status', e.status, 'prompt_tokens', e.prompt_tokens,
-    'completion_tokens', e.completion_tokens, 'total_tokens', e.total_tokens,
-    'estimated', e.estimated ? 1 : 0, 'latency_ms', e.latency_ms,
+    'time',
+    e.time,
+    'request_id',
+    e.request_id,
+    'team',
+    e.team,
+    'key_id',
+    e.key_id,
+    'model',
+    e.model,
+    'endpoint',
+    e.endpoint,
+    'status',
+    e.status,
+    'prompt_tokens',
+    e.prompt_tokens,
+    'completion_tokens',
+    e.completion_tokens,
+    'total_tokens',
+    e.total_tokens,
+    'estimated',
+    e.estimated ? 1 : 0,
+    'latency_ms',
+    e.latency_ms,
   )
 }

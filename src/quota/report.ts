@@ -19,10 +19,7 @@ const METRICS: Record<string, keyof UsageRow> = {
 } satisfies Record<(typeof USAGE_METRICS)[number], keyof UsageRow>
 
 /** Sums the counters of each (team, day) into rows grouped as the query asks, filtered by key and model. */
-export function aggregateUsage(
-  sources: { team: string; day: string; fields: Iterable<[string, number]> }[],
-  q: UsageQuery,
-): UsageRow[] {
+export function aggregateUsage(sources: { team: string; day: string; fields: Iterable<[string, number]> }[], q: UsageQuery): UsageRow[] {
   const rows = new Map<string, UsageRow>()
   for (const { team, day, fields } of sources) {
     for (const [field, value] of fields) {
@@ -39,9 +36,12 @@ export function aggregateUsage(
       }
       const id = JSON.stringify(group)
       let row = rows.get(id)
-      if (!row) rows.set(id, (row = { ...group, requests: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, estimated_requests: 0 }))
+      if (!row)
+        rows.set(id, (row = { ...group, requests: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, estimated_requests: 0 }))
       ;(row[column] as number) += Number(value)
     }
   }
-  return [...rows.values()].sort((a, b) => JSON.stringify([a.team, a.day, a.model, a.key]).localeCompare(JSON.stringify([b.team, b.day, b.model, b.key])))
+  return [...rows.values()].sort((a, b) =>
+    JSON.stringify([a.team, a.day, a.model, a.key]).localeCompare(JSON.stringify([b.team, b.day, b.model, b.key])),
+  )
 }

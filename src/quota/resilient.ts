@@ -143,7 +143,8 @@ export class ResilientQuotas implements QuotaEngine {
     }, 1_000)
     this.timer.unref()
     o.primary.onAuditFailed?.((entries) => {
-      if (this.auditBuffer.length === 0) this.o.log.warn({ entries: entries.length }, 'could not write the audit stream; keeping its entries until redis is back')
+      if (this.auditBuffer.length === 0)
+        this.o.log.warn({ entries: entries.length }, 'could not write the audit stream; keeping its entries until redis is back')
       this.auditBuffer.pushFront(entries)
     })
   }
@@ -192,7 +193,8 @@ export class ResilientQuotas implements QuotaEngine {
     try {
       await this.o.primary.settle(s)
     } catch (err) {
-      if (this.buffer.length === 0) this.o.log.warn({ err: (err as Error).message }, 'could not record usage in redis; buffering it until it can')
+      if (this.buffer.length === 0)
+        this.o.log.warn({ err: (err as Error).message }, 'could not record usage in redis; buffering it until it can')
       this.buffer.push(s)
     }
   }
@@ -266,6 +268,8 @@ export class ResilientQuotas implements QuotaEngine {
   /** At shutdown, if Redis is there (what it does not get only stays longer there: RedisQuotas). */
   async shutdown(): Promise<void> {
     if (!this.o.up()) return
-    await this.o.primary.shutdown?.().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'could not tidy the settled sets at shutdown'))
+    await this.o.primary
+      .shutdown?.()
+      .catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'could not tidy the settled sets at shutdown'))
   }
 }

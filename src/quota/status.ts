@@ -28,7 +28,8 @@ export function describeStatus(limits: Limits, use: CurrentUse): ScopeStatus {
     ...(inFlight !== undefined ? { in_flight: inFlight } : {}),
   })
   if (limits.requests_per_minute !== undefined) status.requests_per_minute = entry(limits.requests_per_minute, use.requests)
-  if (limits.tokens_per_minute !== undefined) status.tokens_per_minute = entry(limits.tokens_per_minute, Math.max(0, use.tokensMinute(limits.tokens_per_minute)))
+  if (limits.tokens_per_minute !== undefined)
+    status.tokens_per_minute = entry(limits.tokens_per_minute, Math.max(0, use.tokensMinute(limits.tokens_per_minute)))
   if (limits.tokens_per_day !== undefined) status.tokens_per_day = entry(limits.tokens_per_day, use.day, use.reserved)
   if (limits.tokens_per_month !== undefined) status.tokens_per_month = entry(limits.tokens_per_month, use.month, use.reserved)
   if (limits.concurrent_requests !== undefined) status.concurrent_requests = entry(limits.concurrent_requests, use.inflight)

@@ -32,7 +32,11 @@ const KEY_ID = /^key_[A-Za-z0-9]{16}$/
 const teamId = z.string({ error: 'must be a string' }).regex(TEAM_ID, {
   error: 'must be 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit',
 })
-const displayName = z.string({ error: 'must be a string' }).trim().min(1, { error: 'must not be empty' }).max(200, { error: 'must be at most 200 characters' })
+const displayName = z
+  .string({ error: 'must be a string' })
+  .trim()
+  .min(1, { error: 'must not be empty' })
+  .max(200, { error: 'must be at most 200 characters' })
 
 const modelName = z.string().min(1).max(256)
 /** Per-model limits; in a PATCH a model set to null loses its limits. */
@@ -56,7 +60,11 @@ const createKeyBody = z.strictObject({
   limits: limitsSchema.optional(),
 })
 const rotateKeyBody = z.strictObject({
-  grace_seconds: z.int({ error: 'must be a whole number of seconds' }).min(0, { error: 'must not be negative' }).max(30 * 86_400, { error: 'must be at most 30 days' }).optional(),
+  grace_seconds: z
+    .int({ error: 'must be a whole number of seconds' })
+    .min(0, { error: 'must not be negative' })
+    .max(30 * 86_400, { error: 'must be at most 30 days' })
+    .optional(),
 })
 const patchKeyBody = z
   .strictObject({ name: displayName.nullable().optional(), limits: limitsPatchSchema.optional() })
@@ -70,7 +78,6 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   }
   return result.data
 }
-
 
 function mergeModelLimits(current: Record<string, Limits>, patch: Record<string, LimitsPatch | null>): Record<string, Limits> {
   const next = { ...current }
@@ -102,7 +109,13 @@ const keyView = (key: ApiKeyRecord) => ({
 })
 
 /** A fresh key record and its plaintext (which only the creating answer ever shows). */
-export function newKey(team: string, name: string | null, limits: Limits, expiresAt: string | null, createdAt: string): { record: ApiKeyRecord; plaintext: string } {
+export function newKey(
+  team: string,
+  name: string | null,
+  limits: Limits,
+  expiresAt: string | null,
+  createdAt: string,
+): { record: ApiKeyRecord; plaintext: string } {
   const plaintext = generateClientKey()
   const record: ApiKeyRecord = {
     id: generateKeyId(),
@@ -122,7 +135,10 @@ export function newKey(team: string, name: string | null, limits: Limits, expire
 
 const teamNotFound = (id: string) => notFound(`No team with id '${id}'.`, 'team_not_found', 'id')
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas, adminToken, now, rotationGraceSeconds, failures, onLimited }) => {
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
+  app,
+  { store, quotas, adminToken, now, rotationGraceSeconds, failures, onLimited },
+) => {
   const iso = () => new Date(now()).toISOString()
 
   // Wrong admin tokens count as failed authentications of the address (apart from wrong client
@@ -155,7 +171,11 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
       updated_at: at,
     }
     if (!(await fromStore(store.createTeam(team)))) {
-      throw new GatewayError(409, `A team with id '${body.id}' already exists.`, { type: 'invalid_request_error', code: 'team_exists', param: 'id' })
+      throw new GatewayError(409, `A team with id '${body.id}' already exists.`, {
+        type: 'invalid_request_error',
+        code: 'team_exists',
+        param: 'id',
+      })
     }
     return reply.code(201).send(teamView(team))
   })
@@ -210,7 +230,11 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store
     if (!old) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
     const at = now()
     if (old.revoked_at !== null || (old.expires_at !== null && Date.parse(old.expires_at) <= at)) {
-      throw new GatewayError(409, `Key '${old.id}' is revoked or expired; create a new key instead.`, { type: 'invalid_request_error', code: 'key_inactive', param: 'id' })
+      throw new GatewayError(409, `Key '${old.id}' is revoked or expired; create a new key instead.`, {
+        type: 'invalid_request_error',
+        code: 'key_inactive',
+        param: 'id',
+      })
     }
     const { record, plaintext } = newKey(old.team, old.name, old.limits, old.expires_at, new Date(at).toISOString())
     if (!(await fromStore(store.createKey(record)))) throw teamNotFound(old.team)

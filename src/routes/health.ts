@@ -6,7 +6,11 @@ const READY_TIMEOUT_MS = 2_000
 export interface HealthOptions {
   store: Store
   /** With Redis: its state, the failure mode, and the usage and audit entries waiting for it. */
-  redis: { up: () => boolean; mode: 'open' | 'closed'; buffers: () => Record<'usage_buffer' | 'audit_buffer', { waiting: number; dropped: number }> } | null
+  redis: {
+    up: () => boolean
+    mode: 'open' | 'closed'
+    buffers: () => Record<'usage_buffer' | 'audit_buffer', { waiting: number; dropped: number }>
+  } | null
 }
 
 /**
@@ -31,7 +35,12 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { sto
       if (redis?.mode === 'open') {
         return { status: 'degraded', store: store.kind, redis: 'down', failure_mode: 'open', ...redis.buffers() }
       }
-      return reply.code(503).send({ status: 'unavailable', store: store.kind, error: 'store unreachable', ...(redis ? { redis: 'down', failure_mode: redis.mode } : {}) })
+      return reply.code(503).send({
+        status: 'unavailable',
+        store: store.kind,
+        error: 'store unreachable',
+        ...(redis ? { redis: 'down', failure_mode: redis.mode } : {}),
+      })
     } finally {
       clearTimeout(timer)
     }

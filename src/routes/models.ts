@@ -56,20 +56,21 @@ export class ModelCatalog {
   }
 
   private async fetchUpstream(client: UpstreamClient): Promise<ModelEntry[]> {
-    const res = await client.request({
-      path: '/models',
-      method: 'GET',
-      stream: false,
-      requestId: 'models-list',
-      headersTimeoutMs: UPSTREAM_LIST_TIMEOUT_MS,
-    }, client.config.apiKeys[0])
+    const res = await client.request(
+      {
+        path: '/models',
+        method: 'GET',
+        stream: false,
+        requestId: 'models-list',
+        headersTimeoutMs: UPSTREAM_LIST_TIMEOUT_MS,
+      },
+      client.config.apiKeys[0],
+    )
     const text = await res.body.text()
     if (res.statusCode !== 200) throw new Error(`upstream answered ${res.statusCode}`)
     const data = JSON.parse(text) as { data?: unknown }
     if (!Array.isArray(data.data)) throw new Error('upstream list has no data array')
-    return data.data.filter(
-      (m): m is ModelEntry => typeof m === 'object' && m !== null && typeof (m as ModelEntry).id === 'string',
-    )
+    return data.data.filter((m): m is ModelEntry => typeof m === 'object' && m !== null && typeof (m as ModelEntry).id === 'string')
   }
 
   async list(log: { warn: (obj: object, msg: string) => void }): Promise<ModelEntry[]> {

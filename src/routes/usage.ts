@@ -19,7 +19,10 @@ export interface UsageOptions {
 }
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/
-const day = z.string().regex(DAY, { error: 'must be a date as YYYY-MM-DD' }).refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), { error: 'is not a real date' })
+const day = z
+  .string()
+  .regex(DAY, { error: 'must be a date as YYYY-MM-DD' })
+  .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), { error: 'is not a real date' })
 const MAX_DAYS = 366
 
 const usageQuery = z.strictObject({
@@ -35,7 +38,17 @@ const usageQuery = z.strictObject({
   format: z.enum(['json', 'csv'], { error: 'must be json or csv' }).optional(),
 })
 
-const COLUMNS = ['team', 'day', 'model', 'key', 'requests', 'prompt_tokens', 'completion_tokens', 'total_tokens', 'estimated_requests'] as const
+const COLUMNS = [
+  'team',
+  'day',
+  'model',
+  'key',
+  'requests',
+  'prompt_tokens',
+  'completion_tokens',
+  'total_tokens',
+  'estimated_requests',
+] as const
 
 function csvCell(value: unknown): string {
   const text = value === undefined ? '' : String(value)
@@ -48,7 +61,6 @@ export function toCsv(rows: UsageRow[], groupBy: string[]): string {
   for (const row of rows) lines.push(columns.map((c) => csvCell(row[c])).join(','))
   return `${lines.join('\n')}\n`
 }
-
 
 /** Current use of each limit, as {team: {...}, models: {name: {...}}, key?: {...}}. */
 export async function quotaView(quotas: QuotaEngine, team: Team, now: number, principal?: Principal) {
@@ -75,7 +87,14 @@ export const usageRoutes: FastifyPluginAsync<UsageOptions> = async (app, { quota
       quotaView(quotas, principal.team, at, principal),
     ])
     const totals = (rows: UsageRow[]) => {
-      const { team: _team, ...row } = rows[0] ?? { team: '', requests: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, estimated_requests: 0 }
+      const { team: _team, ...row } = rows[0] ?? {
+        team: '',
+        requests: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        total_tokens: 0,
+        estimated_requests: 0,
+      }
       return row
     }
     return {
@@ -93,7 +112,11 @@ export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, { s
   app.get('/admin/usage', async (request, reply) => {
     const parsed = usageQuery.safeParse(request.query)
     if (!parsed.success) {
-      throw invalidRequest(`Invalid query: ${describeIssues(parsed.error.issues).join('; ')}`, firstIssuePath(parsed.error.issues), 'invalid_value')
+      throw invalidRequest(
+        `Invalid query: ${describeIssues(parsed.error.issues).join('; ')}`,
+        firstIssuePath(parsed.error.issues),
+        'invalid_value',
+      )
     }
     const q = parsed.data
     const today = utcDay(now())
@@ -112,10 +135,20 @@ export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, { s
     }
     const groupBy = (q.group_by ? q.group_by.split(',') : []) as ('day' | 'model' | 'key')[]
     const rows = await fromStore(
-      quotas.usage({ teams, from, to, groupBy, ...(q.key !== undefined ? { key: q.key } : {}), ...(q.model !== undefined ? { model: q.model } : {}) }),
+      quotas.usage({
+        teams,
+        from,
+        to,
+        groupBy,
+        ...(q.key !== undefined ? { key: q.key } : {}),
+        ...(q.model !== undefined ? { model: q.model } : {}),
+      }),
     )
     if (q.format === 'csv') {
-      return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', `attachment; filename="usage-${from}-${to}.csv"`).send(toCsv(rows, groupBy))
+      return reply
+        .header('content-type', 'text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="usage-${from}-${to}.csv"`)
+        .send(toCsv(rows, groupBy))
     }
     return { object: 'list', from, to, group_by: groupBy, data: rows }
   })

@@ -16,7 +16,16 @@ import type { ApiKeyRecord, KeyPatch, Principal, Store, Team, TeamPatch } from '
  *   <prefix>{dir}:keyhash:<sha256>  hash: the same record, while the key is active
  */
 
-const SCRIPTS = ['create_team', 'update_team', 'delete_team', 'create_key', 'revoke_key', 'update_key', 'authenticate', 'touch_keys'] as const
+const SCRIPTS = [
+  'create_team',
+  'update_team',
+  'delete_team',
+  'create_key',
+  'revoke_key',
+  'update_key',
+  'authenticate',
+  'touch_keys',
+] as const
 type ScriptName = (typeof SCRIPTS)[number]
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>
 
@@ -163,9 +172,10 @@ export class RedisStore implements Store {
     if (this.subscriber) return
     // A connection of its own (subscribed connections can do nothing else), queueing its
     // SUBSCRIBE until connected. After any reconnect, changes may have been missed: say so.
-    const sub = this.client instanceof Cluster
-      ? this.client.duplicate(undefined, { enableOfflineQueue: true })
-      : this.client.duplicate({ enableOfflineQueue: true })
+    const sub =
+      this.client instanceof Cluster
+        ? this.client.duplicate(undefined, { enableOfflineQueue: true })
+        : this.client.duplicate({ enableOfflineQueue: true })
     this.subscriber = sub
     sub.on('error', () => undefined) // the main connection reports outages
     let connectedOnce = false
@@ -194,8 +204,20 @@ export class RedisStore implements Store {
   }
 
   async createTeam(team: Team): Promise<boolean> {
-    const fields = ['id', team.id, 'name', team.name, 'limits', JSON.stringify(team.limits),
-      'model_limits', JSON.stringify(team.model_limits), 'created_at', team.created_at, 'updated_at', team.updated_at]
+    const fields = [
+      'id',
+      team.id,
+      'name',
+      team.name,
+      'limits',
+      JSON.stringify(team.limits),
+      'model_limits',
+      JSON.stringify(team.model_limits),
+      'created_at',
+      team.created_at,
+      'updated_at',
+      team.updated_at,
+    ]
     const created = await this.scripts.create_team(2, this.k(`team:${team.id}`), this.k('teams'), team.id, ...fields)
     return created === 1
   }

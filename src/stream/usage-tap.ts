@@ -131,7 +131,10 @@ export class UsageTap extends Transform {
     if (this.bytes > this.limits.maxBytes) {
       this.cut('stream_too_large', `The upstream's stream passed the gateway's limit of ${this.limits.maxBytes} bytes and was ended.`)
     } else if (this.splitter.pending > this.limits.maxEventBytes) {
-      this.cut('stream_event_too_large', `An event of the upstream's stream passed the gateway's limit of ${this.limits.maxEventBytes} bytes and the stream was ended.`)
+      this.cut(
+        'stream_event_too_large',
+        `An event of the upstream's stream passed the gateway's limit of ${this.limits.maxEventBytes} bytes and the stream was ended.`,
+      )
     }
     callback()
   }
@@ -219,7 +222,8 @@ export function usageFromJson(body: Buffer): Reported {
   const prompt = integerAfter(body, PROMPT, open, end)
   const completion = integerAfter(body, COMPLETION, open, end)
   const total = integerAfter(body, TOTAL, open, end)
-  if (prompt !== null && completion !== null && total !== null) return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total }
+  if (prompt !== null && completion !== null && total !== null)
+    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total }
   try {
     return checkUsage(JSON.parse(body.subarray(open, end).toString('utf8')))
   } catch {

@@ -77,7 +77,11 @@ export class UpstreamClient {
       bodyTimeout: config.timeouts.idleMs,
       keepAliveTimeout: 30_000,
     })
-    this.statusAgent = new Agent({ connect: { timeout: config.timeouts.connectMs }, bodyTimeout: config.timeouts.idleMs, keepAliveTimeout: 30_000 })
+    this.statusAgent = new Agent({
+      connect: { timeout: config.timeouts.connectMs },
+      bodyTimeout: config.timeouts.idleMs,
+      keepAliveTimeout: 30_000,
+    })
   }
 
   get hasKeys(): boolean {
@@ -117,7 +121,14 @@ export class UpstreamClient {
     }
     if (key !== undefined) headers.authorization = `Bearer ${key}`
     const url = `${this.config.statusUrl}/${encodeURIComponent(id)}`
-    return this.statusAgent.request({ origin: new URL(url).origin, path: new URL(url).pathname, method: 'GET', headers, signal, headersTimeout: waitMs + 5_000 })
+    return this.statusAgent.request({
+      origin: new URL(url).origin,
+      path: new URL(url).pathname,
+      method: 'GET',
+      headers,
+      signal,
+      headersTimeout: waitMs + 5_000,
+    })
   }
 
   /** Replaces every stored key, in any encoding, with [redacted], for messages that leave the gateway. */

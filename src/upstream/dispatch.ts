@@ -44,7 +44,18 @@ export interface Dispatched {
 
 export const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504])
 /** Transport failures where the request surely or probably never reached the model. */
-const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_CLOSED',
+])
 
 export class ClientGone extends Error {}
 
@@ -142,7 +153,11 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
   const timeLeft = (client: UpstreamClient) => {
     const left = deadline - o.now()
     if (left > 0) return left
-    throw new GatewayError(504, `Upstream '${client.name}' did not answer in time.`, { type: 'server_error', code: 'upstream_timeout', headers: NO_RETRY })
+    throw new GatewayError(504, `Upstream '${client.name}' did not answer in time.`, {
+      type: 'server_error',
+      code: 'upstream_timeout',
+      headers: NO_RETRY,
+    })
   }
   // Every attempt there may be: each candidate model, its first try and its retries.
   const plan: { resolved: ResolvedModel; attempt: number }[] = []
@@ -170,7 +185,19 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     const headersTimeoutMs = Math.min(client.config.timeouts.headersMs, timeLeft(client))
     const sent = process.hrtime.bigint()
     try {
-      res = await client.request({ path: o.path, method: 'POST', body: o.body(resolved), stream: o.stream, requestId: o.requestId, signal: o.signal, maxBytes: o.maxBytes, headersTimeoutMs }, picked.key)
+      res = await client.request(
+        {
+          path: o.path,
+          method: 'POST',
+          body: o.body(resolved),
+          stream: o.stream,
+          requestId: o.requestId,
+          signal: o.signal,
+          maxBytes: o.maxBytes,
+          headersTimeoutMs,
+        },
+        picked.key,
+      )
     } catch (err) {
       if (o.signal.aborted) throw new ClientGone()
       const code = (err as { code?: string }).code ?? ''
@@ -190,7 +217,10 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
       // entitled to): only a key refused for two models, or a 401, leaves the rotation.
       if (client.refusals.refused(picked.index, resolved.model.name, status)) {
         o.observe?.keyEvent(client.name, 'refused')
-        o.log.error({ upstream: client.name, key: picked.label, upstream_status: status }, `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`)
+        o.log.error(
+          { upstream: client.name, key: picked.label, upstream_status: status },
+          `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`,
+        )
         await pool.refuse(picked.index, o.now()).catch(() => undefined)
       } else {
         o.log.warn(
@@ -211,7 +241,10 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
       await pool.coolDown(picked.index, o.now() + (wait ?? backoffMs(client.config.retryBaseMs * 4, attempt))).catch(() => undefined)
     }
     await res.body.dump().catch(() => undefined)
-    o.log.warn({ upstream: client.name, model: resolved.model.name, attempt, upstream_status: status }, 'upstream answered an error; retrying')
+    o.log.warn(
+      { upstream: client.name, model: resolved.model.name, attempt, upstream_status: status },
+      'upstream answered an error; retrying',
+    )
     // Another key is tried at once; the same one (or a lone key) only after a backoff.
     const otherKey = status === 429 && pool !== undefined && pool.size > 1
     if (sameModelNext && !otherKey) await pause(Math.min(backoffMs(client.config.retryBaseMs, attempt), timeLeft(client)), o.signal)

@@ -114,12 +114,16 @@ export function mapTransportError(upstream: string, err: unknown): GatewayError 
   if (err instanceof GatewayError) return err // (the gateway's own decision, a deadline say)
   const code = (err as { code?: string }).code ?? ''
   if (code === 'TG_ANSWER_TOO_LARGE') {
-    return new GatewayError(502, `Upstream '${upstream}' answered with more than the gateway reads (${(err as { limit: number }).limit} bytes).`, {
-      type: 'server_error',
-      code: 'upstream_answer_too_large',
-      cause: err,
-      headers: NO_RETRY,
-    })
+    return new GatewayError(
+      502,
+      `Upstream '${upstream}' answered with more than the gateway reads (${(err as { limit: number }).limit} bytes).`,
+      {
+        type: 'server_error',
+        code: 'upstream_answer_too_large',
+        cause: err,
+        headers: NO_RETRY,
+      },
+    )
   }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return new GatewayError(504, `Upstream '${upstream}' did not answer in time.`, {

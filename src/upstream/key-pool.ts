@@ -227,11 +227,17 @@ export class FallbackKeyPool implements KeyPool {
   }
 
   pick(now: number): Promise<Pick> {
-    return this.shared(() => this.primary.pick(now), () => this.local.pick(now))
+    return this.shared(
+      () => this.primary.pick(now),
+      () => this.local.pick(now),
+    )
   }
 
   states(now: number): Promise<KeyStates> {
-    return this.shared(() => this.primary.states(now), () => this.local.states(now))
+    return this.shared(
+      () => this.primary.states(now),
+      () => this.local.states(now),
+    )
   }
 
   /** The shared pool's answer while Redis is up and answers; else this instance's own. */

@@ -72,7 +72,11 @@ export class ModelRouter {
     if (!upstream) return null
     // An alias of a model nothing configures sends its target; any other name goes as written.
     const upstreamModel = target ?? requested
-    return { requested, model: { name: upstreamModel.toLowerCase(), upstream: upstream.name, upstreamModel, defaults: {}, fallbacks: [] }, upstream }
+    return {
+      requested,
+      model: { name: upstreamModel.toLowerCase(), upstream: upstream.name, upstreamModel, defaults: {}, fallbacks: [] },
+      upstream,
+    }
   }
 }
 
@@ -111,7 +115,9 @@ const memberTexts = new WeakMap<ModelConfig, Record<string, string>>()
 function memberText(model: ModelConfig): Record<string, string> {
   let texts = memberTexts.get(model)
   if (!texts) {
-    texts = Object.fromEntries(Object.entries(model.defaults).map(([field, value]) => [field, `${JSON.stringify(field)}:${JSON.stringify(value)},`]))
+    texts = Object.fromEntries(
+      Object.entries(model.defaults).map(([field, value]) => [field, `${JSON.stringify(field)}:${JSON.stringify(value)},`]),
+    )
     memberTexts.set(model, texts)
   }
   return texts
@@ -124,7 +130,13 @@ function memberText(model: ModelConfig): Record<string, string> {
  * changes (an alias) or the client's own stream_options must be amended is the body rebuilt from
  * the parsed object.
  */
-export function forwardBody(raw: string | null, body: Record<string, unknown>, resolved: ResolvedModel, useDefaults: boolean, askUsage: boolean): string {
+export function forwardBody(
+  raw: string | null,
+  body: Record<string, unknown>,
+  resolved: ResolvedModel,
+  useDefaults: boolean,
+  askUsage: boolean,
+): string {
   if (raw === null || resolved.model.upstreamModel !== body.model || (askUsage && 'stream_options' in body)) {
     const out = applyDefaults(body, resolved, useDefaults)
     if (askUsage) out.stream_options = { ...(out.stream_options as object | undefined), include_usage: true }

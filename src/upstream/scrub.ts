@@ -19,7 +19,9 @@ function charPattern(ch: string): string {
 
 /** The base64 characters that only the key's own bytes decide, for a key starting `shift` bytes into a longer text. */
 function base64Core(key: Buffer, shift: number): string {
-  const encoded = Buffer.concat([Buffer.alloc(shift), key]).toString('base64').replace(/=+$/, '')
+  const encoded = Buffer.concat([Buffer.alloc(shift), key])
+    .toString('base64')
+    .replace(/=+$/, '')
   const first = Math.ceil((shift * 8) / 6)
   const last = Math.floor(((shift + key.length) * 8) / 6)
   return encoded.slice(first, last)
@@ -42,7 +44,13 @@ export function secretPattern(keys: readonly string[]): { exact: RegExp; caseles
   }
   if (exact.length === 0) return null
   // Percent escapes' hex digits may be either case; the key's own characters may not.
-  return { exact: new RegExp(exact.join('|').replace(/%([0-9a-f]{2})/g, (_m, h: string) => `%(?:${h}|${h.toUpperCase()})`), 'g'), caseless: new RegExp(caseless.join('|'), 'gi') }
+  return {
+    exact: new RegExp(
+      exact.join('|').replace(/%([0-9a-f]{2})/g, (_m, h: string) => `%(?:${h}|${h.toUpperCase()})`),
+      'g',
+    ),
+    caseless: new RegExp(caseless.join('|'), 'gi'),
+  }
 }
 
 /** Replaces every encoding of the keys, and anything shaped like an NVIDIA key, with [redacted]. */

@@ -39,7 +39,6 @@ const SLICE_MS = 5
 // on text with many distinct words (1 MB of random words: 0.9 s, then 6 s); without it, 0.8 s.
 setMergeCacheSize(0)
 
-const isSpace = (c: number) => c <= 0x20
 const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff
 /** The kind of character a pre-tokenized piece is a run of: space, digit, letter (any non-ASCII too), punctuation. */
 function kind(c: number): number {
@@ -157,7 +156,13 @@ export const countText = (text: string): number | Promise<number> => countTexts(
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content
   if (Array.isArray(content)) {
-    return content.map((part) => (typeof part === 'object' && part !== null && typeof (part as { text?: unknown }).text === 'string' ? (part as { text: string }).text : '')).join('')
+    return content
+      .map((part) =>
+        typeof part === 'object' && part !== null && typeof (part as { text?: unknown }).text === 'string'
+          ? (part as { text: string }).text
+          : '',
+      )
+      .join('')
   }
   return ''
 }
@@ -180,7 +185,8 @@ function promptParts(endpoint: string, body: Record<string, unknown>): { texts: 
   let extra = 0
   for (const item of Array.isArray(input) ? input : [input]) {
     if (typeof item === 'string') texts.push(item)
-    else if (typeof item === 'number') extra += 1 // a token id
+    else if (typeof item === 'number')
+      extra += 1 // a token id
     else if (Array.isArray(item)) extra += item.length // a list of token ids
   }
   return { texts, extra }
@@ -197,7 +203,12 @@ export function estimatePromptTokens(endpoint: string, body: Record<string, unkn
  * What to reserve at admission: the prompt plus the most the answer may use, as sent upstream
  * (after defaults), for each of `n` choices.
  */
-export function reservationTokens(endpoint: string, upstreamBody: Record<string, unknown>, promptTokens: number, fallbackCompletion: number): number {
+export function reservationTokens(
+  endpoint: string,
+  upstreamBody: Record<string, unknown>,
+  promptTokens: number,
+  fallbackCompletion: number,
+): number {
   if (endpoint === 'embeddings') return promptTokens
   const max = upstreamBody.max_tokens ?? upstreamBody.max_completion_tokens
   const completion = typeof max === 'number' && max >= 0 ? max : fallbackCompletion

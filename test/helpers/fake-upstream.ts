@@ -27,17 +27,42 @@ export type Behaviour =
   | { kind: 'custom'; answer: (res: ServerResponse, body: Record<string, unknown> | undefined) => void | Promise<void> } // a misbehaving upstream
 
 /** Text with 2-, 3- and 4-byte UTF-8 characters, so slices land inside them. */
-export const STREAM_TEXT =
-  '<think>The user greets me.</think>Héllo wörld! Grüße aus Zürich — 你好，世界 🙂🚀 naïve café ∑ ✓ end.'
+export const STREAM_TEXT = '<think>The user greets me.</think>Héllo wörld! Grüße aus Zürich — 你好，世界 🙂🚀 naïve café ∑ ✓ end.'
 
 export const UPSTREAM_MODELS = ['minimaxai/minimax-m2.1', 'meta/llama-3.1-8b-instruct', 'nvidia/nv-embedqa-e5-v5']
 
 /** Top-level fields NVIDIA's schema accepts for chat; anything else is a 422, as upstream. */
 const CHAT_FIELDS = new Set([
-  'model', 'messages', 'temperature', 'top_p', 'max_tokens', 'stream', 'stream_options', 'stop', 'seed',
-  'frequency_penalty', 'presence_penalty', 'tools', 'tool_choice', 'n', 'response_format', 'user',
+  'model',
+  'messages',
+  'temperature',
+  'top_p',
+  'max_tokens',
+  'stream',
+  'stream_options',
+  'stop',
+  'seed',
+  'frequency_penalty',
+  'presence_penalty',
+  'tools',
+  'tool_choice',
+  'n',
+  'response_format',
+  'user',
 ])
-const COMPLETION_FIELDS = new Set(['model', 'prompt', 'temperature', 'top_p', 'max_tokens', 'stream', 'stream_options', 'stop', 'seed', 'n', 'user'])
+const COMPLETION_FIELDS = new Set([
+  'model',
+  'prompt',
+  'temperature',
+  'top_p',
+  'max_tokens',
+  'stream',
+  'stream_options',
+  'stop',
+  'seed',
+  'n',
+  'user',
+])
 const EMBEDDING_FIELDS = new Set(['model', 'input', 'encoding_format', 'input_type', 'truncate', 'dimensions', 'user'])
 
 /** Slice sizes cycled over when streaming: small and odd, so boundaries fall everywhere. */
@@ -193,12 +218,25 @@ export class FakeUpstream {
     }
 
     if (!body) return this.json(res, 400, { error: 'Expecting value: line 1 column 1 (char 0)' })
-    const allowed = path === '/v1/chat/completions' ? CHAT_FIELDS : path === '/v1/completions' ? COMPLETION_FIELDS : path === '/v1/embeddings' ? EMBEDDING_FIELDS : null
+    const allowed =
+      path === '/v1/chat/completions'
+        ? CHAT_FIELDS
+        : path === '/v1/completions'
+          ? COMPLETION_FIELDS
+          : path === '/v1/embeddings'
+            ? EMBEDDING_FIELDS
+            : null
     if (!allowed) return this.json(res, 404, { status: 404, title: 'Not Found', detail: `Path ${path} not found` })
     const extra = Object.keys(body).find((k) => !allowed.has(k))
     if (extra) return this.json(res, 422, { error: `body -> ${extra}\n  Extra inputs are not permitted (type=extra_forbidden)` })
     if (body.stream_options !== undefined && body.stream !== true) {
-      return this.json(res, 400, { error: { message: "Validation: The 'stream_options' field is only allowed when 'stream' is set to true.", type: 'BadRequestError', code: 400 } })
+      return this.json(res, 400, {
+        error: {
+          message: "Validation: The 'stream_options' field is only allowed when 'stream' is set to true.",
+          type: 'BadRequestError',
+          code: 400,
+        },
+      })
     }
     const model = body.model as string
     if (!UPSTREAM_MODELS.includes(model)) {
@@ -229,8 +267,12 @@ export class FakeUpstream {
     const created = 1_764_460_800
     if (path === '/v1/completions') {
       return this.json(res, 200, {
-        id: 'cmpl-fake', object: 'text_completion', created, model: body.model,
-        choices: [{ index: 0, text, finish_reason: 'stop', logprobs: null, stop_reason: null }], usage,
+        id: 'cmpl-fake',
+        object: 'text_completion',
+        created,
+        model: body.model,
+        choices: [{ index: 0, text, finish_reason: 'stop', logprobs: null, stop_reason: null }],
+        usage,
       })
     }
     const call = this.toolCall(body)
@@ -238,9 +280,13 @@ export class FakeUpstream {
       ? { role: 'assistant', content: null, tool_calls: [call] }
       : { role: 'assistant', content: text, reasoning_content: null, tool_calls: [] }
     this.json(res, 200, {
-      id: 'chatcmpl-fake', object: 'chat.completion', created, model: body.model,
+      id: 'chatcmpl-fake',
+      object: 'chat.completion',
+      created,
+      model: body.model,
       choices: [{ index: 0, message, logprobs: null, finish_reason: call ? 'tool_calls' : 'stop', stop_reason: null }],
-      usage, prompt_logprobs: null,
+      usage,
+      prompt_logprobs: null,
     })
   }
 
@@ -250,7 +296,9 @@ export class FakeUpstream {
       object: 'list',
       model: body.model,
       data: inputs.map((input, index) => ({
-        object: 'embedding', index, embedding: [0.125, -0.5, String(input).length / 100, 0.75],
+        object: 'embedding',
+        index,
+        embedding: [0.125, -0.5, String(input).length / 100, 0.75],
       })),
       usage: { prompt_tokens: inputs.length * 3, total_tokens: inputs.length * 3 },
     })
@@ -265,7 +313,10 @@ export class FakeUpstream {
     const parts = pieces(STREAM_TEXT)
     const events: string[] = []
     const chat = path === '/v1/chat/completions'
-    if (chat) events.push(`data: {${head},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${usageField}}\n\n`)
+    if (chat)
+      events.push(
+        `data: {${head},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${usageField}}\n\n`,
+      )
     parts.forEach((p, i) => {
       const choice = chat
         ? `{"index":0,"delta":{"content":${JSON.stringify(p)}},"logprobs":null,"finish_reason":null,"token_ids":null}`

@@ -35,7 +35,11 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
     ADMIN_TOKEN,
     LOG_LEVEL: 'debug',
     ...(options.upstream
-      ? { NVIDIA_BASE_URL: options.upstream.baseUrl, NVIDIA_STATUS_URL: options.upstream.statusUrl, NVIDIA_API_KEY: options.upstream.apiKeys.join(',') }
+      ? {
+          NVIDIA_BASE_URL: options.upstream.baseUrl,
+          NVIDIA_STATUS_URL: options.upstream.statusUrl,
+          NVIDIA_API_KEY: options.upstream.apiKeys.join(','),
+        }
       : {}),
     ...options.env,
   }

@@ -13,5 +13,7 @@ export function sample(text: string, name: string, labels: Record<string, string
 /** An upstream's key counts by state, as a gateway's /metrics has them. */
 export async function keyStates(url: string, upstream = 'nvidia'): Promise<Record<string, number | undefined>> {
   const text = await (await fetch(`${url}/metrics`)).text()
-  return Object.fromEntries(['available', 'at_budget', 'cooling', 'refused'].map((state) => [state, sample(text, 'tollgate_upstream_keys', { upstream, state })]))
+  return Object.fromEntries(
+    ['available', 'at_budget', 'cooling', 'refused'].map((state) => [state, sample(text, 'tollgate_upstream_keys', { upstream, state })]),
+  )
 }

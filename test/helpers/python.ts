@@ -19,7 +19,9 @@ export async function pythonClients(): Promise<string> {
   const want = createHash('sha256').update(readFileSync(REQUIREMENTS)).digest('hex')
   if (existsSync(python) && existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return python
   await run('python3', ['-m', 'venv', '--clear', VENV])
-  await run(join(VENV, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', '-r', REQUIREMENTS], { maxBuffer: 16 * 1024 * 1024 })
+  await run(join(VENV, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', '-r', REQUIREMENTS], {
+    maxBuffer: 16 * 1024 * 1024,
+  })
   writeFileSync(stamp, want)
   return python
 }

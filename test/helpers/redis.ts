@@ -74,7 +74,7 @@ export async function startRedis(extraArgs: string[] = [], fixedPort?: number): 
       client.disconnect()
       if (child.exitCode !== null || Date.now() > deadline) {
         child.kill('SIGKILL')
-        throw new Error(`redis-server did not start on port ${port}: ${(err as Error).message}`)
+        throw new Error(`redis-server did not start on port ${port}: ${(err as Error).message}`, { cause: err })
       }
       await new Promise((r) => setTimeout(r, 50))
     }
@@ -115,7 +115,9 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     const clients = servers.map((s) => new Redis(s.url))
     const SLOTS = 16_384
     await Promise.all(
-      clients.map((c, i) => c.call('CLUSTER', 'ADDSLOTSRANGE', String(Math.floor((i * SLOTS) / masters)), String(Math.floor(((i + 1) * SLOTS) / masters) - 1))),
+      clients.map((c, i) =>
+        c.call('CLUSTER', 'ADDSLOTSRANGE', String(Math.floor((i * SLOTS) / masters)), String(Math.floor(((i + 1) * SLOTS) / masters) - 1)),
+      ),
     )
     for (const s of servers.slice(1)) await clients[0]!.call('CLUSTER', 'MEET', '127.0.0.1', String(s.port))
     const deadline = Date.now() + 20_000

@@ -27,19 +27,34 @@ const chat = (target: TestGateway, key: string) =>
 
 describe('teams', () => {
   it('creates, reads, lists, patches and deletes a team', async () => {
-    const created = await gw.admin('POST', '/admin/teams', { id: 'research', name: 'Research', limits: { requests_per_minute: 100, tokens_per_day: 1_000_000 } })
+    const created = await gw.admin('POST', '/admin/teams', {
+      id: 'research',
+      name: 'Research',
+      limits: { requests_per_minute: 100, tokens_per_day: 1_000_000 },
+    })
     expect(created.status).toBe(201)
     const team = (await created.json()) as Record<string, unknown>
-    expect(team).toMatchObject({ object: 'team', id: 'research', name: 'Research', limits: { requests_per_minute: 100, tokens_per_day: 1_000_000 } })
+    expect(team).toMatchObject({
+      object: 'team',
+      id: 'research',
+      name: 'Research',
+      limits: { requests_per_minute: 100, tokens_per_day: 1_000_000 },
+    })
 
     expect(await (await gw.admin('GET', '/admin/teams/research')).json()).toMatchObject(team)
     const list = (await (await gw.admin('GET', '/admin/teams')).json()) as { data: { id: string }[] }
     expect(list.data.map((t) => t.id)).toContain('research')
 
-    const patched = await gw.admin('PATCH', '/admin/teams/research', { name: 'R&D', limits: { tokens_per_day: null, concurrent_requests: 4 } })
+    const patched = await gw.admin('PATCH', '/admin/teams/research', {
+      name: 'R&D',
+      limits: { tokens_per_day: null, concurrent_requests: 4 },
+    })
     expect(patched.status).toBe(200)
     expect(await patched.json()).toMatchObject({ name: 'R&D', limits: { requests_per_minute: 100, concurrent_requests: 4 } })
-    expect(((await (await gw.admin('GET', '/admin/teams/research')).json()) as { limits: object }).limits).toEqual({ requests_per_minute: 100, concurrent_requests: 4 })
+    expect(((await (await gw.admin('GET', '/admin/teams/research')).json()) as { limits: object }).limits).toEqual({
+      requests_per_minute: 100,
+      concurrent_requests: 4,
+    })
 
     expect((await gw.admin('DELETE', '/admin/teams/research')).status).toBe(204)
     expect((await gw.admin('GET', '/admin/teams/research')).status).toBe(404)
@@ -86,9 +101,15 @@ describe('teams', () => {
   })
 
   it('keeps per-model limits, patches them, and shows each limit with its use', async () => {
-    const created = await gw.admin('POST', '/admin/teams', { id: 'models', limits: { tokens_per_day: 1000 }, model_limits: { 'a/b': { requests_per_minute: 5 } } })
+    const created = await gw.admin('POST', '/admin/teams', {
+      id: 'models',
+      limits: { tokens_per_day: 1000 },
+      model_limits: { 'a/b': { requests_per_minute: 5 } },
+    })
     expect(created.status).toBe(201)
-    await gw.admin('PATCH', '/admin/teams/models', { model_limits: { 'a/b': { concurrent_requests: 1 }, 'c/d': { tokens_per_minute: 10 } } })
+    await gw.admin('PATCH', '/admin/teams/models', {
+      model_limits: { 'a/b': { concurrent_requests: 1 }, 'c/d': { tokens_per_minute: 10 } },
+    })
     const team = (await (await gw.admin('GET', '/admin/teams/models')).json()) as Record<string, unknown>
     expect(team.model_limits).toEqual({ 'a/b': { requests_per_minute: 5, concurrent_requests: 1 }, 'c/d': { tokens_per_minute: 10 } })
     expect(team.quota).toEqual({
@@ -99,7 +120,9 @@ describe('teams', () => {
       },
     })
     await gw.admin('PATCH', '/admin/teams/models', { model_limits: { 'a/b': null } })
-    expect(((await (await gw.admin('GET', '/admin/teams/models')).json()) as { model_limits: object }).model_limits).toEqual({ 'c/d': { tokens_per_minute: 10 } })
+    expect(((await (await gw.admin('GET', '/admin/teams/models')).json()) as { model_limits: object }).model_limits).toEqual({
+      'c/d': { tokens_per_minute: 10 },
+    })
   })
 
   it('refuses a bad patch, changing nothing', async () => {
@@ -119,7 +142,20 @@ describe('keys', () => {
     const res = await gw.admin('POST', '/admin/teams/ml/keys', { name: 'laptop', expires_at: '2099-01-01T00:00:00Z' })
     expect(res.status).toBe(201)
     const created = (await res.json()) as Record<string, string>
-    expect(Object.keys(created).sort()).toEqual(['created_at', 'expires_at', 'hint', 'id', 'key', 'last_used_at', 'limits', 'name', 'object', 'replaced_by', 'revoked_at', 'team'])
+    expect(Object.keys(created).sort()).toEqual([
+      'created_at',
+      'expires_at',
+      'hint',
+      'id',
+      'key',
+      'last_used_at',
+      'limits',
+      'name',
+      'object',
+      'replaced_by',
+      'revoked_at',
+      'team',
+    ])
     expect(created.key).toMatch(/^tg-[A-Za-z0-9]{43}$/)
     expect(created).toMatchObject({ team: 'ml', name: 'laptop', expires_at: '2099-01-01T00:00:00.000Z' })
 
@@ -154,7 +190,11 @@ describe('keys', () => {
     expect(((await bad.json()) as Envelope).error.param).toBe('limits.concurrent_requests')
     expect(((await (await gw.admin('GET', '/admin/teams/keyed/keys')).json()) as { data: unknown[] }).data).toHaveLength(0)
 
-    const created = (await (await gw.admin('POST', '/admin/teams/keyed/keys', { limits: { requests_per_minute: 1 } })).json()) as { id: string; key: string; limits: object }
+    const created = (await (await gw.admin('POST', '/admin/teams/keyed/keys', { limits: { requests_per_minute: 1 } })).json()) as {
+      id: string
+      key: string
+      limits: object
+    }
     expect(created.limits).toEqual({ requests_per_minute: 1 })
     expect((await chat(gw, created.key)).status).toBe(200)
     const limited = await chat(gw, created.key)
@@ -166,7 +206,9 @@ describe('keys', () => {
     expect((await chat(gw, created.key)).status).toBe(200)
     const badPatch = await gw.admin('PATCH', `/admin/keys/${created.id}`, { limits: { tokens_per_day: -1 } })
     expect(badPatch.status).toBe(400)
-    expect(((await (await gw.admin('GET', `/admin/keys/${created.id}`)).json()) as { limits: object }).limits).toEqual({ tokens_per_day: 100_000 })
+    expect(((await (await gw.admin('GET', `/admin/keys/${created.id}`)).json()) as { limits: object }).limits).toEqual({
+      tokens_per_day: 100_000,
+    })
   })
 
   it('refuses a key for a missing team with a 404', async () => {
@@ -179,7 +221,9 @@ describe('keys', () => {
     let now = Date.parse('2026-06-01T00:00:00Z')
     await withGateway({ upstream, now: () => now }, async (clocked) => {
       await clocked.admin('POST', '/admin/teams', { id: 'ml' })
-      const created = (await (await clocked.admin('POST', '/admin/teams/ml/keys', { expires_at: '2026-06-02T00:00:00Z' })).json()) as { key: string }
+      const created = (await (await clocked.admin('POST', '/admin/teams/ml/keys', { expires_at: '2026-06-02T00:00:00Z' })).json()) as {
+        key: string
+      }
       expect((await chat(clocked, created.key)).status).toBe(200)
       now = Date.parse('2026-06-02T00:00:01Z')
       const res = await chat(clocked, created.key)
@@ -228,7 +272,12 @@ describe('several instances on one Redis', () => {
     const own = await startRedis()
     await withGateway({ upstream, env: { REDIS_URL: own.url, REDIS_FAILURE_MODE: mode } }, async (other) => {
       expect(await (await fetch(other.url + '/readyz')).json()).toEqual({
-        status: 'ready', store: 'redis', redis: 'up', failure_mode: mode, usage_buffer: { waiting: 0, dropped: 0 }, audit_buffer: { waiting: 0, dropped: 0 },
+        status: 'ready',
+        store: 'redis',
+        redis: 'up',
+        failure_mode: mode,
+        usage_buffer: { waiting: 0, dropped: 0 },
+        audit_buffer: { waiting: 0, dropped: 0 },
       })
       await own.stop()
       const res = await fetch(other.url + '/readyz')
@@ -269,10 +318,18 @@ describe('key rotation and last use', () => {
     let now = Date.parse('2026-07-01T00:00:00Z')
     await withGateway({ upstream, env: { REDIS_URL: redis.url }, now: () => now }, async (clocked) => {
       await clocked.admin('POST', '/admin/teams', { id: 'rotating' })
-      const old = (await (await clocked.admin('POST', '/admin/teams/rotating/keys', { name: 'ci', limits: { concurrent_requests: 3 } })).json()) as { id: string; key: string }
+      const old = (await (
+        await clocked.admin('POST', '/admin/teams/rotating/keys', { name: 'ci', limits: { concurrent_requests: 3 } })
+      ).json()) as { id: string; key: string }
       const res = await clocked.admin('POST', `/admin/keys/${old.id}/rotate`, { grace_seconds: 3600 })
       expect(res.status).toBe(201)
-      const fresh = (await res.json()) as { id: string; key: string; name: string; limits: object; replaces: { id: string; expires_at: string; replaced_by: string } }
+      const fresh = (await res.json()) as {
+        id: string
+        key: string
+        name: string
+        limits: object
+        replaces: { id: string; expires_at: string; replaced_by: string }
+      }
       expect(fresh).toMatchObject({ name: 'ci', limits: { concurrent_requests: 3 } })
       expect(fresh.key).not.toBe(old.key)
       expect(fresh.replaces).toMatchObject({ id: old.id, expires_at: '2026-07-01T01:00:00.000Z', replaced_by: fresh.id })
@@ -290,12 +347,15 @@ describe('key rotation and last use', () => {
 
   it('the default grace period comes from the config', async () => {
     const now = Date.parse('2026-07-01T00:00:00Z')
-    await withGateway({ upstream, now: () => now, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': 'keys:\n  rotation_grace_seconds: 60\n' } }, async (other) => {
-      await other.admin('POST', '/admin/teams', { id: 'graceful' })
-      const old = (await (await other.admin('POST', '/admin/teams/graceful/keys', {})).json()) as { id: string }
-      const fresh = (await (await other.admin('POST', `/admin/keys/${old.id}/rotate`, {})).json()) as { replaces: { expires_at: string } }
-      expect(fresh.replaces.expires_at).toBe('2026-07-01T00:01:00.000Z')
-    })
+    await withGateway(
+      { upstream, now: () => now, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': 'keys:\n  rotation_grace_seconds: 60\n' } },
+      async (other) => {
+        await other.admin('POST', '/admin/teams', { id: 'graceful' })
+        const old = (await (await other.admin('POST', '/admin/teams/graceful/keys', {})).json()) as { id: string }
+        const fresh = (await (await other.admin('POST', `/admin/keys/${old.id}/rotate`, {})).json()) as { replaces: { expires_at: string } }
+        expect(fresh.replaces.expires_at).toBe('2026-07-01T00:01:00.000Z')
+      },
+    )
   })
 
   it('last_used_at is written in batches, not on every request', async () => {

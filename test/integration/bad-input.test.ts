@@ -18,7 +18,12 @@ afterAll(async () => {
 })
 
 async function send(path: string, body: string | Buffer, headers: Record<string, string> = {}) {
-  const res = await rawRequest(gw.url + path, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers }, body)
+  const res = await rawRequest(
+    gw.url + path,
+    'POST',
+    { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+    body,
+  )
   return { status: res.status, headers: res.headers, data: JSON.parse(res.body.toString('utf8')) as Envelope }
 }
 
@@ -44,14 +49,26 @@ describe('bad bodies are refused before anything goes upstream', () => {
     ['stream not a boolean', withChat('"stream":"yes"'), 400, 'invalid_type', 'stream'],
     ['stream_options without stream', withChat('"stream_options":{"include_usage":true}'), 400, 'invalid_value', 'stream_options'],
     ['a __proto__ key', '{"__proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
-    ['a __proto__ key written with escapes', '{"\\u005f_proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
+    [
+      'a __proto__ key written with escapes',
+      '{"\\u005f_proto__":{"x":1},"model":"m","messages":[{"role":"user","content":"hi"}]}',
+      400,
+      'invalid_json',
+      null,
+    ],
     ['max_tokens as a string', withChat('"max_tokens":"100"'), 400, 'invalid_type', 'max_tokens'],
     ['max_tokens a fraction', withChat('"max_tokens":1.5'), 400, 'invalid_type', 'max_tokens'],
     ['max_tokens 0', withChat('"max_tokens":0'), 400, 'integer_below_min_value', 'max_tokens'],
     ['max_tokens 1e300', withChat('"max_tokens":1e300'), 400, 'integer_above_max_value', 'max_tokens'],
     ['max_completion_tokens negative', withChat('"max_completion_tokens":-1'), 400, 'integer_below_min_value', 'max_completion_tokens'],
     ['n above 128', withChat('"n":129'), 400, 'integer_above_max_value', 'n'],
-    ['a constructor.prototype key', '{"constructor":{"prototype":{"x":1}},"model":"m","messages":[{"role":"user","content":"hi"}]}', 400, 'invalid_json', null],
+    [
+      'a constructor.prototype key',
+      '{"constructor":{"prototype":{"x":1}},"model":"m","messages":[{"role":"user","content":"hi"}]}',
+      400,
+      'invalid_json',
+      null,
+    ],
   ])('%s is refused', async (_label, body, status, code, param) => {
     const before = upstream.requests.length
     const { status: got, data } = await send('/v1/chat/completions', body)
@@ -79,7 +96,9 @@ describe('bad bodies are refused before anything goes upstream', () => {
 
   it('says what is wrong with a count, on completions too, and lets null and good counts through', async () => {
     const huge = await send('/v1/chat/completions', withChat('"max_tokens":1e400'))
-    expect(huge.data.error.message).toBe("Invalid 'max_tokens': integer above maximum value. Expected a value <= 2147483647, but got Infinity instead.")
+    expect(huge.data.error.message).toBe(
+      "Invalid 'max_tokens': integer above maximum value. Expected a value <= 2147483647, but got Infinity instead.",
+    )
     const list = await send('/v1/completions', '{"model":"meta/llama-3.1-8b-instruct","prompt":"hi","n":[2]}')
     expect(list.status).toBe(400)
     expect(list.data.error.message).toBe("Invalid type for 'n': expected an integer, but got an array instead.")
@@ -91,7 +110,11 @@ describe('bad bodies are refused before anything goes upstream', () => {
     // A legacy completion may ask for no tokens at all (with echo, to score its prompt); not below.
     expect((await send('/v1/completions', '{"model":"meta/llama-3.1-8b-instruct","prompt":"hi","max_tokens":0}')).status).toBe(200)
     const below = await send('/v1/completions', '{"model":"meta/llama-3.1-8b-instruct","prompt":"hi","max_tokens":-1}')
-    expect(below.data.error).toMatchObject({ code: 'integer_below_min_value', param: 'max_tokens', message: expect.stringContaining('>= 0') })
+    expect(below.data.error).toMatchObject({
+      code: 'integer_below_min_value',
+      param: 'max_tokens',
+      message: expect.stringContaining('>= 0'),
+    })
     expect(upstream.requests.length).toBe(before + 3)
   })
 
@@ -109,15 +132,24 @@ describe('bad bodies are refused before anything goes upstream', () => {
   })
 
   it('reads a body sent as form-encoded (curl -d without a content type) as JSON', async () => {
-    const res = await rawRequest(gw.url + '/v1/chat/completions', 'POST',
+    const res = await rawRequest(
+      gw.url + '/v1/chat/completions',
+      'POST',
       { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' },
-      JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }))
+      JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }),
+    )
     expect(res.status).toBe(200)
   })
 
   it('passes on a prompt that only mentions the words a poisoned body uses, and \\u escapes, decoded', async () => {
-    const body = '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"the constructor of __proto__ in caf\\u00e9"}]}'
-    const res = await rawRequest(gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body)
+    const body =
+      '{"model":"meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"the constructor of __proto__ in caf\\u00e9"}]}'
+    const res = await rawRequest(
+      gw.url + '/v1/chat/completions',
+      'POST',
+      { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body,
+    )
     expect(res.status).toBe(200)
     const sent = upstream.requests.at(-1)!.body as { messages: { content: string }[] }
     expect(sent.messages[0]!.content).toBe('the constructor of __proto__ in café')
@@ -174,24 +206,28 @@ describe('client authentication', () => {
 
 describe('failed authentications', () => {
   it('are limited per client IP: past the limit a key not yet in use waits, even a correct one; keys in use go on', async () => {
-    await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': 'quotas:\n  auth_failures_per_minute: 3\n' } }, async (other) => {
-      const good = (await other.createKey()).key
-      const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] })
-      const bad = { authorization: `Bearer tg-${'B'.repeat(43)}` }
-      // Successes do not count.
-      for (let i = 0; i < 5; i++) expect((await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)).status).toBe(200)
-      const statuses = []
-      for (let i = 0; i < 5; i++) statuses.push((await rawRequest(other.url + '/v1/chat/completions', 'POST', bad, body)).status)
-      expect(statuses).toEqual([401, 401, 401, 429, 429])
-      // A correct key this instance has not seen gets nothing past the limit, so guessing gains nothing.
-      const fresh = (await other.createKey('other-team')).key
-      const blocked = await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${fresh}` }, body)
-      expect(blocked.status).toBe(429)
-      // A key already in use from this address is not what is being guessed: it goes on.
-      expect((await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)).status).toBe(200)
-      expect(JSON.parse(blocked.body.toString()).error.code).toBe('auth_rate_limited')
-      expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0)
-    })
+    await withGateway(
+      { upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': 'quotas:\n  auth_failures_per_minute: 3\n' } },
+      async (other) => {
+        const good = (await other.createKey()).key
+        const body = JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] })
+        const bad = { authorization: `Bearer tg-${'B'.repeat(43)}` }
+        // Successes do not count.
+        for (let i = 0; i < 5; i++)
+          expect((await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)).status).toBe(200)
+        const statuses = []
+        for (let i = 0; i < 5; i++) statuses.push((await rawRequest(other.url + '/v1/chat/completions', 'POST', bad, body)).status)
+        expect(statuses).toEqual([401, 401, 401, 429, 429])
+        // A correct key this instance has not seen gets nothing past the limit, so guessing gains nothing.
+        const fresh = (await other.createKey('other-team')).key
+        const blocked = await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${fresh}` }, body)
+        expect(blocked.status).toBe(429)
+        // A key already in use from this address is not what is being guessed: it goes on.
+        expect((await rawRequest(other.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${good}` }, body)).status).toBe(200)
+        expect(JSON.parse(blocked.body.toString()).error.code).toBe('auth_rate_limited')
+        expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0)
+      },
+    )
   })
 })
 

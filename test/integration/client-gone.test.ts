@@ -41,7 +41,9 @@ describe('a client gone during admission', () => {
     })
 
   const inFlight = async () => {
-    const team = (await (await gw.admin('GET', '/admin/teams/gone')).json()) as { quota: { team: { concurrent_requests: { in_flight?: number; used: number } } } }
+    const team = (await (await gw.admin('GET', '/admin/teams/gone')).json()) as {
+      quota: { team: { concurrent_requests: { in_flight?: number; used: number } } }
+    }
     return team.quota.team.concurrent_requests
   }
 
@@ -64,7 +66,10 @@ describe('a client gone during admission', () => {
     controller.abort()
     expect(await pending).toBeInstanceOf(Error)
     // The gateway sees the client leave while the admission still waits.
-    await waitFor(() => gw.logLines().some((l) => l.msg === 'request' && l.aborted === true && l.team === 'gone'), 'the aborted request to be logged')
+    await waitFor(
+      () => gw.logLines().some((l) => l.msg === 'request' && l.aborted === true && l.team === 'gone'),
+      'the aborted request to be logged',
+    )
     redis.process.kill('SIGCONT')
 
     await waitFor(async () => (await inFlight()).used === 0, 'the slot to come back')

@@ -60,7 +60,9 @@ describe('openai (Node)', () => {
     const completion = await client.chat.completions.create({
       model: MINIMAX,
       messages: [{ role: 'user', content: 'Weather in Zürich?' }],
-      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+      tools: [
+        { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } },
+      ],
     })
     const call = completion.choices[0]!.message.tool_calls![0]!
     expect(call.type === 'function' && call.function.name).toBe('get_weather')
@@ -100,7 +102,11 @@ describe('openai (Node)', () => {
     const badRequest = client.chat.completions.create({ model: MINIMAX, messages: [] })
     await expect(badRequest).rejects.toMatchObject({ status: 400, code: 'invalid_type', param: 'messages' })
 
-    upstream.enqueue({ kind: 'error', status: 422, body: '{"error":"body -> foo\\n  Extra inputs are not permitted (type=extra_forbidden)"}' })
+    upstream.enqueue({
+      kind: 'error',
+      status: 422,
+      body: '{"error":"body -> foo\\n  Extra inputs are not permitted (type=extra_forbidden)"}',
+    })
     const unprocessable = client.chat.completions.create({ model: MINIMAX, messages: [{ role: 'user', content: 'x' }] })
     await expect(unprocessable).rejects.toBeInstanceOf(OpenAI.UnprocessableEntityError)
     await expect(unprocessable).rejects.toThrow(/Extra inputs are not permitted/)

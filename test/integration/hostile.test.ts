@@ -72,18 +72,38 @@ describe('a prompt that is costly to count', () => {
     // The gateway as its own process, so this test's requests are not held up with it.
     const port = await freePort()
     const url = `http://127.0.0.1:${port}`
-    const server = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    const server = startServer({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ADMIN_TOKEN,
+      NVIDIA_BASE_URL: upstream.baseUrl,
+      NVIDIA_API_KEY: upstream.apiKeys[0]!,
+    })
     try {
       await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => null))?.status === 200, 'the gateway to start', 20_000)
       const admin = (path: string, body: unknown) =>
-        fetch(url + path, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        fetch(url + path, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })
       // A token limit: the prompt is counted for a reservation before the call.
       expect((await admin('/admin/teams', { id: 'costly', limits: { tokens_per_minute: 100_000_000 } })).status).toBe(201)
       const { key } = (await (await admin('/admin/teams/costly/keys', {})).json()) as { key: string }
       const before = upstream.requests.length
       const release = upstream.hold()
-      const body = { model: LLAMA, messages: [{ role: 'user', content: 'x'.repeat(200_000) }, { role: 'user', content: randomWords(4_000_000) }] }
-      const big = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      const body = {
+        model: LLAMA,
+        messages: [
+          { role: 'user', content: 'x'.repeat(200_000) },
+          { role: 'user', content: randomWords(4_000_000) },
+        ],
+      }
+      const big = fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
       // /healthz, one after another, until the big request has been counted and sent upstream.
       // Counting it all on the event loop once held every request for 15 to 22 s: none answered.
       let answered = 0
@@ -114,7 +134,11 @@ describe('nonsense usage from the upstream', () => {
         expect(whole.status).toBe(200)
         expect(await whole.text()).toBe(json)
 
-        const stream = sse([chunk({ role: 'assistant', content: 'hello there' }), `{"id":"c","object":"chat.completion.chunk","created":1,"model":"${LLAMA}","choices":[],"usage":${usage}}`, '[DONE]'])
+        const stream = sse([
+          chunk({ role: 'assistant', content: 'hello there' }),
+          `{"id":"c","object":"chat.completion.chunk","created":1,"model":"${LLAMA}","choices":[],"usage":${usage}}`,
+          '[DONE]',
+        ])
         upstream.enqueue({ kind: 'custom', answer: (res) => void res.writeHead(200, { 'content-type': 'text/event-stream' }).end(stream) })
         const streamed = await post(gw, key, { model: LLAMA, messages, stream: true, stream_options: { include_usage: true } })
         expect(streamed.status).toBe(200)
@@ -126,7 +150,10 @@ describe('nonsense usage from the upstream', () => {
       const row = (await usageOf(gw, 'nonsense'))!
       expect(row.estimated_requests).toBe(2 * values.length)
       expect(row.prompt_tokens).toBeGreaterThan(0)
-      await waitFor(() => gw.logLines().filter((l) => l.level === 40 && String(l.msg).includes('usage that is not')).length === 2 * values.length, 'a warning for each')
+      await waitFor(
+        () => gw.logLines().filter((l) => l.level === 40 && String(l.msg).includes('usage that is not')).length === 2 * values.length,
+        'a warning for each',
+      )
       const text = await (await fetch(`${gw.url}/metrics`)).text()
       expect(sample(text, 'tollgate_tokens_total', { team: 'nonsense', kind: 'prompt' })).toBeGreaterThan(0)
     })
@@ -164,7 +191,7 @@ describe('an upstream stream without end', () => {
       const stream = await client.chat.completions.create({ model: LLAMA, messages, stream: true })
       const { text, failure } = await readStream(stream)
       expect(failure).toBeInstanceOf(APIError)
-      expect((failure as APIError).message).toContain("limit of 262144 bytes")
+      expect((failure as APIError).message).toContain('limit of 262144 bytes')
       expect(text.startsWith('and on and on')).toBe(true)
       await waitFor(() => upstream.closedEarly === closedBefore + 1, 'the upstream stream to be let go')
       await waitFor(async () => (await usageOf(gw, 'endless'))?.requests === 1, 'the stream to settle')
@@ -184,7 +211,12 @@ describe('an upstream stream without end', () => {
       const text = await res.text()
       const last = text.trimEnd().split('\n\n').at(-1)!
       expect(JSON.parse(last.slice('data: '.length))).toEqual({
-        error: { message: "The upstream's stream ran past the gateway's limit of 1s and was ended.", type: 'server_error', param: null, code: 'stream_too_long' },
+        error: {
+          message: "The upstream's stream ran past the gateway's limit of 1s and was ended.",
+          type: 'server_error',
+          param: null,
+          code: 'stream_too_long',
+        },
       })
       await waitFor(async () => (await usageOf(gw, 'forever'))?.estimated_requests === 1, 'the stream to settle')
     })
@@ -213,7 +245,7 @@ describe('an upstream stream without end', () => {
     })
   })
 
-  it('a whole answer past the read limit is a 502 in OpenAI\'s envelope, not read to its end', async () => {
+  it("a whole answer past the read limit is a 502 in OpenAI's envelope, not read to its end", async () => {
     await withGateway({ upstream, env: { ANSWER_MAX_BYTES: String(1024 * 1024), NVIDIA_RETRIES: '0' } }, async (gw) => {
       const key = await teamKey(gw, 'huge-answer')
       const written = { bytes: 0 }
@@ -271,21 +303,33 @@ describe('connections that send nothing, or too little', () => {
     expect(sockets.every((s) => s.destroyed)).toBe(true)
   })
 
-  it('a body trickled a byte at a time gets a 408 in OpenAI\'s envelope, and its connection closed', async () => {
+  it("a body trickled a byte at a time gets a 408 in OpenAI's envelope, and its connection closed", async () => {
     const socket = await open()
     const answer = answerOf(socket)
-    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`)
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`,
+    )
     const trickle = setInterval(() => socket.writable && socket.write(' '), 200)
     const text = await answer
     clearInterval(trickle)
     expect(text.startsWith('HTTP/1.1 408 ')).toBe(true)
     expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toEqual({
-      error: { message: 'The request did not arrive in time; the connection is closed.', type: 'invalid_request_error', param: null, code: 'request_timeout' },
+      error: {
+        message: 'The request did not arrive in time; the connection is closed.',
+        type: 'invalid_request_error',
+        param: null,
+        code: 'request_timeout',
+      },
     })
   })
 
-  it('headers larger than the parser takes get a 431 in OpenAI\'s envelope, not Fastify\'s', async () => {
-    const res = await rawRequest(`${gw.url}/v1/chat/completions`, 'POST', { authorization: `Bearer ${key}`, 'x-filler': 'f'.repeat(20 * 1024) }, '{}')
+  it("headers larger than the parser takes get a 431 in OpenAI's envelope, not Fastify's", async () => {
+    const res = await rawRequest(
+      `${gw.url}/v1/chat/completions`,
+      'POST',
+      { authorization: `Bearer ${key}`, 'x-filler': 'f'.repeat(20 * 1024) },
+      '{}',
+    )
     expect(res.status).toBe(431)
     expect(JSON.parse(res.body.toString()).error).toMatchObject({ type: 'invalid_request_error', code: 'headers_too_large' })
   })
@@ -314,7 +358,7 @@ describe('an upstream that fails after its headers, before its first event', () 
     ['a stream that dies', true, 'die', 502, 'upstream_unreachable'],
     ['a stream that stalls', true, 'stall', 504, 'upstream_timeout'],
     ['an event stream answering a request for JSON, that dies', false, 'die', 502, 'upstream_unreachable'],
-  ] as const)('%s: the client gets its 502 or 504 in OpenAI\'s envelope', async (_label, stream, then, status, code) => {
+  ] as const)("%s: the client gets its 502 or 504 in OpenAI's envelope", async (_label, stream, then, status, code) => {
     upstream.enqueue(headersThen(then))
     const res = await post(gw, key, { model: LLAMA, messages, stream })
     expect(res.status).toBe(status)
@@ -344,13 +388,24 @@ describe('an upstream that fails after its headers, before its first event', () 
 })
 
 describe('what the upstream writes about its keys', () => {
-  it("is never passed on: a retry-after holding the key is dropped, a readable one rewritten, and every encoding of the key in an error body scrubbed", async () => {
+  it('is never passed on: a retry-after holding the key is dropped, a readable one rewritten, and every encoding of the key in an error body scrubbed', async () => {
     const secret = upstream.apiKeys[0]!
     await withGateway({ upstream, env: { NVIDIA_RETRIES: '0' } }, async (gw) => {
       const key = await teamKey(gw, 'leaks')
-      const echoes = [secret, encodeURIComponent(secret).replace(/-/g, '%2D'), Buffer.from(`Bearer ${secret}`).toString('base64'), Buffer.from(secret).toString('hex')]
+      const echoes = [
+        secret,
+        encodeURIComponent(secret).replace(/-/g, '%2D'),
+        Buffer.from(`Bearer ${secret}`).toString('base64'),
+        Buffer.from(secret).toString('hex'),
+      ]
       const body = JSON.stringify({ status: 429, title: 'Too Many Requests', detail: `key ${echoes.join(' / ')} is over its limit` })
-      upstream.enqueue({ kind: 'error', status: 429, body, headers: { 'retry-after': secret }, contentType: `application/json; key=${secret}` })
+      upstream.enqueue({
+        kind: 'error',
+        status: 429,
+        body,
+        headers: { 'retry-after': secret },
+        contentType: `application/json; key=${secret}`,
+      })
       const leaked = await post(gw, key, { model: LLAMA, messages })
       expect(leaked.status).toBe(429)
       const text = await leaked.text()
@@ -363,7 +418,12 @@ describe('what the upstream writes about its keys', () => {
       expect(leaked.headers.get('content-type')).toBe('application/json; charset=utf-8')
       expect(text).toContain('[redacted]')
 
-      upstream.enqueue({ kind: 'error', status: 429, body: '{"status":429,"title":"Too Many Requests"}', headers: { 'retry-after': new Date(Date.now() + 30_000).toUTCString() } })
+      upstream.enqueue({
+        kind: 'error',
+        status: 429,
+        body: '{"status":429,"title":"Too Many Requests"}',
+        headers: { 'retry-after': new Date(Date.now() + 30_000).toUTCString() },
+      })
       const dated = await post(gw, key, { model: LLAMA, messages })
       expect(Number(dated.headers.get('retry-after'))).toBeGreaterThanOrEqual(29)
       expect(Number(dated.headers.get('retry-after'))).toBeLessThanOrEqual(31)
@@ -378,10 +438,21 @@ describe('model names', () => {
       for (let i = 0; i < 2; i++) expect((await post(gw, key, { model: MINIMAX, messages })).status).toBe(200)
       expect((await post(gw, key, { model: MINIMAX, messages })).status).toBe(429)
       expect((await post(gw, key, { model: 'MinimaxAI/MiniMax-M2.1', messages })).status).toBe(429)
-      for (const model of ['minimaxai/minimax-m2.1 ', ' minimaxai/minimax-m2.1', 'minimaxai//minimax-m2.1', 'minimaxai/minimax-m2.1/', 'minimaxai/mini\u0000max', 'minimaxai/mini\u200bmax-m2.1']) {
+      for (const model of [
+        'minimaxai/minimax-m2.1 ',
+        ' minimaxai/minimax-m2.1',
+        'minimaxai//minimax-m2.1',
+        'minimaxai/minimax-m2.1/',
+        'minimaxai/mini\u0000max',
+        'minimaxai/mini\u200bmax-m2.1',
+      ]) {
         const res = await post(gw, key, { model, messages })
         expect({ model, status: res.status }).toEqual({ model, status: 400 })
-        expect(((await res.json()) as Envelope).error).toMatchObject({ type: 'invalid_request_error', param: 'model', code: 'invalid_model' })
+        expect(((await res.json()) as Envelope).error).toMatchObject({
+          type: 'invalid_request_error',
+          param: 'model',
+          code: 'invalid_model',
+        })
       }
       // Another spelling gets the model's defaults and goes upstream by its configured name.
       const other = await teamKey(gw, 'spelling-2')
@@ -393,10 +464,15 @@ describe('model names', () => {
   it('1,000 made-up model names that an upstream answers make a bounded set of metrics labels', async () => {
     await withGateway({ upstream }, async (gw) => {
       const key = await teamKey(gw, 'labels')
-      const answer = (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
+      const answer = (res: ServerResponse) =>
+        void res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end('{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
       for (let batch = 0; batch < 20; batch++) {
         for (let i = 0; i < 50; i++) upstream.enqueue({ kind: 'custom', answer })
-        const statuses = await Promise.all(Array.from({ length: 50 }, async (_, i) => (await post(gw, key, { model: `made-up/model-${batch}-${i}`, messages })).status))
+        const statuses = await Promise.all(
+          Array.from({ length: 50 }, async (_, i) => (await post(gw, key, { model: `made-up/model-${batch}-${i}`, messages })).status),
+        )
         expect(statuses.every((s) => s === 200)).toBe(true)
       }
       const text = await (await fetch(`${gw.url}/metrics`)).text()
@@ -448,7 +524,12 @@ describe('failed authentications', () => {
       const statuses = []
       for (let i = 0; i < 5; i++) {
         // What a proxy in front sends: the client's own header, then the address it saw.
-        const res = await post(gw, `tg-${'B'.repeat(43)}`, { model: LLAMA, messages }, { 'x-forwarded-for': `198.51.100.${i}, 203.0.113.7` })
+        const res = await post(
+          gw,
+          `tg-${'B'.repeat(43)}`,
+          { model: LLAMA, messages },
+          { 'x-forwarded-for': `198.51.100.${i}, 203.0.113.7` },
+        )
         statuses.push(res.status)
       }
       expect(statuses).toEqual([401, 401, 401, 429, 429])
@@ -462,7 +543,11 @@ describe('an upstream 403', () => {
     try {
       await withGateway({ upstream: three }, async (gw) => {
         const key = await teamKey(gw, 'entitled')
-        const refuse = { kind: 'error' as const, status: 403, body: '{"status":403,"title":"Forbidden","detail":"Not entitled to this function"}' }
+        const refuse = {
+          kind: 'error' as const,
+          status: 403,
+          body: '{"status":403,"title":"Forbidden","detail":"Not entitled to this function"}',
+        }
         for (let i = 0; i < 3; i++) {
           three.enqueue(refuse, refuse, refuse)
           expect((await post(gw, key, { model: LLAMA, messages })).status).toBe(502)

@@ -43,7 +43,9 @@ describe('secrets', () => {
     const refused = await record(await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body }))
     expect(refused.status).toBe(502)
     await record(await fetch(`${gw.url}/v1/models`, { headers }))
-    await record(await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers, authorization: `Bearer ${key}x` }, body }))
+    await record(
+      await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers, authorization: `Bearer ${key}x` }, body }),
+    )
     await record(await fetch(`${gw.url}/admin/teams`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}x` } }))
     await record(await gw.admin('GET', '/admin/teams/ml/keys'))
     await client.chat.completions.create({ model: 'minimaxai/minimax-m2.1', messages: [{ role: 'user', content: 'hi' }] })

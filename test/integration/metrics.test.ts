@@ -51,7 +51,10 @@ describe('observability', () => {
     const refused = await chat()
     expect(refused.status).toBe(429)
     await refused.text()
-    await waitFor(async () => sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', { team: 'observed' }) === 3, 'the counters')
+    await waitFor(
+      async () => sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', { team: 'observed' }) === 3,
+      'the counters',
+    )
     const res = await fetch(`${gw.url}/metrics`)
     expect(res.headers.get('content-type')).toContain('text/plain')
     const text = await res.text()
@@ -65,7 +68,9 @@ describe('observability', () => {
     expect(sample(text, 'tollgate_upstream_latency_seconds_count', { upstream: 'nvidia', status: '200' })).toBe(3)
     expect(sample(text, 'tollgate_gateway_overhead_seconds_count', { endpoint: 'chat' })).toBe(3)
     // Histograms in Prometheus's form: cumulative buckets ending in +Inf = count, and a sum.
-    const buckets = text.split('\n').filter((l) => l.startsWith('tollgate_request_duration_seconds_bucket{') && l.includes('stream="false"'))
+    const buckets = text
+      .split('\n')
+      .filter((l) => l.startsWith('tollgate_request_duration_seconds_bucket{') && l.includes('stream="false"'))
     expect(buckets[0]).toMatch(/^tollgate_request_duration_seconds_bucket\{le="0\.0005",endpoint="chat",stream="false"\} \d+$/)
     const counts = buckets.map((l) => Number(l.split(' ').at(-1)))
     expect(counts).toEqual([...counts].sort((a, b) => a - b))
@@ -87,7 +92,11 @@ describe('observability', () => {
     const own = (await gw.createKey('timed')).key
     await gw.admin('PATCH', '/admin/teams/timed', { limits: { requests_per_minute: 1 } })
     const send = (path: string, bearer: string, body: string) =>
-      fetch(`${gw.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' }, body })
+      fetch(`${gw.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+        body,
+      })
     const ok = JSON.stringify({ model: LLAMA, messages })
     // (A model nothing configures has a label of its own once it has answered; before, 'other'.)
     expect((await send('/v1/chat/completions', (await gw.createKey('timed-before')).key, ok)).status).toBe(200)
@@ -103,7 +112,10 @@ describe('observability', () => {
     expect(statuses).toEqual({ upstreamError: 400, refused: 429, badKey: 401, badJson: 400, unknownRoute: 404 })
     expect(answers.upstreamError.headers.get('server-timing')).toMatch(/^gateway;dur=\d+(\.\d+)?, upstream;dur=\d+(\.\d+)?$/)
     for (const name of ['refused', 'badKey', 'badJson', 'unknownRoute'] as const) {
-      expect({ name, timing: answers[name].headers.get('server-timing') }).toEqual({ name, timing: expect.stringMatching(/^gateway;dur=\d+(\.\d+)?$/) })
+      expect({ name, timing: answers[name].headers.get('server-timing') }).toEqual({
+        name,
+        timing: expect.stringMatching(/^gateway;dur=\d+(\.\d+)?$/),
+      })
     }
     // The log line of the refusal has the same figure.
     const id = answers.refused.headers.get('x-request-id')
@@ -116,7 +128,8 @@ describe('observability', () => {
 
     // Every request to a proxied endpoint is counted by its status, admitted or not: the team is
     // '' when no key was valid, the model '' when no body was.
-    const counted = (labels: Record<string, string>) => async () => sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', labels)
+    const counted = (labels: Record<string, string>) => async () =>
+      sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', labels)
     await waitFor(async () => (await counted({ team: '', status: '401' })()) === 1, 'the 401 to be counted')
     // (The model, routed upstream unlisted, answered before: its errors carry its name.)
     expect(await counted({ team: 'timed', model: LLAMA, endpoint: 'chat', status: '400' })()).toBe(1)
@@ -128,9 +141,18 @@ describe('observability', () => {
 
   it('METRICS_PORT moves /metrics off the main port', async () => {
     const [port, metricsPort] = [await freePort(), await freePort()]
-    const { child } = startServer({ PORT: String(port), METRICS_PORT: String(metricsPort), HOST: '127.0.0.1', NVIDIA_BASE_URL: upstream.baseUrl })
+    const { child } = startServer({
+      PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      HOST: '127.0.0.1',
+      NVIDIA_BASE_URL: upstream.baseUrl,
+    })
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`).catch(() => null))?.status === 200, 'the metrics port', 20_000)
+      await waitFor(
+        async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`).catch(() => null))?.status === 200,
+        'the metrics port',
+        20_000,
+      )
       expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404)
       expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toContain('tollgate_requests_total')
     } finally {
@@ -141,7 +163,13 @@ describe('observability', () => {
 })
 
 describe('the example alert rules (deploy/prometheus/alerts.yml)', () => {
-  interface Rule { alert: string; expr: string; for?: string; labels: { severity: string }; annotations: { summary: string; description: string } }
+  interface Rule {
+    alert: string
+    expr: string
+    for?: string
+    labels: { severity: string }
+    annotations: { summary: string; description: string }
+  }
   const file = readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')
   const rules = (parseYaml(file) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules)
 
@@ -173,7 +201,9 @@ describe('the example alert rules (deploy/prometheus/alerts.yml)', () => {
     const types = new Map([...text.matchAll(/^# TYPE (\w+) (\w+)$/gm)].map((m) => [m[1]!, m[2]!]))
     /** Label names seen on a series' samples (a histogram's _bucket adds le). */
     const labelsOf = (series: string) =>
-      new Set([...text.matchAll(new RegExp(`^${series}\\{([^}]*)\\}`, 'gm'))].flatMap((m) => [...m[1]!.matchAll(/(\w+)="/g)].map((l) => l[1]!)))
+      new Set(
+        [...text.matchAll(new RegExp(`^${series}\\{([^}]*)\\}`, 'gm'))].flatMap((m) => [...m[1]!.matchAll(/(\w+)="/g)].map((l) => l[1]!)),
+      )
     expect(rules.length).toBeGreaterThanOrEqual(8)
     for (const rule of rules) {
       const { errors, metrics, grouping } = selectors(rule.expr)
@@ -181,12 +211,17 @@ describe('the example alert rules (deploy/prometheus/alerts.yml)', () => {
       expect(metrics.length, rule.alert).toBeGreaterThan(0)
       for (const m of metrics) {
         const base = m.name.replace(/_bucket$/, '')
-        expect(types.has(m.name) || (m.name !== base && types.get(base) === 'histogram'), `${rule.alert}: ${m.name} is not exported`).toBe(true)
+        expect(types.has(m.name) || (m.name !== base && types.get(base) === 'histogram'), `${rule.alert}: ${m.name} is not exported`).toBe(
+          true,
+        )
         const seen = labelsOf(m.name)
         for (const label of m.labels) expect(seen, `${rule.alert}: ${m.name} has no label ${label}`).toContain(label)
       }
       for (const label of grouping) {
-        expect(metrics.some((m) => labelsOf(m.name).has(label)), `${rule.alert}: no selected metric has ${label}`).toBe(true)
+        expect(
+          metrics.some((m) => labelsOf(m.name).has(label)),
+          `${rule.alert}: no selected metric has ${label}`,
+        ).toBe(true)
       }
       // A label an annotation names must survive the expression's aggregation.
       for (const [, label] of JSON.stringify(rule.annotations).matchAll(/\$labels\.(\w+)/g)) expect(grouping, rule.alert).toContain(label)

@@ -22,17 +22,22 @@ const modelListCalls = () => upstream.requests.filter((r) => r.method === 'GET' 
 
 describe('GET /v1/models', () => {
   it("merges the upstream's list with configured models and aliases, and caches it", async () => {
-    await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/c' }, files: { '/c': 'aliases:\n  fast: meta/llama-3.1-8b-instruct\n' } }, async (gw) => {
-      const { key } = await gw.createKey()
-      const before = modelListCalls()
-      const list = await listModels(gw, key)
-      expect(list.object).toBe('list')
-      const ids = list.data.map((m) => m.id)
-      expect(ids).toEqual(expect.arrayContaining(['minimaxai/minimax-m2.1', 'meta/llama-3.1-8b-instruct', 'nvidia/nv-embedqa-e5-v5', 'fast']))
-      expect(list.data.find((m) => m.id === 'fast')).toMatchObject({ object: 'model', root: 'meta/llama-3.1-8b-instruct' })
-      await Promise.all([listModels(gw, key), listModels(gw, key)])
-      expect(modelListCalls() - before).toBe(1)
-    })
+    await withGateway(
+      { upstream, env: { TOLLGATE_CONFIG: '/c' }, files: { '/c': 'aliases:\n  fast: meta/llama-3.1-8b-instruct\n' } },
+      async (gw) => {
+        const { key } = await gw.createKey()
+        const before = modelListCalls()
+        const list = await listModels(gw, key)
+        expect(list.object).toBe('list')
+        const ids = list.data.map((m) => m.id)
+        expect(ids).toEqual(
+          expect.arrayContaining(['minimaxai/minimax-m2.1', 'meta/llama-3.1-8b-instruct', 'nvidia/nv-embedqa-e5-v5', 'fast']),
+        )
+        expect(list.data.find((m) => m.id === 'fast')).toMatchObject({ object: 'model', root: 'meta/llama-3.1-8b-instruct' })
+        await Promise.all([listModels(gw, key), listModels(gw, key)])
+        expect(modelListCalls() - before).toBe(1)
+      },
+    )
   })
 
   it('still answers with the configured models when the upstream list cannot be had', async () => {

@@ -37,10 +37,13 @@ async function startPersistent(sub: string, port?: number): Promise<RedisServer>
 }
 
 describe('a Redis outage', () => {
-  it('fail-open: every request answered, and usage totals equal the upstream\'s once Redis is back', async () => {
+  it("fail-open: every request answered, and usage totals equal the upstream's once Redis is back", async () => {
     let redis = await startPersistent('open')
     await withGateway({ upstream, env: { REDIS_URL: redis.url } }, async (gw) => {
-      await gw.admin('POST', '/admin/teams', { id: 'outage', limits: { requests_per_minute: 100_000, tokens_per_day: 100_000_000, concurrent_requests: 100 } })
+      await gw.admin('POST', '/admin/teams', {
+        id: 'outage',
+        limits: { requests_per_minute: 100_000, tokens_per_day: 100_000_000, concurrent_requests: 100 },
+      })
       const { key } = (await (await gw.admin('POST', '/admin/teams/outage/keys', {})).json()) as { key: string }
 
       let reported = 0
@@ -76,7 +79,12 @@ describe('a Redis outage', () => {
         await Promise.all([one(i), one(i + 1), one(i + 2)])
         if (i === 57) {
           // Deep in the outage: still serving, and the usage waits in memory.
-          const during = (await (await fetch(`${gw.url}/readyz`)).json()) as { status: string; redis: string; usage_buffer: { waiting: number }; audit_buffer: { waiting: number } }
+          const during = (await (await fetch(`${gw.url}/readyz`)).json()) as {
+            status: string
+            redis: string
+            usage_buffer: { waiting: number }
+            audit_buffer: { waiting: number }
+          }
           expect(during).toMatchObject({ status: 'degraded', redis: 'down' })
           expect(during.usage_buffer.waiting).toBeGreaterThanOrEqual(27)
           // The audit entries of those requests wait too (those of a batch that failed as well).
@@ -93,13 +101,28 @@ describe('a Redis outage', () => {
       }
       expect(statuses).toEqual(Array(total).fill(200))
 
-      await waitFor(async () => {
-        const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { redis: string; usage_buffer: { waiting: number }; audit_buffer: { waiting: number } }
-        return ready.redis === 'up' && ready.usage_buffer.waiting === 0 && ready.audit_buffer.waiting === 0
-      }, 'the buffered usage and audit entries to be written', 15_000)
-      const rows = ((await (await gw.admin('GET', '/admin/usage?team=outage')).json()) as { data: { requests: number; total_tokens: number; estimated_requests: number }[] }).data
+      await waitFor(
+        async () => {
+          const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as {
+            redis: string
+            usage_buffer: { waiting: number }
+            audit_buffer: { waiting: number }
+          }
+          return ready.redis === 'up' && ready.usage_buffer.waiting === 0 && ready.audit_buffer.waiting === 0
+        },
+        'the buffered usage and audit entries to be written',
+        15_000,
+      )
+      const rows = (
+        (await (await gw.admin('GET', '/admin/usage?team=outage')).json()) as {
+          data: { requests: number; total_tokens: number; estimated_requests: number }[]
+        }
+      ).data
       expect(rows).toEqual([expect.objectContaining({ requests: total, total_tokens: reported, estimated_requests: 0 })])
-      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { usage_buffer: { dropped: number }; audit_buffer: { dropped: number } }
+      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as {
+        usage_buffer: { dropped: number }
+        audit_buffer: { dropped: number }
+      }
       expect(ready.usage_buffer.dropped).toBe(0)
       expect(ready.audit_buffer.dropped).toBe(0)
       // The audit trail has every request, those of the outage too. (A batch Redis wrote just
@@ -107,7 +130,8 @@ describe('a Redis outage', () => {
       // (The last entries go out in a batch a moment after their requests.)
       expect(requestIds.size).toBe(total)
       const client = new Redis(redis.url)
-      const audited = async () => new Set(((await client.xrange('tg:audit', '-', '+')) as [string, string[]][]).map(([, f]) => f[f.indexOf('request_id') + 1]!))
+      const audited = async () =>
+        new Set(((await client.xrange('tg:audit', '-', '+')) as [string, string[]][]).map(([, f]) => f[f.indexOf('request_id') + 1]!))
       await waitFor(async () => (await audited()).size === total, 'an audit entry for each of the requests')
       expect(await audited()).toEqual(requestIds)
       client.disconnect()
@@ -153,7 +177,7 @@ describe('a Redis outage', () => {
     }
   })
 
-  it('fail-closed: requests get a 503 in OpenAI\'s envelope while Redis is away, with or without limits, and work again after', async () => {
+  it("fail-closed: requests get a 503 in OpenAI's envelope while Redis is away, with or without limits, and work again after", async () => {
     let redis = await startPersistent('closed')
     await withGateway({ upstream, env: { REDIS_URL: redis.url, REDIS_FAILURE_MODE: 'closed' } }, async (gw) => {
       await gw.admin('POST', '/admin/teams', { id: 'strict', limits: { requests_per_minute: 1000 } })

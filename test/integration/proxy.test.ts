@@ -47,18 +47,23 @@ describe('non-streaming', () => {
 
 describe('credentials and headers', () => {
   it("sends the upstream's stored key and never the client's credentials, cookies or hop-by-hop headers", async () => {
-    const res = await rawRequest(ctx.gw.url + '/v1/chat/completions', 'POST', {
-      authorization: `Bearer ${ctx.key}`,
-      'content-type': 'application/json',
-      cookie: 'session=abc',
-      'x-api-key': 'client-secret',
-      'proxy-authorization': 'Basic Zm9vOmJhcg==',
-      connection: 'keep-alive, x-custom-hop',
-      'x-custom-hop': 'hop',
-      'keep-alive': 'timeout=5',
-      te: 'trailers',
-      'x-request-id': 'trace-123',
-    }, JSON.stringify({ model: LLAMA, messages }))
+    const res = await rawRequest(
+      ctx.gw.url + '/v1/chat/completions',
+      'POST',
+      {
+        authorization: `Bearer ${ctx.key}`,
+        'content-type': 'application/json',
+        cookie: 'session=abc',
+        'x-api-key': 'client-secret',
+        'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        connection: 'keep-alive, x-custom-hop',
+        'x-custom-hop': 'hop',
+        'keep-alive': 'timeout=5',
+        te: 'trailers',
+        'x-request-id': 'trace-123',
+      },
+      JSON.stringify({ model: LLAMA, messages }),
+    )
     expect(res.status).toBe(200)
     expect(res.headers['x-request-id']).toBe('trace-123')
     const headers = lastRequest().headers
@@ -93,14 +98,24 @@ describe('model defaults', () => {
   it("forwards the client's own bytes, numbers as written, with the defaults in front", async () => {
     // 1.0 and a 20-digit seed would change if the body were parsed and written again.
     const text = `{ "model" : "${MINIMAX}", "messages": ${JSON.stringify(messages)}, "presence_penalty": 1.0, "seed": 12345678901234567890 }`
-    const res = await rawRequest(ctx.gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' }, text)
+    const res = await rawRequest(
+      ctx.gw.url + '/v1/chat/completions',
+      'POST',
+      { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' },
+      text,
+    )
     expect(res.status).toBe(200)
     expect(lastRequest().raw).toBe(`{"temperature":1,"top_p":0.95,"max_tokens":8192,${text.slice(1)}`)
   })
 
   it('forwards a body that needs nothing added exactly as sent', async () => {
     const text = `{"messages":${JSON.stringify(messages)},"model":"${LLAMA}","temperature":0.50}`
-    const res = await rawRequest(ctx.gw.url + '/v1/chat/completions', 'POST', { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' }, text)
+    const res = await rawRequest(
+      ctx.gw.url + '/v1/chat/completions',
+      'POST',
+      { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' },
+      text,
+    )
     expect(res.status).toBe(200)
     expect(lastRequest().raw).toBe(text)
   })
@@ -145,7 +160,7 @@ describe('streaming', () => {
     expect(received.toString('utf8')).not.toMatch(/"usage":\{/)
   })
 
-  it('keeps the client\'s other stream options when it adds include_usage', async () => {
+  it("keeps the client's other stream options when it adds include_usage", async () => {
     const res = await post('/v1/chat/completions', { model: LLAMA, messages, stream: true, stream_options: { include_usage: false } })
     expect(res.status).toBe(200)
     const received = await readAll(res)

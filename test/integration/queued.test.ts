@@ -25,7 +25,11 @@ afterAll(async () => {
 })
 
 const post = (g: TestGateway, body: Record<string, unknown>) =>
-  fetch(`${g.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  fetch(`${g.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
 
 describe('a request NVIDIA queues', () => {
   it('is polled at its status endpoint with the same key until its answer comes, and the client gets that answer', async () => {
@@ -54,9 +58,15 @@ describe('a request NVIDIA queues', () => {
     expect(received.equals(upstream.streams.at(-1)!)).toBe(true)
   })
 
-  it('polling stops at the request\'s deadline: a 504, never a 202', async () => {
+  it("polling stops at the request's deadline: a 504, never a 202", async () => {
     await withGateway(
-      { upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': `upstreams:\n  nvidia:\n    base_url: ${upstream.baseUrl}\n    status_url: ${upstream.statusUrl}\n    timeouts: { headers_ms: 900 }\n` } },
+      {
+        upstream,
+        env: { TOLLGATE_CONFIG: '/c.yaml' },
+        files: {
+          '/c.yaml': `upstreams:\n  nvidia:\n    base_url: ${upstream.baseUrl}\n    status_url: ${upstream.statusUrl}\n    timeouts: { headers_ms: 900 }\n`,
+        },
+      },
       async (other) => {
         const otherKey = (await other.createKey('queued-forever')).key
         upstream.enqueue({ kind: 'queued', polls: 1_000 })

@@ -123,7 +123,10 @@ describe.each([
     expect(error.message).toMatch(/Limit 5000, Used 4\d{3}, Requested 10\d{2}/)
     // With only a day quota, the token headers describe it: what is left of the day once each
     // admitted request's reservation is in, and when the day ends.
-    const left = responses.filter((r) => r.status === 200).map((r) => Number(r.headers.get('x-ratelimit-remaining-tokens'))).sort((a, b) => b - a)
+    const left = responses
+      .filter((r) => r.status === 200)
+      .map((r) => Number(r.headers.get('x-ratelimit-remaining-tokens')))
+      .sort((a, b) => b - a)
     expect(left).toHaveLength(4)
     expect(left[0]).toBeLessThan(quota - maxTokens)
     expect(left[3]).toBeLessThan(quota - 4 * maxTokens)
@@ -135,7 +138,7 @@ describe.each([
     await Promise.all(responses.map((r) => r.text().catch(() => '')))
   })
 
-  it('a request larger than the whole quota: a default max_tokens is lowered to what is left, a client\'s own is a 400 saying what fits', async () => {
+  it("a request larger than the whole quota: a default max_tokens is lowered to what is left, a client's own is a 400 saying what fits", async () => {
     const quota = 5_000
     const key = await teamKey('small-quota', { limits: { tokens_per_day: quota } })
     // The catalog's snippet sends max_tokens 8192: more than the whole day's quota, never to fit.
@@ -189,10 +192,20 @@ describe.each([
       reported.total += u.total_tokens
     }
     for (const sent of upstream.streams.slice(before.streams)) {
-      const usageLine = sent.toString('utf8').split('\n').find((l) => l.includes('"choices":[],"usage":{'))!
-      add((JSON.parse(usageLine.slice('data: '.length)) as { usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } }).usage)
+      const usageLine = sent
+        .toString('utf8')
+        .split('\n')
+        .find((l) => l.includes('"choices":[],"usage":{'))!
+      add(
+        (
+          JSON.parse(usageLine.slice('data: '.length)) as {
+            usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+          }
+        ).usage,
+      )
     }
-    for (const body of upstream.bodies.slice(before.bodies)) add((JSON.parse(body) as { usage: { prompt_tokens: number; total_tokens: number } }).usage)
+    for (const body of upstream.bodies.slice(before.bodies))
+      add((JSON.parse(body) as { usage: { prompt_tokens: number; total_tokens: number } }).usage)
 
     const admin = gateways[1]!
     let rows: Record<string, number>[] = []
@@ -200,19 +213,43 @@ describe.each([
       rows = ((await (await admin.admin('GET', '/admin/usage?team=acct')).json()) as { data: Record<string, number>[] }).data
       return rows[0]?.requests === 7
     }, 'all seven requests to be settled')
-    expect(rows).toEqual([{ team: 'acct', requests: 7, prompt_tokens: reported.prompt, completion_tokens: reported.completion, total_tokens: reported.total, estimated_requests: 0 }])
+    expect(rows).toEqual([
+      {
+        team: 'acct',
+        requests: 7,
+        prompt_tokens: reported.prompt,
+        completion_tokens: reported.completion,
+        total_tokens: reported.total,
+        estimated_requests: 0,
+      },
+    ])
 
-    const byModel = ((await (await admin.admin('GET', '/admin/usage?team=acct&group_by=model,day')).json()) as { data: { model: string; requests: number }[] }).data
-    expect(byModel.map((r) => [r.model, r.requests])).toEqual([[LLAMA, 3], [MINIMAX, 3], ['nvidia/nv-embedqa-e5-v5', 1]])
+    const byModel = (
+      (await (await admin.admin('GET', '/admin/usage?team=acct&group_by=model,day')).json()) as {
+        data: { model: string; requests: number }[]
+      }
+    ).data
+    expect(byModel.map((r) => [r.model, r.requests])).toEqual([
+      [LLAMA, 3],
+      [MINIMAX, 3],
+      ['nvidia/nv-embedqa-e5-v5', 1],
+    ])
     const csv = await (await admin.admin('GET', '/admin/usage?team=acct&format=csv')).text()
-    expect(csv).toBe(`team,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests\nacct,7,${reported.prompt},${reported.completion},${reported.total},0\n`)
+    expect(csv).toBe(
+      `team,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests\nacct,7,${reported.prompt},${reported.completion},${reported.total},0\n`,
+    )
 
     // The team's quota counted the same tokens.
-    const team = (await (await admin.admin('GET', '/admin/teams/acct')).json()) as { quota: { team: { tokens_per_day: { used: number; remaining: number } } } }
+    const team = (await (await admin.admin('GET', '/admin/teams/acct')).json()) as {
+      quota: { team: { tokens_per_day: { used: number; remaining: number } } }
+    }
     expect(team.quota.team.tokens_per_day).toMatchObject({ used: reported.total, remaining: 10_000_000 - reported.total })
 
     // And the client sees its own team's usage.
-    const mine = (await (await fetch(`${gateways[2]!.url}/v1/usage`, { headers: { authorization: `Bearer ${key}` } })).json()) as { today: { total_tokens: number }; limits: { team: { tokens_per_day: { used: number } } } }
+    const mine = (await (await fetch(`${gateways[2]!.url}/v1/usage`, { headers: { authorization: `Bearer ${key}` } })).json()) as {
+      today: { total_tokens: number }
+      limits: { team: { tokens_per_day: { used: number } } }
+    }
     expect(mine.today.total_tokens).toBe(reported.total)
     expect(mine.limits.team.tokens_per_day.used).toBe(reported.total)
 
@@ -221,7 +258,9 @@ describe.each([
     try {
       const auditOf = async () => {
         const entries = (await redis.xrange('tg:audit', '-', '+')) as [string, string[]][]
-        return entries.map(([, f]) => Object.fromEntries(f.reduce<[string, string][]>((acc, v, i, a) => (i % 2 ? acc : [...acc, [v, a[i + 1]!]]), []))).filter((e) => e.team === 'acct')
+        return entries
+          .map(([, f]) => Object.fromEntries(f.reduce<[string, string][]>((acc, v, i, a) => (i % 2 ? acc : [...acc, [v, a[i + 1]!]]), [])))
+          .filter((e) => e.team === 'acct')
       }
       await waitFor(async () => (await auditOf()).length === 7, 'the 7 audit entries')
       const mineOnly = await auditOf()
@@ -252,7 +291,9 @@ describe.each([
       upstream.sliceDelayMs = 0
     }
     await waitFor(async () => {
-      const team = (await (await gateways[0]!.admin('GET', '/admin/teams/conc')).json()) as { quota: { team: { concurrent_requests: { used: number } } } }
+      const team = (await (await gateways[0]!.admin('GET', '/admin/teams/conc')).json()) as {
+        quota: { team: { concurrent_requests: { used: number } } }
+      }
       return team.quota.team.concurrent_requests.used === 0
     }, 'every slot to be free')
     const both = await Promise.all([0, 1].map((i) => call(i, key, { model: LLAMA, messages, stream: true })))
@@ -286,7 +327,9 @@ describe.each([
     expect(spend.status).toBe(200)
     const used = ((await spend.json()) as { usage: { total_tokens: number } }).usage.total_tokens
     await waitFor(async () => {
-      const team = (await (await gateways[0]!.admin('GET', '/admin/teams/daily')).json()) as { quota: { team: { tokens_per_day: { used: number } } } }
+      const team = (await (await gateways[0]!.admin('GET', '/admin/teams/daily')).json()) as {
+        quota: { team: { tokens_per_day: { used: number } } }
+      }
       return team.quota.team.tokens_per_day.used === used
     }, 'the usage to settle')
 
@@ -294,7 +337,9 @@ describe.each([
     const before = gateways[1]!.logLines().filter((l) => l.team === 'daily' && l.status === 429).length
     const refusal = client.chat.completions.create({ model: LLAMA, messages: [{ role: 'user', content: 'x' }], max_tokens: 200 - used + 1 })
     await expect(refusal).rejects.toMatchObject({ status: 429, code: 'insufficient_quota', type: 'insufficient_quota' })
-    await expect(refusal).rejects.toThrow(/tokens per day \(TPD\) quota of team 'daily': Limit 200, Used \d+, Requested \d+\. It resets at \d{4}-\d{2}-\d{2}T00:00:00\.000Z/)
+    await expect(refusal).rejects.toThrow(
+      /tokens per day \(TPD\) quota of team 'daily': Limit 200, Used \d+, Requested \d+\. It resets at \d{4}-\d{2}-\d{2}T00:00:00\.000Z/,
+    )
     // x-should-retry: false: the SDK asked once, not three times.
     await waitFor(() => gateways[1]!.logLines().filter((l) => l.team === 'daily' && l.status === 429).length > before, 'the log line')
     expect(gateways[1]!.logLines().filter((l) => l.team === 'daily' && l.status === 429).length - before).toBe(1)

@@ -21,12 +21,19 @@ afterAll(async () => {
   await upstream.close()
 })
 
-const config = (extra: string) => ({ env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': `upstreams:\n  nvidia:\n    base_url: ${upstream.baseUrl}\n    retry_base_ms: 10\n${extra}` } })
+const config = (extra: string) => ({
+  env: { TOLLGATE_CONFIG: '/c.yaml' },
+  files: { '/c.yaml': `upstreams:\n  nvidia:\n    base_url: ${upstream.baseUrl}\n    retry_base_ms: 10\n${extra}` },
+})
 const sdk = async (gw: TestGateway, team: string) => new OpenAI({ apiKey: (await gw.createKey(team)).key, baseURL: `${gw.url}/v1` })
-const unavailable = { kind: 'error' as const, status: 503, body: '{"error":{"message":"ResourceExhausted: busy","type":"Service Unavailable","code":503}}' }
+const unavailable = {
+  kind: 'error' as const,
+  status: 503,
+  body: '{"error":{"message":"ResourceExhausted: busy","type":"Service Unavailable","code":503}}',
+}
 
 describe('an upstream error the gateway has retried', () => {
-  it('costs one client call (with the SDK\'s own two retries) exactly the gateway\'s three upstream attempts', async () => {
+  it("costs one client call (with the SDK's own two retries) exactly the gateway's three upstream attempts", async () => {
     await withGateway({ upstream, ...config('    retries: 2\n') }, async (gw) => {
       const client = await sdk(gw, 'retried')
       upstream.enqueue(unavailable, unavailable, unavailable)
@@ -39,7 +46,7 @@ describe('an upstream error the gateway has retried', () => {
     })
   })
 
-  it('a 429 says it is the upstream\'s limit, not the team\'s, and passes on when to try again', async () => {
+  it("a 429 says it is the upstream's limit, not the team's, and passes on when to try again", async () => {
     await withGateway({ upstream, ...config('    retries: 0\n') }, async (gw) => {
       const client = await sdk(gw, 'upstream-limited')
       upstream.enqueue({ kind: 'error', status: 429, body: '{"status":429,"title":"Too Many Requests"}', headers: { 'retry-after': '7' } })
@@ -62,7 +69,8 @@ describe('retries after a slow answer', () => {
       const key = (await gw.createKey('deadline')).key
       const slow503 = {
         kind: 'custom' as const,
-        answer: (res: ServerResponse) => void setTimeout(() => res.writeHead(503, { 'content-type': 'application/json' }).end(unavailable.body), 250),
+        answer: (res: ServerResponse) =>
+          void setTimeout(() => res.writeHead(503, { 'content-type': 'application/json' }).end(unavailable.body), 250),
       }
       upstream.enqueue(slow503, slow503, slow503)
       const before = upstream.requests.length

@@ -38,7 +38,14 @@ describe('two replicas behind a load balancer', () => {
       [0, 1].map(async () => {
         const port = await freePort()
         const url = `http://127.0.0.1:${port}`
-        const { child } = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, REDIS_URL: redis.url, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+        const { child } = startServer({
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          ADMIN_TOKEN: ADMIN,
+          REDIS_URL: redis.url,
+          NVIDIA_BASE_URL: upstream.baseUrl,
+          NVIDIA_API_KEY: upstream.apiKeys[0]!,
+        })
         await waitFor(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'a replica to be ready', 30_000)
         return { url, child }
       }),
@@ -48,11 +55,13 @@ describe('two replicas behind a load balancer', () => {
 
   afterAll(async () => {
     await balancer?.close()
-    await Promise.all((replicas ?? []).map(async ({ child }) => {
-      if (child.exitCode !== null) return
-      child.kill('SIGTERM')
-      await once(child, 'exit')
-    }))
+    await Promise.all(
+      (replicas ?? []).map(async ({ child }) => {
+        if (child.exitCode !== null) return
+        child.kill('SIGTERM')
+        await once(child, 'exit')
+      }),
+    )
     await upstream?.close()
     await redis?.stop()
   })
@@ -65,10 +74,14 @@ describe('two replicas behind a load balancer', () => {
 
     const client = new OpenAI({ apiKey: key, baseURL: `${balancer.url}/v1`, maxRetries: 0 })
     const settled = await Promise.allSettled(
-      Array.from({ length: 20 }, () => client.chat.completions.create({ model: LLAMA, messages: [{ role: 'user', content: 'Hello from behind the balancer.' }] })),
+      Array.from({ length: 20 }, () =>
+        client.chat.completions.create({ model: LLAMA, messages: [{ role: 'user', content: 'Hello from behind the balancer.' }] }),
+      ),
     )
     const answered = settled.filter((s) => s.status === 'fulfilled').map((s) => s.value)
-    const refused = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as InstanceType<typeof OpenAI.RateLimitError>)
+    const refused = settled
+      .filter((s): s is PromiseRejectedResult => s.status === 'rejected')
+      .map((s) => s.reason as InstanceType<typeof OpenAI.RateLimitError>)
     expect(answered).toHaveLength(12)
     expect(refused).toHaveLength(8)
     for (const err of refused) {
@@ -84,7 +97,9 @@ describe('two replicas behind a load balancer', () => {
     expect(reported).toBeGreaterThan(0)
     for (const { url } of replicas) {
       await waitFor(async () => {
-        const rows = ((await (await admin(url, 'GET', '/admin/usage?team=shared')).json()) as { data: { requests: number; total_tokens: number }[] }).data
+        const rows = (
+          (await (await admin(url, 'GET', '/admin/usage?team=shared')).json()) as { data: { requests: number; total_tokens: number }[] }
+        ).data
         return rows[0]?.requests === 12 && rows[0]?.total_tokens === reported
       }, 'usage of 12 requests on every replica')
     }

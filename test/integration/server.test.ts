@@ -37,7 +37,13 @@ describe('a running gateway', () => {
     upstream = await new FakeUpstream().start()
     const port = await freePort()
     url = `http://127.0.0.1:${port}`
-    server = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    server = startServer({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ADMIN_TOKEN: ADMIN,
+      NVIDIA_BASE_URL: upstream.baseUrl,
+      NVIDIA_API_KEY: upstream.apiKeys[0]!,
+    })
     await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => null))?.status === 200, 'the gateway to start', 20_000)
   })
   afterAll(async () => {
@@ -57,7 +63,11 @@ describe('a running gateway', () => {
     expect(created.err).toContain('Store this key now')
 
     const client = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 })
-    const stream = await client.chat.completions.create({ model: 'minimaxai/minimax-m2.1', messages: [{ role: 'user', content: 'Hi' }], stream: true })
+    const stream = await client.chat.completions.create({
+      model: 'minimaxai/minimax-m2.1',
+      messages: [{ role: 'user', content: 'Hi' }],
+      stream: true,
+    })
     let text = ''
     for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
     expect(text).toBe(STREAM_TEXT)
@@ -84,7 +94,9 @@ describe('a running gateway', () => {
 
     const usage = capture()
     expect(await cli(['usage', '--team', 'ml', '--group-by', 'model', '--format', 'csv'], env, usage)).toBe(0)
-    expect(usage.out).toMatch(/^team,model,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests\nml,minimaxai\/minimax-m2.1,1,\d+,\d+,\d+,0\n$/)
+    expect(usage.out).toMatch(
+      /^team,model,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests\nml,minimaxai\/minimax-m2.1,1,\d+,\d+,\d+,0\n$/,
+    )
 
     const teams = capture()
     expect(await cli(['teams', 'list'], env, teams)).toBe(0)
@@ -132,18 +144,29 @@ describe('a first run', () => {
     const upstream = await new FakeUpstream().start()
     const port = await freePort()
     const url = `http://127.0.0.1:${port}`
-    const server = startServer({ PORT: String(port), HOST: '127.0.0.1', NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    const server = startServer({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      NVIDIA_BASE_URL: upstream.baseUrl,
+      NVIDIA_API_KEY: upstream.apiKeys[0]!,
+    })
     try {
       await waitFor(() => /key of team 'default': +tg-/.test(server.output()), 'the first-run note', 20_000)
       const key = /key of team 'default': +(tg-\S+)/.exec(server.output())![1]!
       const token = /admin token: +(\S+)/.exec(server.output())![1]!
       // The note's own command, as a newcomer would paste it.
       const client = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 })
-      const answer = await client.chat.completions.create({ model: 'minimaxai/minimax-m2.1', messages: [{ role: 'user', content: 'Hello!' }] })
+      const answer = await client.chat.completions.create({
+        model: 'minimaxai/minimax-m2.1',
+        messages: [{ role: 'user', content: 'Hello!' }],
+      })
       expect(answer.choices[0]!.message.content).toBe(STREAM_TEXT)
       expect(server.output()).toContain(`curl ${url}/v1/chat/completions -H "Authorization: Bearer ${key}"`)
       expect((await fetch(`${url}/admin/teams`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200)
-      const logLines = server.output().split('\n').filter((l) => l.startsWith('{'))
+      const logLines = server
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
       expect(logLines.length).toBeGreaterThan(0)
       expect(logLines.filter((l) => l.includes(key) || l.includes(token))).toEqual([])
     } finally {
@@ -157,7 +180,10 @@ describe('npm start', () => {
   it('passes SIGTERM to the gateway, which drains and exits, not to a shell that leaves it running', async () => {
     const port = await freePort()
     // (npm ci has built dist; --ignore-scripts skips the prestart build.)
-    const npm = spawn('npm', ['start', '--ignore-scripts'], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const npm = spawn('npm', ['start', '--ignore-scripts'], {
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     npm.stdout!.on('data', (d: Buffer) => (out += d.toString()))
     const url = `http://127.0.0.1:${port}`

@@ -29,7 +29,13 @@ describe('graceful shutdown', () => {
   it('lets 20 open streams finish, refuses new work, and exits 0', async () => {
     const port = await freePort()
     const url = `http://127.0.0.1:${port}`
-    const { child, output } = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    const { child, output } = startServer({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ADMIN_TOKEN: ADMIN,
+      NVIDIA_BASE_URL: upstream.baseUrl,
+      NVIDIA_API_KEY: upstream.apiKeys[0]!,
+    })
     try {
       const key = await keyFor(url)
 
@@ -50,7 +56,10 @@ describe('graceful shutdown', () => {
       child.kill('SIGTERM')
       await waitFor(() => output().includes('shutting down'), 'the shutdown to begin')
       // New work is refused while the streams drain.
-      const late = await fetch(`${url}/healthz`).then((r) => r.status, () => 'refused')
+      const late = await fetch(`${url}/healthz`).then(
+        (r) => r.status,
+        () => 'refused',
+      )
       expect([503, 'refused']).toContain(late)
 
       for (const text of await Promise.all(bodies)) expect(text.endsWith('data: [DONE]\n\n')).toBe(true)
@@ -65,7 +74,13 @@ describe('graceful shutdown', () => {
   it("a request on a kept-alive connection while draining gets a 503 in OpenAI's envelope, and the connection closes", async () => {
     const port = await freePort()
     const url = `http://127.0.0.1:${port}`
-    const { child, output } = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    const { child, output } = startServer({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ADMIN_TOKEN: ADMIN,
+      NVIDIA_BASE_URL: upstream.baseUrl,
+      NVIDIA_API_KEY: upstream.apiKeys[0]!,
+    })
     const release = upstream.hold()
     try {
       const key = await keyFor(url)
@@ -102,7 +117,10 @@ describe('graceful shutdown', () => {
       const [code] = (await once(child, 'exit')) as [number]
       expect(code).toBe(0)
       // Refusing it is part of a drain: the request's line records it, and nothing is logged as an error.
-      const lines = output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; status?: number; url?: string })
+      const lines = output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { level: number; status?: number; url?: string })
       expect(lines.filter((l) => l.status === 503 && l.url === '/v1/chat/completions')).toHaveLength(1)
       expect(lines.filter((l) => l.level >= 50)).toEqual([])
     } finally {
@@ -114,7 +132,14 @@ describe('graceful shutdown', () => {
   it('cuts what is still open at the drain timeout, and still exits 0', async () => {
     const port = await freePort()
     const url = `http://127.0.0.1:${port}`
-    const { child } = startServer({ PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: ADMIN, DRAIN_TIMEOUT_MS: '300', NVIDIA_BASE_URL: upstream.baseUrl, NVIDIA_API_KEY: upstream.apiKeys[0]! })
+    const { child } = startServer({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ADMIN_TOKEN: ADMIN,
+      DRAIN_TIMEOUT_MS: '300',
+      NVIDIA_BASE_URL: upstream.baseUrl,
+      NVIDIA_API_KEY: upstream.apiKeys[0]!,
+    })
     try {
       const key = await keyFor(url)
       upstream.enqueue({ kind: 'stall-after', events: 3 })

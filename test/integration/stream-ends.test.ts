@@ -38,7 +38,8 @@ async function usageOf(team: string): Promise<Record<string, number> | undefined
 }
 
 const requestLine = (team: string) => gw.logLines().find((l) => l.msg === 'request' && l.team === team)
-const counted = async (labels: Record<string, string>) => sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', labels)
+const counted = async (labels: Record<string, string>) =>
+  sample(await (await fetch(`${gw.url}/metrics`)).text(), 'tollgate_requests_total', labels)
 
 describe('an upstream that stalls mid-stream', () => {
   it('ends the stream with an error event the SDK raises as an APIError, counted as a 504, usage estimated', async () => {

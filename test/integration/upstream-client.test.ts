@@ -39,7 +39,12 @@ afterAll(async () => {
 })
 
 const request = (signal?: Cancel): UpstreamRequest => ({
-  path: '/chat/completions', method: 'POST', body: '{"model":"m"}', stream: false, requestId: 'req-1', ...(signal ? { signal } : {}),
+  path: '/chat/completions',
+  method: 'POST',
+  body: '{"model":"m"}',
+  stream: false,
+  requestId: 'req-1',
+  ...(signal ? { signal } : {}),
 })
 const send = (signal?: Cancel) => client.request(request(signal), 'nvapi-made-up-test-key-0001')
 
@@ -59,7 +64,12 @@ describe('an answer read whole', () => {
     expect(res.headers['x-extra']).toBe('yes')
     expect(res.body).toBeInstanceOf(WholeBody)
     expect((await readAll(res.body)).toString('utf8')).toBe('{"id":"a","text":"héllo","n":1}')
-    expect(seen!.headers).toMatchObject({ authorization: 'Bearer nvapi-made-up-test-key-0001', accept: 'application/json', 'content-type': 'application/json', 'x-request-id': 'req-1' })
+    expect(seen!.headers).toMatchObject({
+      authorization: 'Bearer nvapi-made-up-test-key-0001',
+      accept: 'application/json',
+      'content-type': 'application/json',
+      'x-request-id': 'req-1',
+    })
   })
 
   it(`keeps the first ${ERROR_BODY_LIMIT / 1024} KB of a huge error answer and cuts the rest off`, async () => {

@@ -18,22 +18,66 @@ function chat(target: TestGateway, clientKey: string, body: Record<string, unkno
 
 describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", () => {
   it.each([
-    ['{status,title,detail}', 402, '{"status":402,"title":"Payment Required","detail":"Account \'acct-x\': Cloud credits expired - please renew"}', 'application/problem+json',
-      { message: "Payment Required: Account 'acct-x': Cloud credits expired - please renew", code: 'upstream_payment_required', type: 'invalid_request_error' }],
-    ['{status,title,detail} 404', 404, '{"status":404,"title":"Not Found","detail":"Function \'f-1\': Not found for account \'a\'"}', 'application/json',
-      { message: "Not Found: Function 'f-1': Not found for account 'a'", code: 'model_not_found', type: 'invalid_request_error' }],
-    ['{error:"text"} 422', 422, '{"error":"body -> top_k\\n  Extra inputs are not permitted (type=extra_forbidden)"}', 'application/json',
-      { message: 'body -> top_k\n  Extra inputs are not permitted (type=extra_forbidden)', code: null, type: 'invalid_request_error' }],
-    ['{status,title} 429', 429, '{"status":429,"title":"Too Many Requests"}', 'application/json',
-      { message: 'Too Many Requests', code: 'upstream_rate_limited', type: 'requests' }],
-    ['{message,type,code} 500', 500, '{"message":"Internal server error","type":"internal_server_error","code":500}', 'application/json',
-      { message: 'Internal server error', code: null, type: 'server_error' }],
-    ['{error:{…}} 503', 503, '{"error":{"message":"ResourceExhausted: no capacity","type":"Service Unavailable","code":503}}', 'application/json',
-      { message: 'ResourceExhausted: no capacity', code: null, type: 'server_error' }],
-    ['plain text 410', 410, 'Model has been retired', 'text/plain',
-      { message: 'Model has been retired', code: 'model_retired', type: 'invalid_request_error' }],
-    ['empty body 500', 500, '', 'text/plain',
-      { message: "Upstream 'nvidia' answered 500 without a message.", code: null, type: 'server_error' }],
+    [
+      '{status,title,detail}',
+      402,
+      '{"status":402,"title":"Payment Required","detail":"Account \'acct-x\': Cloud credits expired - please renew"}',
+      'application/problem+json',
+      {
+        message: "Payment Required: Account 'acct-x': Cloud credits expired - please renew",
+        code: 'upstream_payment_required',
+        type: 'invalid_request_error',
+      },
+    ],
+    [
+      '{status,title,detail} 404',
+      404,
+      '{"status":404,"title":"Not Found","detail":"Function \'f-1\': Not found for account \'a\'"}',
+      'application/json',
+      { message: "Not Found: Function 'f-1': Not found for account 'a'", code: 'model_not_found', type: 'invalid_request_error' },
+    ],
+    [
+      '{error:"text"} 422',
+      422,
+      '{"error":"body -> top_k\\n  Extra inputs are not permitted (type=extra_forbidden)"}',
+      'application/json',
+      { message: 'body -> top_k\n  Extra inputs are not permitted (type=extra_forbidden)', code: null, type: 'invalid_request_error' },
+    ],
+    [
+      '{status,title} 429',
+      429,
+      '{"status":429,"title":"Too Many Requests"}',
+      'application/json',
+      { message: 'Too Many Requests', code: 'upstream_rate_limited', type: 'requests' },
+    ],
+    [
+      '{message,type,code} 500',
+      500,
+      '{"message":"Internal server error","type":"internal_server_error","code":500}',
+      'application/json',
+      { message: 'Internal server error', code: null, type: 'server_error' },
+    ],
+    [
+      '{error:{…}} 503',
+      503,
+      '{"error":{"message":"ResourceExhausted: no capacity","type":"Service Unavailable","code":503}}',
+      'application/json',
+      { message: 'ResourceExhausted: no capacity', code: null, type: 'server_error' },
+    ],
+    [
+      'plain text 410',
+      410,
+      'Model has been retired',
+      'text/plain',
+      { message: 'Model has been retired', code: 'model_retired', type: 'invalid_request_error' },
+    ],
+    [
+      'empty body 500',
+      500,
+      '',
+      'text/plain',
+      { message: "Upstream 'nvidia' answered 500 without a message.", code: null, type: 'server_error' },
+    ],
   ])('%s', async (_label, status, body, contentType, expected) => {
     ctx.upstream.enqueue({ kind: 'error', status, body, contentType })
     const res = await chat(ctx.gw, ctx.key)
@@ -48,14 +92,23 @@ describe("NVIDIA's error shapes become OpenAI's envelope, keeping the status", (
   })
 
   it('converts errors of streaming requests too, as JSON rather than SSE', async () => {
-    ctx.upstream.enqueue({ kind: 'error', status: 503, body: '{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}' })
+    ctx.upstream.enqueue({
+      kind: 'error',
+      status: 503,
+      body: '{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}',
+    })
     const res = await chat(ctx.gw, ctx.key, { stream: true })
     expect(res.status).toBe(503)
     expect(((await res.json()) as Envelope).error.message).toContain('ResourceExhausted')
   })
 
   it("passes the upstream's retry-after on", async () => {
-    ctx.upstream.enqueue({ kind: 'error', status: 429, body: '{"status":429,"title":"Too Many Requests"}', headers: { 'retry-after': '7' } })
+    ctx.upstream.enqueue({
+      kind: 'error',
+      status: 429,
+      body: '{"status":429,"title":"Too Many Requests"}',
+      headers: { 'retry-after': '7' },
+    })
     const res = await chat(ctx.gw, ctx.key)
     expect(res.status).toBe(429)
     expect(res.headers.get('retry-after')).toBe('7')
@@ -97,11 +150,14 @@ describe("the upstream refusing the gateway's own key", () => {
 
   it('a 401 with a plain-text body (no key sent) is also a 502', async () => {
     const config = `upstreams:\n  local:\n    base_url: ${ctx.upstream.baseUrl}\nmodels:\n  ${LLAMA}:\n    upstream: local\n`
-    await withGateway({ env: { TOLLGATE_CONFIG: '/cfg.yaml', NVIDIA_API_KEY: undefined }, files: { '/cfg.yaml': config } }, async (other) => {
-      const res = await chat(other, (await other.createKey()).key)
-      expect(res.status).toBe(502)
-      expect(((await res.json()) as Envelope).error.message).toContain("Header of type 'authorization' was missing")
-    })
+    await withGateway(
+      { env: { TOLLGATE_CONFIG: '/cfg.yaml', NVIDIA_API_KEY: undefined }, files: { '/cfg.yaml': config } },
+      async (other) => {
+        const res = await chat(other, (await other.createKey()).key)
+        expect(res.status).toBe(502)
+        expect(((await res.json()) as Envelope).error.message).toContain("Header of type 'authorization' was missing")
+      },
+    )
   })
 })
 

@@ -94,15 +94,22 @@ describe('answers read whole', () => {
   it('an event stream answering a request that did not ask for one reaches the client byte for byte, its reported usage counted', async () => {
     const key = await teamWithKey('unasked-stream')
     const chunk = (rest: string) => `data: {"id":"chatcmpl-x","object":"chat.completion.chunk","model":"${LLAMA}",${rest}}\n\n`
-    const sse = chunk('"choices":[{"index":0,"delta":{"content":"Grüße"}}]') +
-      chunk('"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}') + 'data: [DONE]\n\n'
+    const sse =
+      chunk('"choices":[{"index":0,"delta":{"content":"Grüße"}}]') +
+      chunk('"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}') +
+      'data: [DONE]\n\n'
     upstream.enqueue({ kind: 'error', status: 200, body: sse, contentType: 'text/event-stream; charset=utf-8' })
     const res = await call(key, { model: LLAMA, messages })
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
     expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(sse))).toBe(true)
     await waitFor(async () => (await usageOf('unasked-stream'))?.requests === 1, 'the call to settle')
-    expect(await usageOf('unasked-stream')).toMatchObject({ prompt_tokens: 7, completion_tokens: 3, total_tokens: 10, estimated_requests: 0 })
+    expect(await usageOf('unasked-stream')).toMatchObject({
+      prompt_tokens: 7,
+      completion_tokens: 3,
+      total_tokens: 10,
+      estimated_requests: 0,
+    })
   })
 
   it('a client that gives up before the answer closes the upstream request, is charged its prompt as an estimate, and frees its slot', async () => {
@@ -128,11 +135,17 @@ describe('answers read whole', () => {
 describe('failed calls', () => {
   it('cost no tokens and give their reservation back', async () => {
     const key = await teamWithKey('failing', { tokens_per_day: 100_000 })
-    upstream.enqueue({ kind: 'error', status: 503, body: '{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}' })
+    upstream.enqueue({
+      kind: 'error',
+      status: 503,
+      body: '{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}',
+    })
     expect((await call(key, { model: LLAMA, messages, max_tokens: 50_000 })).status).toBe(503)
     await waitFor(async () => (await usageOf('failing'))?.requests === 1, 'the failed call to settle')
     expect(await usageOf('failing')).toMatchObject({ requests: 1, total_tokens: 0, estimated_requests: 0 })
-    const team = (await (await gw.admin('GET', '/admin/teams/failing')).json()) as { quota: { team: { tokens_per_day: Record<string, number> } } }
+    const team = (await (await gw.admin('GET', '/admin/teams/failing')).json()) as {
+      quota: { team: { tokens_per_day: Record<string, number> } }
+    }
     expect(team.quota.team.tokens_per_day).toEqual({ limit: 100_000, used: 0, remaining: 100_000, in_flight: 0 })
   })
 

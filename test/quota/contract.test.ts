@@ -44,7 +44,14 @@ describe.each([
   })
   const admit = (scopes: Scope[], tokens: number, now: number) => q.admit({ team: 'ml', requestId: `r${++seq}`, scopes, tokens, now })
   const settle = (ticket: Ticket, total: number, now: number, model = 'm', keyId = 'key_1', estimated = false) =>
-    q.settle({ ticket, keyId, model, usage: { prompt_tokens: Math.floor(total / 2), completion_tokens: total - Math.floor(total / 2), total_tokens: total }, estimated, now })
+    q.settle({
+      ticket,
+      keyId,
+      model,
+      usage: { prompt_tokens: Math.floor(total / 2), completion_tokens: total - Math.floor(total / 2), total_tokens: total },
+      estimated,
+      now,
+    })
 
   it('requests per minute slide: the oldest admission frees a place exactly a minute later', async () => {
     const s = [team({ requests_per_minute: 3 })]
@@ -97,7 +104,15 @@ describe.each([
     await settle(c, 400, T0 + 4)
     const spent = refused(await admit(s, 1, T0 + 5))
     const midnight = Date.parse('2026-03-11T00:00:00Z')
-    expect(spent).toMatchObject({ kind: 'tokens_per_day', limit: 1000, used: 1000, requested: 1, final: true, resetsAt: midnight, retryAfterMs: midnight - T0 - 5 })
+    expect(spent).toMatchObject({
+      kind: 'tokens_per_day',
+      limit: 1000,
+      used: 1000,
+      requested: 1,
+      final: true,
+      resetsAt: midnight,
+      retryAfterMs: midnight - T0 - 5,
+    })
     ok(await admit(s, 1000, midnight))
   })
 
@@ -132,8 +147,14 @@ describe.each([
     ok(await admit(s, 200, T0 + 1_000))
     await q.renew([a], T0 + LEASE_MS - 1)
     // b (admitted later, never renewed) has lapsed; a holds its slot and its reservation.
-    expect((await q.status('ml', s, T0 + LEASE_MS + 1_000)).team).toMatchObject({ concurrent_requests: { used: 1 }, tokens_per_day: { in_flight: 100 } })
-    expect((await q.status('ml', s, T0 + 2 * LEASE_MS - 1)).team).toMatchObject({ concurrent_requests: { used: 0 }, tokens_per_day: { in_flight: 0 } })
+    expect((await q.status('ml', s, T0 + LEASE_MS + 1_000)).team).toMatchObject({
+      concurrent_requests: { used: 1 },
+      tokens_per_day: { in_flight: 100 },
+    })
+    expect((await q.status('ml', s, T0 + 2 * LEASE_MS - 1)).team).toMatchObject({
+      concurrent_requests: { used: 0 },
+      tokens_per_day: { in_flight: 0 },
+    })
   })
 
   it('a ticket that went through JSON settles and renews its own leases', async () => {
@@ -200,12 +221,21 @@ describe.each([
     expect(results.map((r) => (r.ok ? 'ok' : r.refusal.kind))).toEqual(Array.from({ length: 30 }, (_, i) => expected(i)))
     const admitted = results.filter((r) => r.ok).map(ok)
     // Each saw the ones before it: the minute's remaining places count down 19 … 0.
-    expect(results.filter((r) => r.ok).map((r) => (r.ok ? r.rate.requests?.remaining : null))).toEqual(Array.from({ length: 20 }, (_, i) => 19 - i))
+    expect(results.filter((r) => r.ok).map((r) => (r.ok ? r.rate.requests?.remaining : null))).toEqual(
+      Array.from({ length: 20 }, (_, i) => 19 - i),
+    )
 
     await Promise.all(admitted.map((t, i) => settle(t, 10 + i, T0 + 100)))
     const used = admitted.reduce((sum, _, i) => sum + 10 + i, 0)
     expect(await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })).toEqual([
-      { team: 'ml', requests: 20, prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number), total_tokens: used, estimated_requests: 0 },
+      {
+        team: 'ml',
+        requests: 20,
+        prompt_tokens: expect.any(Number),
+        completion_tokens: expect.any(Number),
+        total_tokens: used,
+        estimated_requests: 0,
+      },
     ])
     const status = await q.status('ml', both, T0 + 100)
     expect(status.team).toMatchObject({ requests_per_minute: { used: 20 }, tokens_per_day: { used, in_flight: 0 } })
@@ -216,7 +246,11 @@ describe.each([
     const s = [team({ tokens_per_day: 450 })]
     const results = await Promise.all(Array.from({ length: 10 }, () => admit(s, 100, T0)))
     expect(results.map((r) => (r.ok ? 'ok' : `${r.refusal.kind} ${r.refusal.used}`))).toEqual([
-      'ok', 'ok', 'ok', 'ok', ...Array(6).fill('tokens_per_day 400'),
+      'ok',
+      'ok',
+      'ok',
+      'ok',
+      ...Array(6).fill('tokens_per_day 400'),
     ])
     expect((await q.status('ml', s, T0)).team?.tokens_per_day).toMatchObject({ used: 0, in_flight: 400, remaining: 50 })
   })
@@ -252,7 +286,11 @@ describe.each([
     const loose = team({ requests_per_minute: 5, tokens_per_minute: 1_000 })
     const results = await Promise.all([tight, tight, tight, loose, tight].map((s, i) => admit([s], 100, T0 + i)))
     expect(results.map((r) => (r.ok ? `ok ${r.rate.requests?.remaining}` : `${r.refusal.kind} ${r.refusal.limit}`))).toEqual([
-      'ok 1', 'ok 0', 'requests 2', 'ok 2', 'requests 2',
+      'ok 1',
+      'ok 0',
+      'requests 2',
+      'ok 2',
+      'requests 2',
     ])
   })
 
@@ -263,7 +301,10 @@ describe.each([
     const other = ok(await admit(s, 100, T0 + 86_400_000 - 43_200_002)) // 2026-03-10
     await Promise.all([settle(late, 10, T0 + 43_200_000), settle(early, 20, T0 + 43_200_000), settle(other, 40, T0 + 43_200_000)])
     const byDay = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: ['day'] })
-    expect(byDay.map((r) => [r.day, r.requests, r.total_tokens])).toEqual([['2026-03-10', 2, 50], ['2026-03-11', 1, 20]])
+    expect(byDay.map((r) => [r.day, r.requests, r.total_tokens])).toEqual([
+      ['2026-03-10', 2, 50],
+      ['2026-03-11', 1, 20],
+    ])
     expect((await q.status('ml', s, T0 + 43_200_001)).team?.tokens_per_day).toMatchObject({ used: 20, in_flight: 0 })
   })
 
@@ -275,11 +316,26 @@ describe.each([
     const held = ok(await admit(s, 30, T0 + 86_400_000))
 
     const all = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: [] })
-    expect(all).toEqual([{ team: 'ml', requests: 3, prompt_tokens: 25 + 3 + 50, completion_tokens: 50 + 25 + 4 - 3 + 3, total_tokens: 157, estimated_requests: 1 }])
+    expect(all).toEqual([
+      {
+        team: 'ml',
+        requests: 3,
+        prompt_tokens: 25 + 3 + 50,
+        completion_tokens: 50 + 25 + 4 - 3 + 3,
+        total_tokens: 157,
+        estimated_requests: 1,
+      },
+    ])
     const byDayModel = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: ['day', 'model'] })
-    expect(byDayModel.map((r) => [r.day, r.model, r.total_tokens])).toEqual([['2026-03-10', 'a', 100], ['2026-03-10', 'b', 50], ['2026-03-11', 'a', 7]])
+    expect(byDayModel.map((r) => [r.day, r.model, r.total_tokens])).toEqual([
+      ['2026-03-10', 'a', 100],
+      ['2026-03-10', 'b', 50],
+      ['2026-03-11', 'a', 7],
+    ])
     const filtered = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', key: 'key_2', groupBy: ['key'] })
-    expect(filtered).toEqual([{ team: 'ml', key: 'key_2', requests: 1, prompt_tokens: 25, completion_tokens: 25, total_tokens: 50, estimated_requests: 1 }])
+    expect(filtered).toEqual([
+      { team: 'ml', key: 'key_2', requests: 1, prompt_tokens: 25, completion_tokens: 25, total_tokens: 50, estimated_requests: 1 },
+    ])
 
     const status = await q.status('ml', s, T0 + 86_400_000 + 1)
     expect(status.team).toEqual({
@@ -297,7 +353,14 @@ describe('redis quotas specifics', () => {
     const scopes = [team({ tokens_per_day: 1_000 })]
     const result = await q.admit({ team: 'ml', requestId: 'once', scopes, tokens: 10, now: T0 })
     if (!result.ok) throw new Error('refused')
-    const settlement = { ticket: result.ticket, keyId: 'key_1', model: 'm', usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }, estimated: false, now: T0 }
+    const settlement = {
+      ticket: result.ticket,
+      keyId: 'key_1',
+      model: 'm',
+      usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+      estimated: false,
+      now: T0,
+    }
     await q.settle(settlement)
     await q.settle(settlement)
     expect(await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })).toEqual([
@@ -306,4 +369,3 @@ describe('redis quotas specifics', () => {
     expect((await q.status('ml', scopes, T0)).team?.tokens_per_day).toMatchObject({ used: 3 })
   })
 })
-

@@ -10,14 +10,25 @@ const redis = useRedis()
 let n = 0
 
 const entry = (i: number): AuditEntry => ({
-  time: new Date(Date.UTC(2026, 2, 10, 12, 0, 0, i)).toISOString(), request_id: `req-${i}`, team: 'ml', key_id: 'key_1',
-  model: 'm', endpoint: 'chat', status: 200, prompt_tokens: i, completion_tokens: 2 * i, total_tokens: 3 * i,
-  estimated: i % 2 === 1, latency_ms: 10 + i,
+  time: new Date(Date.UTC(2026, 2, 10, 12, 0, 0, i)).toISOString(),
+  request_id: `req-${i}`,
+  team: 'ml',
+  key_id: 'key_1',
+  model: 'm',
+  endpoint: 'chat',
+  status: 200,
+  prompt_tokens: i,
+  completion_tokens: 2 * i,
+  total_tokens: 3 * i,
+  estimated: i % 2 === 1,
+  latency_ms: 10 + i,
 })
 
 async function stream(prefix: string): Promise<Record<string, string>[]> {
   const raw = (await redis.client.xrange(`${prefix}audit`, '-', '+')) as [string, string[]][]
-  return raw.map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i]!, fields[2 * i + 1]!])))
+  return raw.map(([, fields]) =>
+    Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i]!, fields[2 * i + 1]!])),
+  )
 }
 
 describe('the audit stream', () => {
@@ -29,8 +40,18 @@ describe('the audit stream', () => {
     const written = await stream(prefix)
     expect(written.map((e) => e.request_id)).toEqual(Array.from({ length: 150 }, (_, i) => `req-${i}`))
     expect(written[7]).toEqual({
-      time: '2026-03-10T12:00:00.007Z', request_id: 'req-7', team: 'ml', key_id: 'key_1', model: 'm', endpoint: 'chat', status: '200',
-      prompt_tokens: '7', completion_tokens: '14', total_tokens: '21', estimated: '1', latency_ms: '17',
+      time: '2026-03-10T12:00:00.007Z',
+      request_id: 'req-7',
+      team: 'ml',
+      key_id: 'key_1',
+      model: 'm',
+      endpoint: 'chat',
+      status: '200',
+      prompt_tokens: '7',
+      completion_tokens: '14',
+      total_tokens: '21',
+      estimated: '1',
+      latency_ms: '17',
     })
   })
 

@@ -15,7 +15,13 @@ const redis = useRedis()
 const T0 = Date.parse('2026-03-10T12:00:00Z')
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
-const limits = { requests_per_minute: 10, tokens_per_minute: 10_000, tokens_per_day: 1_000_000, tokens_per_month: 10_000_000, concurrent_requests: 5 }
+const limits = {
+  requests_per_minute: 10,
+  tokens_per_minute: 10_000,
+  tokens_per_day: 1_000_000,
+  tokens_per_month: 10_000_000,
+  concurrent_requests: 5,
+}
 const scopes: Scope[] = [
   { id: 'team', label: "team 'ml'", limits },
   { id: 'key:key_1', label: "key key_1 of team 'ml'", limits },
@@ -61,7 +67,11 @@ describe('keys written by the Redis quota scripts', () => {
 
     // The counters themselves: the estimated count is written only when there is one.
     expect(await redis.client.hgetall(`${prefix}{t:ml}:usage:2026-03-10`)).toEqual({
-      'key_1\tm\tr': '2', 'key_1\tm\tp': '50', 'key_1\tm\tc': '50', 'key_1\tm\tt': '100', 'key_1\tm\te': '1',
+      'key_1\tm\tr': '2',
+      'key_1\tm\tp': '50',
+      'key_1\tm\tc': '50',
+      'key_1\tm\tt': '100',
+      'key_1\tm\te': '1',
     })
     expect(await redis.client.hget(`${prefix}{t:ml}:team:d:2026-03-10`, 'used')).toBe('100')
   })
@@ -71,9 +81,17 @@ describe('the settled set (a settlement sent twice counts once)', () => {
   const scope: Scope[] = [{ id: 'team', label: "team 'ml'", limits: { requests_per_minute: 1000, concurrent_requests: 100 } }]
   const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
   const settleOne = async (q: RedisQuotas, requestId: string, now: number) =>
-    q.settle({ ticket: ok(await q.admit({ team: 'ml', requestId, scopes: scope, tokens: 0, now })), keyId: 'k', model: 'm', usage, estimated: false, now })
+    q.settle({
+      ticket: ok(await q.admit({ team: 'ml', requestId, scopes: scope, tokens: 0, now })),
+      keyId: 'k',
+      model: 'm',
+      usage,
+      estimated: false,
+      now,
+    })
   const members = (prefix: string) => redis.client.zrange(`${prefix}{t:ml}:settled`, 0, -1)
-  const requests = async (q: RedisQuotas) => (await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] }))[0]?.requests
+  const requests = async (q: RedisQuotas) =>
+    (await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] }))[0]?.requests
 
   it('holds only the settlements whose replies have not come, not every request of the last hours', async () => {
     const q = new RedisQuotas({ client: redis.client, prefix: 'held:' })
@@ -138,7 +156,14 @@ describe('the scripts, sent alone or batched', () => {
     let seq = 0
     const round = async () => {
       const ticket = ok(await q.admit({ team: 'ml', requestId: `f${++seq}`, scopes: scope, tokens: 0, now: T0 }))
-      await q.settle({ ticket, keyId: 'key_1', model: 'm', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, estimated: false, now: T0 })
+      await q.settle({
+        ticket,
+        keyId: 'key_1',
+        model: 'm',
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        estimated: false,
+        now: T0,
+      })
     }
     await redis.client.script('FLUSH')
     await round() // nothing else in flight: sent at once
@@ -178,7 +203,14 @@ describe('the scripts, sent alone or batched', () => {
       expect(await redis.client.zcard(`batch:{t:${team}}:team:inflight`)).toBe(32)
     }
     // A settlement made alone goes alone.
-    await q.settle({ ticket: ok(results[0]!), keyId: 'k', model: 'm', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, estimated: false, now: T0 })
+    await q.settle({
+      ticket: ok(results[0]!),
+      keyId: 'k',
+      model: 'm',
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      estimated: false,
+      now: T0,
+    })
     expect(await calls()).toBe(before + 5)
   })
 
@@ -188,7 +220,11 @@ describe('the scripts, sent alone or batched', () => {
     await redis.client.config('SET', 'slowlog-log-slower-than', '0')
     await redis.client.slowlog('RESET')
     try {
-      const tickets = (await Promise.all(Array.from({ length: 32 }, (_, i) => q.admit({ team: 'ml', requestId: `w${i}`, scopes: scope, tokens: 0, now: T0 })))).map(ok)
+      const tickets = (
+        await Promise.all(
+          Array.from({ length: 32 }, (_, i) => q.admit({ team: 'ml', requestId: `w${i}`, scopes: scope, tokens: 0, now: T0 })),
+        )
+      ).map(ok)
       const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
       await Promise.all(tickets.map((ticket) => q.settle({ ticket, keyId: 'k', model: 'm', usage, estimated: false, now: T0 + 1 })))
       // Slowlog keeps a command's first 31 arguments and then "... (N more arguments)".
@@ -225,7 +261,9 @@ describe('the scripts, sent alone or batched', () => {
     // In one turn: the team's first settlement goes out at once, the second (which frees k1's slot)
     // waits for it to be answered, and the admission goes out at once (none of the team's is in
     // flight), so it reaches Redis before the settlement that was made before it.
-    const settled = Promise.all([other, first].map((ticket) => q.settle({ ticket, keyId: 'k', model: 'm', usage, estimated: false, now: T0 + 1 })))
+    const settled = Promise.all(
+      [other, first].map((ticket) => q.settle({ ticket, keyId: 'k', model: 'm', usage, estimated: false, now: T0 + 1 })),
+    )
     const next = q.admit({ team: 'ml', requestId: 'f2', scopes: slot('k1'), tokens: 0, now: T0 + 2 })
     await settled
     expect((await next).ok).toBe(true)

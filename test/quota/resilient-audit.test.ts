@@ -15,9 +15,18 @@ import { waitFor } from '../helpers/wait.js'
  */
 
 const entry = (i: number): AuditEntry => ({
-  time: new Date(Date.UTC(2026, 2, 10, 12, 0, 0, i)).toISOString(), request_id: `req-${i}`, team: 'ml', key_id: 'key_1',
-  model: 'm', endpoint: 'chat', status: 200, prompt_tokens: i, completion_tokens: 2 * i, total_tokens: 3 * i,
-  estimated: false, latency_ms: 10 + i,
+  time: new Date(Date.UTC(2026, 2, 10, 12, 0, 0, i)).toISOString(),
+  request_id: `req-${i}`,
+  team: 'ml',
+  key_id: 'key_1',
+  model: 'm',
+  endpoint: 'chat',
+  status: 200,
+  prompt_tokens: i,
+  completion_tokens: 2 * i,
+  total_tokens: 3 * i,
+  estimated: false,
+  latency_ms: 10 + i,
 })
 
 let server: RedisServer
@@ -47,7 +56,8 @@ async function restart() {
   await waitFor(() => client.status === 'ready', 'the client to reconnect', 10_000)
 }
 
-const written = async () => ((await client.xrange('t:audit', '-', '+')) as [string, string[]][]).map(([, f]) => f[f.indexOf('request_id') + 1])
+const written = async () =>
+  ((await client.xrange('t:audit', '-', '+')) as [string, string[]][]).map(([, f]) => f[f.indexOf('request_id') + 1])
 
 afterEach(async () => {
   quotas.close()

@@ -10,9 +10,26 @@ import { useRedis } from '../helpers/redis.js'
 const redis = useRedis()
 let prefixCounter = 0
 
-const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({ id, name: id.toUpperCase(), limits: {}, model_limits: {}, created_at: at, updated_at: at })
+const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({
+  id,
+  name: id.toUpperCase(),
+  limits: {},
+  model_limits: {},
+  created_at: at,
+  updated_at: at,
+})
 const key = (id: string, teamId: string, secret: string, at = '2026-01-01T00:00:00.000Z'): ApiKeyRecord => ({
-  id, team: teamId, name: null, hash: hashClientKey(secret), hint: 'tg-x…y', limits: {}, created_at: at, expires_at: null, revoked_at: null, last_used_at: null, replaced_by: null,
+  id,
+  team: teamId,
+  name: null,
+  hash: hashClientKey(secret),
+  hint: 'tg-x…y',
+  limits: {},
+  created_at: at,
+  expires_at: null,
+  revoked_at: null,
+  last_used_at: null,
+  replaced_by: null,
 })
 
 const findKey = async (store: Store, hash: string) => (await store.authenticate(hash))?.key ?? null
@@ -65,7 +82,11 @@ describe.each([
     await store.createTeam({ ...team('ml'), limits: { tokens_per_day: 100 }, model_limits: { 'a/b': { requests_per_minute: 3 } } })
     await store.createKey(key('key_1', 'ml', 's1'))
     const principal = await store.authenticate(hashClientKey('s1'))
-    expect(principal?.team).toMatchObject({ id: 'ml', limits: { tokens_per_day: 100 }, model_limits: { 'a/b': { requests_per_minute: 3 } } })
+    expect(principal?.team).toMatchObject({
+      id: 'ml',
+      limits: { tokens_per_day: 100 },
+      model_limits: { 'a/b': { requests_per_minute: 3 } },
+    })
     expect(principal?.key.id).toBe('key_1')
 
     const updated = await store.updateKey('key_1', { name: 'laptop', limits: { concurrent_requests: 2 } })
@@ -82,11 +103,19 @@ describe.each([
   it('records last use in batches, and expiry and replacement of a rotated key, never resurrecting a deleted key', async () => {
     await store.createTeam(team('ml'))
     await store.createKey(key('key_1', 'ml', 's1'))
-    await store.touchKeys(new Map([['key_1', '2026-05-01T00:00:00.000Z'], ['key_gone', '2026-05-01T00:00:00.000Z']]))
+    await store.touchKeys(
+      new Map([
+        ['key_1', '2026-05-01T00:00:00.000Z'],
+        ['key_gone', '2026-05-01T00:00:00.000Z'],
+      ]),
+    )
     expect((await store.getKey('key_1'))?.last_used_at).toBe('2026-05-01T00:00:00.000Z')
     expect(await store.getKey('key_gone')).toBeNull()
     await store.updateKey('key_1', { expires_at: '2026-05-02T00:00:00.000Z', replaced_by: 'key_2' })
-    expect((await store.authenticate(hashClientKey('s1')))?.key).toMatchObject({ expires_at: '2026-05-02T00:00:00.000Z', replaced_by: 'key_2' })
+    expect((await store.authenticate(hashClientKey('s1')))?.key).toMatchObject({
+      expires_at: '2026-05-02T00:00:00.000Z',
+      replaced_by: 'key_2',
+    })
   })
 
   it('refuses a key for a team that does not exist, storing nothing', async () => {

@@ -52,9 +52,17 @@ describe('Backlog', () => {
     b.remove(records[2_000]!) // one further in
     b.remove(records[10]!) // gone already: nothing happens
     expect(b.length).toBe(2_498)
-    expect(b.take(600).map((r) => r.n)).toEqual([...Array.from({ length: 499 }, (_, i) => 1_501 + i), ...Array.from({ length: 101 }, (_, i) => 2_001 + i)])
+    expect(b.take(600).map((r) => r.n)).toEqual([
+      ...Array.from({ length: 499 }, (_, i) => 1_501 + i),
+      ...Array.from({ length: 101 }, (_, i) => 2_001 + i),
+    ])
     b.pushFront([records[0]!])
-    expect(b.all().map((r) => r.n).slice(0, 3)).toEqual([0, 2_102, 2_103])
+    expect(
+      b
+        .all()
+        .map((r) => r.n)
+        .slice(0, 3),
+    ).toEqual([0, 2_102, 2_103])
     expect(b.length).toBe(1_899)
   })
 })

@@ -19,10 +19,20 @@ function problems(env: Env, map: Record<string, string> = {}): string[] {
 describe('built-in defaults (no config file)', () => {
   it('listens on 0.0.0.0:8080, routes every model to NVIDIA, and knows minimax-m2.1', () => {
     const config = loadConfig({})
-    expect(config).toMatchObject({ port: 8080, host: '0.0.0.0', logLevel: 'info', bodyLimitBytes: 10 * 1024 * 1024, redisUrl: null, adminToken: null, defaultUpstream: 'nvidia' })
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '0.0.0.0',
+      logLevel: 'info',
+      bodyLimitBytes: 10 * 1024 * 1024,
+      redisUrl: null,
+      adminToken: null,
+      defaultUpstream: 'nvidia',
+    })
     expect(config.upstreams.nvidia).toMatchObject({ baseUrl: DEFAULT_NVIDIA_BASE_URL, apiKeys: [] })
     expect(config.models['minimaxai/minimax-m2.1']).toEqual({
-      name: 'minimaxai/minimax-m2.1', upstream: 'nvidia', upstreamModel: 'minimaxai/minimax-m2.1',
+      name: 'minimaxai/minimax-m2.1',
+      upstream: 'nvidia',
+      upstreamModel: 'minimaxai/minimax-m2.1',
       defaults: { temperature: 1, top_p: 0.95, max_tokens: 8192 },
       fallbacks: [],
     })
@@ -31,20 +41,43 @@ describe('built-in defaults (no config file)', () => {
 
   it('reads the contract environment variables', () => {
     const config = loadConfig({
-      PORT: '9000', HOST: '127.0.0.1', NVIDIA_API_KEY: ' nvapi-a , nvapi-b,', NVIDIA_BASE_URL: 'http://localhost:1234/v1/',
-      REDIS_URL: 'redis://localhost:6379/2', ADMIN_TOKEN: 'a'.repeat(32), LOG_LEVEL: 'DEBUG', BODY_LIMIT_BYTES: '2048',
+      PORT: '9000',
+      HOST: '127.0.0.1',
+      NVIDIA_API_KEY: ' nvapi-a , nvapi-b,',
+      NVIDIA_BASE_URL: 'http://localhost:1234/v1/',
+      REDIS_URL: 'redis://localhost:6379/2',
+      ADMIN_TOKEN: 'a'.repeat(32),
+      LOG_LEVEL: 'DEBUG',
+      BODY_LIMIT_BYTES: '2048',
     })
-    expect(config).toMatchObject({ port: 9000, host: '127.0.0.1', redisUrl: 'redis://localhost:6379/2', adminToken: 'a'.repeat(32), logLevel: 'debug', bodyLimitBytes: 2048 })
+    expect(config).toMatchObject({
+      port: 9000,
+      host: '127.0.0.1',
+      redisUrl: 'redis://localhost:6379/2',
+      adminToken: 'a'.repeat(32),
+      logLevel: 'debug',
+      bodyLimitBytes: 2048,
+    })
     expect(config.upstreams.nvidia).toMatchObject({ baseUrl: 'http://localhost:1234/v1', apiKeys: ['nvapi-a', 'nvapi-b'] })
   })
 })
 
 describe('bad environment', () => {
   it('names every problem at once', () => {
-    const found = problems({ PORT: 'eighty', LOG_LEVEL: 'loud', REDIS_URL: 'http://x', NVIDIA_BASE_URL: 'not a url', ADMIN_TOKEN: 'short', BODY_LIMIT_BYTES: '12' })
+    const found = problems({
+      PORT: 'eighty',
+      LOG_LEVEL: 'loud',
+      REDIS_URL: 'http://x',
+      NVIDIA_BASE_URL: 'not a url',
+      ADMIN_TOKEN: 'short',
+      BODY_LIMIT_BYTES: '12',
+    })
     expect(found).toHaveLength(6)
     for (const name of ['PORT', 'LOG_LEVEL', 'REDIS_URL', 'NVIDIA_BASE_URL', 'ADMIN_TOKEN', 'BODY_LIMIT_BYTES']) {
-      expect(found.some((p) => p.startsWith(`${name}:`)), name).toBe(true)
+      expect(
+        found.some((p) => p.startsWith(`${name}:`)),
+        name,
+      ).toBe(true)
     }
   })
 
@@ -76,12 +109,17 @@ models_cache_seconds: 5
 `
 
   it('adds upstreams, models, aliases and defaults; the file replaces a built-in model whole', () => {
-    const config = loadConfig({ TOLLGATE_CONFIG: '/etc/tg.yaml', NVIDIA_API_KEY: 'nvapi-1', LOCAL_KEY: 'k1,k2' }, files({ '/etc/tg.yaml': full }))
+    const config = loadConfig(
+      { TOLLGATE_CONFIG: '/etc/tg.yaml', NVIDIA_API_KEY: 'nvapi-1', LOCAL_KEY: 'k1,k2' },
+      files({ '/etc/tg.yaml': full }),
+    )
     expect(config.upstreams.nvidia).toMatchObject({ apiKeys: ['nvapi-1'], timeouts: { connectMs: 2000, headersMs: 60000, idleMs: 30000 } })
     expect(config.upstreams.local).toMatchObject({ baseUrl: 'http://127.0.0.1:8000/v1', apiKeys: ['k1', 'k2'] })
     expect(config.models['minimaxai/minimax-m2.1']!.defaults).toEqual({ temperature: 0.7 })
     expect(config.models['my-llama']).toEqual({
-      name: 'my-llama', upstream: 'local', upstreamModel: 'meta/llama-3.1-8b-instruct',
+      name: 'my-llama',
+      upstream: 'local',
+      upstreamModel: 'meta/llama-3.1-8b-instruct',
       defaults: { max_tokens: 512, seed: 7, chat_template_kwargs: { thinking: true } },
       fallbacks: [],
     })
@@ -154,9 +192,14 @@ models:
     const config = loadConfig({ TOLLGATE_CONFIG: '/c', NVIDIA_API_KEY: 'k1,k2,k3' }, () => yaml)
     expect(config.upstreams.nvidia).toMatchObject({ keyBudgets: [40, null, 1000], retries: 3, retryBaseMs: 10, keyWaitMs: 500 })
     expect(config.models['a/b']!.fallbacks).toEqual(['c/d', 'minimaxai/minimax-m2.1'])
-    expect(loadConfig({ NVIDIA_API_KEY: 'k1,k2', NVIDIA_KEY_REQUESTS_PER_MINUTE: '40', NVIDIA_RETRIES: '0' }).upstreams.nvidia).toMatchObject({ keyBudgets: [40, 40], retries: 0 })
+    expect(
+      loadConfig({ NVIDIA_API_KEY: 'k1,k2', NVIDIA_KEY_REQUESTS_PER_MINUTE: '40', NVIDIA_RETRIES: '0' }).upstreams.nvidia,
+    ).toMatchObject({ keyBudgets: [40, 40], retries: 0 })
 
-    const mismatch = problems({ TOLLGATE_CONFIG: '/c', NVIDIA_API_KEY: 'k1,k2' }, { '/c': 'upstreams:\n  nvidia:\n    base_url: http://x/v1\n    key_requests_per_minute: [1]\n' })
+    const mismatch = problems(
+      { TOLLGATE_CONFIG: '/c', NVIDIA_API_KEY: 'k1,k2' },
+      { '/c': 'upstreams:\n  nvidia:\n    base_url: http://x/v1\n    key_requests_per_minute: [1]\n' },
+    )
     expect(mismatch.join('\n')).toContain('key_requests_per_minute: 1 budgets for 2 keys')
     const self = problems({ TOLLGATE_CONFIG: '/c' }, { '/c': 'models:\n  a/b:\n    fallbacks: [a/b]\n' })
     expect(self.join('\n')).toContain('cannot fall back to itself')
@@ -184,15 +227,38 @@ describe('the shipped examples', () => {
 describe('the limits the gateway keeps for itself', () => {
   it('have generous defaults, and each an environment variable', () => {
     expect(loadConfig({}).guards).toEqual({
-      streamMaxBytes: 256 * 1024 * 1024, streamMaxMs: 7_200_000, streamMaxEventBytes: 8 * 1024 * 1024, answerMaxBytes: 64 * 1024 * 1024,
-      headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, maxConnections: 16_384,
+      streamMaxBytes: 256 * 1024 * 1024,
+      streamMaxMs: 7_200_000,
+      streamMaxEventBytes: 8 * 1024 * 1024,
+      answerMaxBytes: 64 * 1024 * 1024,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      maxConnections: 16_384,
     })
-    const env = { STREAM_MAX_BYTES: '2048', STREAM_MAX_SECONDS: '5', STREAM_MAX_EVENT_BYTES: '1024', ANSWER_MAX_BYTES: '4096', HEADERS_TIMEOUT_MS: '500', REQUEST_TIMEOUT_MS: '900', MAX_CONNECTIONS: '10' }
-    expect(loadConfig(env).guards).toEqual({ streamMaxBytes: 2048, streamMaxMs: 5000, streamMaxEventBytes: 1024, answerMaxBytes: 4096, headersTimeoutMs: 500, requestTimeoutMs: 900, maxConnections: 10 })
+    const env = {
+      STREAM_MAX_BYTES: '2048',
+      STREAM_MAX_SECONDS: '5',
+      STREAM_MAX_EVENT_BYTES: '1024',
+      ANSWER_MAX_BYTES: '4096',
+      HEADERS_TIMEOUT_MS: '500',
+      REQUEST_TIMEOUT_MS: '900',
+      MAX_CONNECTIONS: '10',
+    }
+    expect(loadConfig(env).guards).toEqual({
+      streamMaxBytes: 2048,
+      streamMaxMs: 5000,
+      streamMaxEventBytes: 1024,
+      answerMaxBytes: 4096,
+      headersTimeoutMs: 500,
+      requestTimeoutMs: 900,
+      maxConnections: 10,
+    })
   })
 
   it('refuse nonsense, naming each', () => {
-    expect(problems({ STREAM_MAX_SECONDS: '0', MAX_CONNECTIONS: 'lots', HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '10000' })).toEqual([
+    expect(
+      problems({ STREAM_MAX_SECONDS: '0', MAX_CONNECTIONS: 'lots', HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '10000' }),
+    ).toEqual([
       'STREAM_MAX_SECONDS: must be between 1 and 604800, got 0',
       'MAX_CONNECTIONS: must be a whole number, got "lots"',
       'REQUEST_TIMEOUT_MS: must be at least HEADERS_TIMEOUT_MS (20000), got 10000',

@@ -14,9 +14,18 @@ const expected = (messages: Message[]) => 3 + messages.reduce((sum, m) => sum + 
 describe('prompt token estimates', () => {
   it('count a conversation that grows turn by turn, its earlier texts counted before', async () => {
     const system = 'You are a careful assistant who answers in full sentences and cites sources. '.repeat(200)
-    const turns = ['What is the capital of France?', 'Paris.', 'And of Italy, and why?', 'Rome, for reasons of history.', 'Name three rivers there.']
+    const turns = [
+      'What is the capital of France?',
+      'Paris.',
+      'And of Italy, and why?',
+      'Rome, for reasons of history.',
+      'Name three rivers there.',
+    ]
     for (let n = 1; n <= turns.length; n++) {
-      const messages: Message[] = [{ role: 'system', content: system }, ...turns.slice(0, n).map((content, i) => ({ role: i % 2 ? 'assistant' : 'user', content }))]
+      const messages: Message[] = [
+        { role: 'system', content: system },
+        ...turns.slice(0, n).map((content, i) => ({ role: i % 2 ? 'assistant' : 'user', content })),
+      ]
       expect(await estimatePromptTokens('chat', { messages })).toBe(expected(messages))
       expect(await estimatePromptTokens('chat', { messages })).toBe(expected(messages)) // all of it counted before
     }
@@ -34,17 +43,36 @@ describe('prompt token estimates', () => {
 
   it('count content parts, names, tool calls and tools, and completions and embeddings inputs', async () => {
     const toolCalls = [{ id: 'c1', type: 'function', function: { name: 'lookup', arguments: '{"city":"Paris"}' } }]
-    const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }]
+    const tools = [
+      { type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { city: { type: 'string' } } } } },
+    ]
     const body = {
       messages: [
-        { role: 'user', name: 'ada', content: [{ type: 'text', text: 'Where is ' }, { type: 'image_url', image_url: { url: 'data:,' } }, { type: 'text', text: 'the Louvre?' }] },
+        {
+          role: 'user',
+          name: 'ada',
+          content: [
+            { type: 'text', text: 'Where is ' },
+            { type: 'image_url', image_url: { url: 'data:,' } },
+            { type: 'text', text: 'the Louvre?' },
+          ],
+        },
         { role: 'assistant', content: '', tool_calls: toolCalls },
       ],
       tools,
     }
-    const want = 3 + 4 + countTokens('Where is the Louvre?') + countTokens('ada') + 4 + countTokens(JSON.stringify(toolCalls)) + countTokens(JSON.stringify(tools))
+    const want =
+      3 +
+      4 +
+      countTokens('Where is the Louvre?') +
+      countTokens('ada') +
+      4 +
+      countTokens(JSON.stringify(toolCalls)) +
+      countTokens(JSON.stringify(tools))
     expect(await estimatePromptTokens('chat', body)).toBe(want)
-    expect(await estimatePromptTokens('completions', { prompt: ['Once upon', 'a time'] })).toBe(countTokens('Once upon') + countTokens('a time'))
+    expect(await estimatePromptTokens('completions', { prompt: ['Once upon', 'a time'] })).toBe(
+      countTokens('Once upon') + countTokens('a time'),
+    )
     expect(await estimatePromptTokens('embeddings', { input: [[1, 2, 3], 7, 'hello there'] })).toBe(3 + 1 + countTokens('hello there'))
   })
 })
@@ -70,13 +98,15 @@ describe('counting what a client chooses to send', () => {
     const prose = 'The quick brown fox, at 10:45, jumps over the lazy dog; "quoted" (parenthesised) text follows.\n\n'.repeat(500)
     expect(prose.length).toBeGreaterThan(4 * 4096)
     expect(await countText(prose)).toBe(countTokens(prose))
-    const json = JSON.stringify({ tools: Array.from({ length: 200 }, (_, i) => ({ type: 'function', function: { name: `tool_${i}`, parameters: { type: 'object' } } })) })
+    const json = JSON.stringify({
+      tools: Array.from({ length: 200 }, (_, i) => ({ type: 'function', function: { name: `tool_${i}`, parameters: { type: 'object' } } })),
+    })
     expect(await countText(json)).toBe(countTokens(json))
   })
 
   it('segments never split a surrogate pair', () => {
     const text = '🙂'.repeat(5_000)
-    for (let at = 0; at < text.length; ) {
+    for (let at = 0; at < text.length;) {
       const end = segmentEnd(text, at)
       expect(end).toBeGreaterThan(at)
       expect(text.charCodeAt(end - 1) >= 0xd800 && text.charCodeAt(end - 1) <= 0xdbff).toBe(false)

@@ -18,7 +18,9 @@ describe('the lease keeper', () => {
     const quotas = new MemoryQuotas()
     let now = T0
     const keeper = new LeaseKeeper(quotas, () => now, pino({ level: 'silent' }), 3_600_000)
-    const tickets = await Promise.all([1, 2, 3, 4].map(async (i) => ok(await quotas.admit({ team: 'ml', requestId: `r${i}`, scopes, tokens: 0, now }))))
+    const tickets = await Promise.all(
+      [1, 2, 3, 4].map(async (i) => ok(await quotas.admit({ team: 'ml', requestId: `r${i}`, scopes, tokens: 0, now }))),
+    )
     const leases = tickets.map((t) => keeper.add(t))
     expect(keeper.size).toBe(4)
     keeper.remove(leases[2]!) // from the middle

@@ -81,7 +81,13 @@ describe('BlockWriter', () => {
     let out = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     const [code] = (await once(child, 'exit')) as [number]
-    return { code, lines: out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { n?: number; msg: string }) }
+    return {
+      code,
+      lines: out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { n?: number; msg: string }),
+    }
   }
 
   it('writes the last lines when the process exits at once, and when it crashes', async () => {

@@ -20,9 +20,16 @@ describe('FastHistogram', () => {
     // Values on bounds, between them, above the last one and below the first; series made in an
     // order that is not sorted; a label value that must be escaped.
     const observations: [string, string, number][] = [
-      ['chat', 'false', 0.001], ['chat', 'false', 0.0005], ['embeddings', 'false', 0.5], ['chat', 'true', 3],
-      ['chat', 'false', 0.01], ['chat', 'false', 0.0100001], ['say "hi"\\\n', 'true', 1], ['chat', 'true', 0.2],
-      ['embeddings', 'false', 0], ['chat', 'false', 0.3333333333333333],
+      ['chat', 'false', 0.001],
+      ['chat', 'false', 0.0005],
+      ['embeddings', 'false', 0.5],
+      ['chat', 'true', 3],
+      ['chat', 'false', 0.01],
+      ['chat', 'false', 0.0100001],
+      ['say "hi"\\\n', 'true', 1],
+      ['chat', 'true', 0.2],
+      ['embeddings', 'false', 0],
+      ['chat', 'false', 0.3333333333333333],
     ]
     for (const [endpoint, stream, value] of observations) {
       fast.series(endpoint, stream).observe(value)
@@ -37,7 +44,11 @@ describe('FastHistogram', () => {
 
   it('takes one label and numeric label values', async () => {
     const { ours, theirs, fast, reference } = pair(['status'])
-    for (const [status, value] of [[200, 0.002], [502, 2], [200, 0.02]] as const) {
+    for (const [status, value] of [
+      [200, 0.002],
+      [502, 2],
+      [200, 0.02],
+    ] as const) {
       fast.series(status).observe(value)
       reference.observe({ status }, value)
     }

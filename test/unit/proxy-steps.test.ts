@@ -41,15 +41,28 @@ describe('check: the body', () => {
 
 describe('resolve: the model', () => {
   const config = loadConfig({ NVIDIA_API_KEY: 'nvapi-made-up-key-for-resolve' })
-  const opts = { router: new ModelRouter(config), upstreams: new Map([['nvidia', new UpstreamClient(config.upstreams.nvidia!)]]) } as unknown as ProxyOptions
+  const opts = {
+    router: new ModelRouter(config),
+    upstreams: new Map([['nvidia', new UpstreamClient(config.upstreams.nvidia!)]]),
+  } as unknown as ProxyOptions
 
   it('gives the canonical model and its upstream', () => {
-    expect(resolveModel(opts, 'MiniMaxAI/MiniMax-M2.1')).toMatchObject({ model: { name: 'minimaxai/minimax-m2.1' }, upstream: { name: 'nvidia' } })
+    expect(resolveModel(opts, 'MiniMaxAI/MiniMax-M2.1')).toMatchObject({
+      model: { name: 'minimaxai/minimax-m2.1' },
+      upstream: { name: 'nvidia' },
+    })
   })
 
   it('refuses a model of an upstream without a key: 503, upstream_not_configured', () => {
     const bare = loadConfig({})
-    const without = { router: new ModelRouter(bare), upstreams: new Map([['nvidia', new UpstreamClient(bare.upstreams.nvidia!)]]) } as unknown as ProxyOptions
-    expect(refusal(() => resolveModel(without, 'minimaxai/minimax-m2.1'))).toEqual({ status: 503, param: null, code: 'upstream_not_configured' })
+    const without = {
+      router: new ModelRouter(bare),
+      upstreams: new Map([['nvidia', new UpstreamClient(bare.upstreams.nvidia!)]]),
+    } as unknown as ProxyOptions
+    expect(refusal(() => resolveModel(without, 'minimaxai/minimax-m2.1'))).toEqual({
+      status: 503,
+      param: null,
+      code: 'upstream_not_configured',
+    })
   })
 })

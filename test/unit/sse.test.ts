@@ -115,7 +115,9 @@ describe('UsageTap', () => {
   it('strip: exactly the usage-only event is gone', async () => {
     for (const seed of [3, 7, 11]) {
       const { tap, bytes } = await run('strip', seed)
-      const expected = stream.toString('utf8').replace('data: {"choices":[],"usage": {"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}\n\n', '')
+      const expected = stream
+        .toString('utf8')
+        .replace('data: {"choices":[],"usage": {"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}\n\n', '')
       expect(bytes.toString('utf8')).toBe(expected)
       expect(tap.usage).toEqual({ prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 })
     }
@@ -143,9 +145,18 @@ describe('UsageTap', () => {
 
 describe('what the upstream reports as usage', () => {
   it.each([
-    [{ prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 }, { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 }],
-    [{ prompt_tokens: 8, total_tokens: 8 }, { prompt_tokens: 8, completion_tokens: 0, total_tokens: 8 }],
-    [{ prompt_tokens: 4, completion_tokens: 6 }, { prompt_tokens: 4, completion_tokens: 6, total_tokens: 10 }],
+    [
+      { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 },
+      { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 },
+    ],
+    [
+      { prompt_tokens: 8, total_tokens: 8 },
+      { prompt_tokens: 8, completion_tokens: 0, total_tokens: 8 },
+    ],
+    [
+      { prompt_tokens: 4, completion_tokens: 6 },
+      { prompt_tokens: 4, completion_tokens: 6, total_tokens: 10 },
+    ],
   ])('%j is believed', (reported, counted) => {
     expect(checkUsage(reported)).toEqual(counted)
   })

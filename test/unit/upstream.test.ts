@@ -10,10 +10,22 @@ describe('describeUpstreamBody reads every NVIDIA error shape', () => {
   it.each([
     ['{"status":403,"title":"Forbidden","detail":"Authorization failed"}', { message: 'Forbidden: Authorization failed' }],
     ['{"status":429,"title":"Too Many Requests"}', { message: 'Too Many Requests' }],
-    ['{"error":"body -> x\\n  Extra inputs are not permitted (type=extra_forbidden)"}', { message: 'body -> x\n  Extra inputs are not permitted (type=extra_forbidden)' }],
-    ['{"message":"Internal server error","type":"internal_server_error","code":500}', { message: 'Internal server error', type: 'internal_server_error' }],
-    ['{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}', { message: 'ResourceExhausted', type: 'Service Unavailable' }],
-    ['{"error":{"message":"bad","type":"invalid_request_error","param":"messages","code":"invalid_value"}}', { message: 'bad', type: 'invalid_request_error', param: 'messages', code: 'invalid_value' }],
+    [
+      '{"error":"body -> x\\n  Extra inputs are not permitted (type=extra_forbidden)"}',
+      { message: 'body -> x\n  Extra inputs are not permitted (type=extra_forbidden)' },
+    ],
+    [
+      '{"message":"Internal server error","type":"internal_server_error","code":500}',
+      { message: 'Internal server error', type: 'internal_server_error' },
+    ],
+    [
+      '{"error":{"message":"ResourceExhausted","type":"Service Unavailable","code":503}}',
+      { message: 'ResourceExhausted', type: 'Service Unavailable' },
+    ],
+    [
+      '{"error":{"message":"bad","type":"invalid_request_error","param":"messages","code":"invalid_value"}}',
+      { message: 'bad', type: 'invalid_request_error', param: 'messages', code: 'invalid_value' },
+    ],
     ["Header of type 'authorization' was missing", { message: "Header of type 'authorization' was missing" }],
     ['', {}],
     ['[1,2]', { message: '[1,2]' }],
@@ -28,11 +40,23 @@ describe('normaliseUpstreamError', () => {
   const scrub = (s: string) => s.replace('SECRET', '[redacted]')
 
   it('keeps an upstream OpenAI-style code and param', () => {
-    const n = normaliseUpstreamError('nvidia', 400, '{"error":{"message":"bad SECRET","type":"x","param":"messages","code":"invalid_value"}}', scrub)
+    const n = normaliseUpstreamError(
+      'nvidia',
+      400,
+      '{"error":{"message":"bad SECRET","type":"x","param":"messages","code":"invalid_value"}}',
+      scrub,
+    )
     expect(n).toEqual({
       status: 400,
       credentialsRefused: false,
-      body: { error: { message: "Upstream 'nvidia' answered 400: bad [redacted]", type: 'invalid_request_error', param: 'messages', code: 'invalid_value' } },
+      body: {
+        error: {
+          message: "Upstream 'nvidia' answered 400: bad [redacted]",
+          type: 'invalid_request_error',
+          param: 'messages',
+          code: 'invalid_value',
+        },
+      },
     })
   })
 
@@ -79,7 +103,11 @@ describe('routing and defaults', () => {
   it('the client wins, defaults fill gaps, twins are respected, and the model is the upstream name', () => {
     const resolved = router.resolve('m2')!
     expect(applyDefaults({ model: 'm2', messages: [], temperature: 0 }, resolved, true)).toEqual({
-      model: 'minimaxai/minimax-m2.1', messages: [], temperature: 0, top_p: 0.95, max_tokens: 8192,
+      model: 'minimaxai/minimax-m2.1',
+      messages: [],
+      temperature: 0,
+      top_p: 0.95,
+      max_tokens: 8192,
     })
     expect(applyDefaults({ model: 'm2', messages: [], max_completion_tokens: 5 }, resolved, true)).not.toHaveProperty('max_tokens')
     expect(applyDefaults({ model: 'm2', input: 'x' }, resolved, false)).toEqual({ model: 'minimaxai/minimax-m2.1', input: 'x' })
@@ -92,12 +120,21 @@ describe('routing and defaults', () => {
 })
 
 describe('model names', () => {
-  const router = new ModelRouter(loadConfig({ NVIDIA_API_KEY: 'nvapi-test', TOLLGATE_CONFIG: '/c.yaml' }, () => 'aliases:\n  Fast: meta/llama-3.1-8b-instruct\n'))
+  const router = new ModelRouter(
+    loadConfig({ NVIDIA_API_KEY: 'nvapi-test', TOLLGATE_CONFIG: '/c.yaml' }, () => 'aliases:\n  Fast: meta/llama-3.1-8b-instruct\n'),
+  )
 
   it('resolve without regard to case, to one canonical name, and go upstream as configured or as written', () => {
-    expect(router.resolve('MiniMaxAI/MiniMax-M2.1')!.model).toMatchObject({ name: 'minimaxai/minimax-m2.1', upstreamModel: 'minimaxai/minimax-m2.1', defaults: { max_tokens: 8192 } })
+    expect(router.resolve('MiniMaxAI/MiniMax-M2.1')!.model).toMatchObject({
+      name: 'minimaxai/minimax-m2.1',
+      upstreamModel: 'minimaxai/minimax-m2.1',
+      defaults: { max_tokens: 8192 },
+    })
     expect(router.resolve('FAST')!.model).toMatchObject({ name: 'meta/llama-3.1-8b-instruct', upstreamModel: 'meta/llama-3.1-8b-instruct' })
-    expect(router.resolve('Some/Unlisted-Model')!.model).toMatchObject({ name: 'some/unlisted-model', upstreamModel: 'Some/Unlisted-Model' })
+    expect(router.resolve('Some/Unlisted-Model')!.model).toMatchObject({
+      name: 'some/unlisted-model',
+      upstreamModel: 'Some/Unlisted-Model',
+    })
   })
 
   it('label metrics by configured names and the first models that answered; the rest share one label', () => {
