@@ -8,7 +8,7 @@
  *   INSTR_REDIS=1 …     (gateways on Redis, limits on)
  *   INSTR_C=1           (concurrent clients; at 64 the count does not repeat: how many requests
  *                        share an event-loop turn depends on timing. At 1 it repeated within about
- *                        1 % in the third session, but not in the fifth: two copies of one build
+ *                        1 % on one machine, but not on another: two copies of one build
  *                        counted 812 k and 713 k, as timers that fire per second weigh less per
  *                        request when requests get faster. Measure a build twice before trusting
  *                        a difference of a few per cent.)

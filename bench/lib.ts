@@ -164,7 +164,7 @@ export function codeGroup(location: string): string {
  * equally often, and none ever runs twice in a row (three or more of them). Reversing the order
  * every other round, as the bench did before, ran the last target twice in a row at every other
  * round's turn: a process measured again right after its own run was measured warm (an identical
- * copy listed last came out 0.969× of the first; docs/benchmarks.md, eighth session).
+ * copy listed last came out 0.969× of the first).
  */
 export function rotated<T>(items: readonly T[], round: number): T[] {
   const k = round % items.length

@@ -1,7 +1,7 @@
 /**
  * What one request log line costs the event loop, by destination: the gateway's BlockWriter (lines
  * joined into blocks of 16 KB, then one write through pino's sonic-boom), pino's sonic-boom handed
- * every line with a 4 KB minimum (the gateway's way before the tenth session), the same written
+ * every line with a 4 KB minimum (pino's own way), the same written
  * synchronously, and no destination at all (what pino's serializing alone costs). Lines come 100 µs
  * apart, the main thread computing in between, as under load (set LW_GAP_US), to /dev/null (or
  * LW_DEST). The main thread's CPU is read from its scheduler count, the computing subtracted, in

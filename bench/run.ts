@@ -176,7 +176,7 @@ try {
     // One process (no master): it ends with the bench instead of leaving a worker behind. Idle
     // connections to the origin close after 4 s, before the origin's own 5 s (Node's default)
     // closes them under a request: nginx answers a POST sent on such a connection with a 502 (an
-    // 81-round run failed so in the twelfth session). undici's pools in the other hops close at 4 s too.
+    // 81-round run can fail so). undici's pools in the other hops close at 4 s too.
     writeFileSync(
       join(dir, 'nginx.conf'),
       `master_process off; daemon off; pid ${dir}/pid; error_log ${dir}/err.log;

@@ -6,7 +6,7 @@
  *   - the gateway's way (src/quota/scripts.ts): the same Command made empty and given the
  *     arguments, so no flat;
  *   - one string with each argument's length in characters, checked with one Buffer.byteLength of
- *     the whole (equal only when all of it is ASCII): tried in the eighth session, not kept.
+ *     the whole (equal only when all of it is ASCII): measured, and not what the gateway does.
  * Each way copies the argument list once, as the gateway does when it puts the script, the keys
  * and the arguments together. The batch is 12 admissions of a
  * team with two scopes, as under load at c=64: 350 arguments.
