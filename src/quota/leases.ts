@@ -16,7 +16,7 @@ export interface Lease {
  * request rebuilds its table every few requests, and each table it leaves behind in the old
  * generation still points at the tickets in flight when it was left, which keeps them alive
  * through young-generation collections until the next full one. That was most of what the
- * gateway promoted per request, and doubled its GC pauses (bench/gc.ts, docs/benchmarks.md). A
+ * gateway promoted per request, and doubled its GC pauses (bench/gc.ts). A
  * removed link drops its pointers for the same reason.
  */
 export class LeaseKeeper {

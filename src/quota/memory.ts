@@ -30,7 +30,7 @@ import {
  * keeps the count and the reserved tokens of its leases as they change. A ticket holds its own
  * leases, so settling and renewing find them without a lookup. Nothing here is a Map that gains
  * and loses an entry per request: such a Map keeps the requests in flight alive through
- * young-generation collections (docs/benchmarks.md, the lease keeper).
+ * young-generation collections (bench/gc.ts).
  */
 
 /** One request in flight in one scope: a link in the scope's list of leases. */
@@ -361,7 +361,7 @@ export class MemoryQuotas implements QuotaEngine {
   /**
    * The audit trail is Redis's (the `tg:audit` stream); the embedded store keeps none. It used to
    * keep the last 10,000 entries in memory, which nothing ever read, so every request's entry
-   * outlived the young generation (docs/benchmarks.md).
+   * outlived the young generation (bench/gc.ts).
    */
   async audit(_entry: AuditEntry): Promise<void> {}
 }

@@ -69,7 +69,7 @@ const SETTLE_LIMITS: readonly LimitName[] = ['tokens_per_minute']
  * The scopes of one batch, each once: its six keys and the limits the script reads, sent once per
  * batch however many of the batch's calls it limits (under load a batch holds many calls of the
  * same few scopes, and per-call copies of their keys were most of the bytes Redis parsed and the
- * gateway encoded: docs/benchmarks.md). A call names a scope by its place, from 1. A scope whose
+ * gateway encoded: bench/script-encoding.ts). A call names a scope by its place, from 1. A scope whose
  * limits changed within the batch gets a place of its own.
  */
 class ScopeTable {
@@ -225,7 +225,7 @@ export class RedisQuotas implements QuotaEngine {
    * Nothing waits on the way to an admission; only such refusals pay a second round trip.
    * (A settlement another instance made can still arrive after the admission: about 0.5 % of a
    * team's requests at its concurrency limit, with three instances taking requests in turn;
-   * bench/slots.ts, and docs/benchmarks.md for what was tried against it.)
+   * bench/slots.ts measures it.)
    */
   async admit(a: Admission): Promise<AdmitResult> {
     const settling = this.settleScript.pending(a.team)

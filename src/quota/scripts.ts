@@ -7,7 +7,7 @@ export type Arg = string | number
 /**
  * A command from an argument list that is flat already. ioredis copies every command's arguments
  * with Array.prototype.flat, which on Node 20 costs about 180 ns per argument: 6 µs for a script
- * call with 33 of them (docs/benchmarks.md). So the command is made empty and given its arguments
+ * call with 33 of them (bench/script-encoding.ts). So the command is made empty and given its arguments
  * after, as strings (what ioredis would have made of them). Without ioredis's `keyPrefix`, which
  * the gateway never sets (its keys carry their own prefix), nothing else happens to them there.
  * (A subclass doing the same in its constructor was as slow as flat: V8.)
@@ -81,7 +81,7 @@ interface Group<S extends CallSink> {
  * low load nothing waits. Calls made while one is in flight wait for its answer and then go out
  * together, as one script call, in the order they came (a full batch goes at once). Under load one
  * script call then carries many requests: each costs the gateway and Redis a command, a write, a
- * read and a reply less (docs/benchmarks.md).
+ * read and a reply less.
  */
 export class BatchedScript<S extends CallSink> {
   private readonly groups = new Map<string, Group<S>>()

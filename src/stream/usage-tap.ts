@@ -59,7 +59,7 @@ export class UsageTap extends Transform {
   /**
    * The first events, kept as they came: their text is found only if an estimate is ever needed
    * (a stream that ends without its usage). Looking for five text fields in every event as it
-   * passed cost about a tenth of a stream's CPU in the gateway (docs/benchmarks.md).
+   * passed cost about a tenth of a stream's CPU in the gateway (bench/ab.ts, streams).
    */
   private readonly kept: Buffer[] = []
   private keptBytes = 0

@@ -145,7 +145,7 @@ export class UpstreamClient {
  * An answer read whole (a JSON answer, an error), straight from undici's dispatch: no stream, and
  * the client's cancellation watched here instead of by undici. undici's request() makes a Readable
  * per answer and its own abort handling per request: reading answers whole through it cost the
- * gateway more CPU per request than this (docs/benchmarks.md). It is its own dispatch handler: the
+ * gateway more CPU per request than this (bench/ab.ts). It is its own dispatch handler: the
  * request's promise resolves when the headers come, with this as the body, which keeps arriving.
  *
  * Of an error answer (status 400 and up) the first ERROR_BODY_LIMIT bytes are kept and the
