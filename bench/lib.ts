@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
+import { NO_AUDIT, type AuditLog } from '../src/audit/types.js'
 import type { QuotaEngine, Scope } from '../src/quota/types.js'
 import { freePort, startRedis, type RedisServer } from '../test/helpers/redis.js'
 
@@ -278,10 +279,16 @@ export type QuotaSteps = 'admit' | 'settle' | 'all'
 
 /**
  * The gateway's quota work for `total` requests, `concurrency` at a time: each admitted (one team,
- * BENCH_LIMITS), settled and audited as the proxy does it (or only the first `steps`); then what
- * waits of the audit is written.
+ * BENCH_LIMITS), settled and audited (with an audit log) as the proxy does it (or only the first
+ * `steps`); then what waits of the audit is written.
  */
-export async function quotaWork(q: QuotaEngine, total: number, concurrency: number, steps: QuotaSteps = 'all'): Promise<void> {
+export async function quotaWork(
+  q: QuotaEngine,
+  total: number,
+  concurrency: number,
+  steps: QuotaSteps = 'all',
+  audit: AuditLog = NO_AUDIT,
+): Promise<void> {
   const scopes: Scope[] = [{ id: 'team', label: 'team', limits: BENCH_LIMITS }]
   const usage = { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 }
   let left = total
@@ -295,7 +302,7 @@ export async function quotaWork(q: QuotaEngine, total: number, concurrency: numb
         if (steps === 'admit') continue
         await q.settle({ ticket: admitted.ticket, keyId: 'key_1', model: 'm', usage, estimated: false, now })
         if (steps === 'all')
-          void q.audit({
+          void audit.write({
             time: new Date(now).toISOString(),
             request_id: requestId,
             team: 'bench',
@@ -310,5 +317,5 @@ export async function quotaWork(q: QuotaEngine, total: number, concurrency: numb
       }
     }),
   )
-  await q.writeAudit?.()
+  await audit.flush()
 }

@@ -16,7 +16,7 @@
  */
 import { connect, type Socket } from 'node:net'
 import { Redis } from 'ioredis'
-import { flatCommand } from '../src/quota/scripts.js'
+import { flatCommand } from '../src/redis/scripts.js'
 import { startRedis } from '../test/helpers/redis.js'
 import { median } from './lib.js'
 

@@ -14,7 +14,7 @@
  *   npx tsx bench/script-encoding.ts          (from the repository root)
  */
 import { Command } from 'ioredis'
-import { flatCommand } from '../src/quota/scripts.js'
+import { flatCommand } from '../src/redis/scripts.js'
 import { median } from './lib.js'
 
 const args: string[] = ['0123456789abcdef0123456789abcdef01234567', '144']

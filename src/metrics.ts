@@ -207,7 +207,7 @@ export class Metrics {
     registers: [this.registry],
   })
 
-  /** The buffers of what waits for Redis (ResilientQuotas), each its size and its drops. */
+  /** The buffers of what waits for Redis (quota/resilient.ts, audit/resilient.ts), each its size and its drops. */
   readonly buffers = {
     usage: bufferMetrics(this.registry, 'usage', 'Usage records'),
     audit: bufferMetrics(this.registry, 'audit', 'Audit entries'),

@@ -1,5 +1,5 @@
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
-import { GatewayError, invalidApiKey, storeUnavailable } from '../errors.js'
+import { GatewayError, storeUnavailable } from '../errors.js'
 import { bearerToken, hashClientKey, looksLikeClientKey } from '../keys.js'
 import type { KeyActivity } from '../store/key-activity.js'
 import type { PrincipalCache } from '../store/principal-cache.js'
@@ -37,9 +37,7 @@ export interface ClientAuthOptions {
 export function lockedOut(seen: Awaited<ReturnType<FailureLimiter>>): GatewayError | null {
   if (seen.isAllowed || !(seen.isExceeded || seen.remaining === 0)) return null
   const retry = Math.max(1, seen.ttlInSeconds ?? 60)
-  return new GatewayError(429, `Too many failed authentications from your address. Please try again in ${retry}s.`, {
-    type: 'requests',
-    code: 'auth_rate_limited',
+  return new GatewayError('auth_rate_limited', `Too many failed authentications from your address. Please try again in ${retry}s.`, {
     headers: { 'retry-after': String(retry), 'retry-after-ms': String(retry * 1000) },
   })
 }
@@ -91,7 +89,7 @@ export function clientAuth({
     if (found.status === 'rejected') throw storeUnavailable(found.reason)
     const fail = async (message: string): Promise<never> => {
       await failures(request).catch(() => undefined)
-      throw invalidApiKey(message)
+      throw new GatewayError('invalid_api_key', message)
     }
     if (token === null) {
       return fail("You didn't provide an API key. Send it as 'Authorization: Bearer tg-…' (the OpenAI clients do this for you).")

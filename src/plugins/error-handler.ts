@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import { timeOwnAnswer } from '../context.js'
-import { GatewayError, openAIError, typeForStatus } from '../errors.js'
+import { errorBody, ERRORS, GatewayError, openAIError, typeForStatus, type ErrorCode } from '../errors.js'
 
 /**
  * The one error handler: every refusal leaves in OpenAI's envelope. Fastify's own errors (bad
@@ -20,40 +20,28 @@ export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: numb
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
         return reply
           .code(413)
-          .send(
-            openAIError(
-              `The request body is larger than the gateway's limit of ${bodyLimitBytes} bytes.`,
-              'invalid_request_error',
-              'request_too_large',
-            ),
-          )
+          .send(errorBody('request_too_large', `The request body is larger than the gateway's limit of ${bodyLimitBytes} bytes.`))
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-        return reply.code(400).send(openAIError('The request body is empty; send a JSON object.', 'invalid_request_error', 'invalid_json'))
+        return reply.code(400).send(errorBody('invalid_json', 'The request body is empty; send a JSON object.'))
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-        return reply
-          .code(400)
-          .send(openAIError(`We could not parse the JSON body of your request: ${err.message}`, 'invalid_request_error', 'invalid_json'))
+        return reply.code(400).send(errorBody('invalid_json', `We could not parse the JSON body of your request: ${err.message}`))
     }
     if (err instanceof SyntaxError || (status === 400 && /JSON/i.test(err.message))) {
-      return reply
-        .code(400)
-        .send(openAIError(`We could not parse the JSON body of your request: ${err.message}`, 'invalid_request_error', 'invalid_json'))
+      return reply.code(400).send(errorBody('invalid_json', `We could not parse the JSON body of your request: ${err.message}`))
     }
     if (status >= 500) {
       request.log.error({ err }, 'unhandled error')
-      return reply.code(500).send(openAIError('The gateway had an internal error.', 'server_error', 'internal_error'))
+      return reply.code(500).send(errorBody('internal_error', 'The gateway had an internal error.'))
     }
-    // Fastify's own codes (FST_ERR_…) are its internals, not the gateway's API.
-    const code = err.code?.startsWith('FST_') ? null : (err.code ?? null)
-    return reply.code(status).send(openAIError(err.message, typeForStatus(status), code))
+    // Fastify's own codes (FST_ERR_…) are its internals, not the gateway's API: only catalogued
+    // codes reach a client.
+    return reply.code(status).send(openAIError(err.message, typeForStatus(status)))
   })
 
   app.setNotFoundHandler((request, reply) => {
     timeOwnAnswer(request, reply)
-    reply
-      .code(404)
-      .send(openAIError(`Unknown route: ${request.method} ${request.url.split('?')[0]}`, 'invalid_request_error', 'unknown_route'))
+    reply.code(404).send(errorBody('unknown_route', `Unknown route: ${request.method} ${request.url.split('?')[0]}`))
   })
 }
 
@@ -67,9 +55,9 @@ function forgetBodyHeaders(reply: FastifyReply): void {
 }
 
 /** What Node's HTTP parser refuses before Fastify sees a request, as OpenAI's envelope. */
-const CLIENT_ERRORS: Record<string, [number, string, string]> = {
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request did not arrive in time; the connection is closed.'],
-  HPE_HEADER_OVERFLOW: [431, 'headers_too_large', 'The request headers are larger than the gateway accepts.'],
+const CLIENT_ERRORS: Record<string, [ErrorCode, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: ['request_timeout', 'The request did not arrive in time; the connection is closed.'],
+  HPE_HEADER_OVERFLOW: ['headers_too_large', 'The request headers are larger than the gateway accepts.'],
 }
 
 /**
@@ -79,13 +67,12 @@ const CLIENT_ERRORS: Record<string, [number, string, string]> = {
  */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, code, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'invalid_request', 'The request is not valid HTTP.']
+  const [code, message] = CLIENT_ERRORS[err.code ?? ''] ?? ['invalid_request', 'The request is not valid HTTP.']
+  const status = ERRORS[code].status
   // (A response already under way cannot be replaced: the connection is just closed.)
   const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
   if (socket.writable && !started) {
-    const body = JSON.stringify(
-      openAIError(message, status === 408 || status === 431 ? 'invalid_request_error' : typeForStatus(status), code),
-    )
+    const body = JSON.stringify(errorBody(code, message))
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     )

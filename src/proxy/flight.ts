@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/types.js'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { GuardSettings } from '../config.js'
 import type { RequestContext } from '../context.js'
@@ -21,6 +22,7 @@ export interface ProxyOptions {
   pools: Map<string, KeyPool>
   quotas: QuotaEngine
   leases: LeaseKeeper
+  audit: AuditLog
   now: () => number
   /** Completion tokens reserved when a request sets no max_tokens and its model has no default. */
   completionReservation: number
@@ -90,5 +92,4 @@ export function newFlight(
   }
 }
 
-export const clientGone = () =>
-  new GatewayError(499, 'The client closed the connection.', { type: 'invalid_request_error', code: 'client_closed_request' })
+export const clientGone = () => new GatewayError('client_closed_request', 'The client closed the connection.')

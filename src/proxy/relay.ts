@@ -44,10 +44,10 @@ async function relayError(f: Flight, res: Answer, upstream: UpstreamClient): Pro
   }
   if (res.statusCode === 202) {
     // A queued request with no id to poll it by (dispatch.ts polls the others): never a 202.
-    throw new GatewayError(504, `Upstream '${upstream.name}' queued the request without an id to ask after it by; please retry.`, {
-      type: 'server_error',
-      code: 'upstream_timeout',
-    })
+    throw new GatewayError(
+      'upstream_timeout',
+      `Upstream '${upstream.name}' queued the request without an id to ask after it by; please retry.`,
+    )
   }
   const normalised = normaliseUpstreamError(upstream.name, res.statusCode, text, (s) => upstream.scrub(s))
   if (normalised.credentialsRefused) {
@@ -104,7 +104,7 @@ async function relayStream(
     // After it, the stream ends cleanly with an error event the SDKs raise as an APIError, and
     // counts as the upstream's failure (a stall is a 504), not as the client leaving.
     const failure = mapTransportError(upstream.name, err)
-    tap.cut(failure.code ?? 'upstream_error', `${failure.message} The stream was ended.`, failure.statusCode)
+    tap.cut(failure.code, `${failure.message} The stream was ended.`)
   }
   source.once('error', sourceFailed)
   tap.onDone = () => (ctx.complete = true)

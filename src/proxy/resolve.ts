@@ -13,11 +13,13 @@ export function resolveModel(opts: ProxyOptions, name: string): ResolvedModel {
   if (!primary) throw modelNotFound(name)
   const keyEnv = primary.config.keyEnv
   if (keyEnv !== null && !primary.hasKeys) {
-    throw new GatewayError(503, `The gateway has no API key for upstream '${primary.name}'; its operator must set ${keyEnv}.`, {
-      type: 'server_error',
-      code: 'upstream_not_configured',
-      headers: { 'x-should-retry': 'false' },
-    })
+    throw new GatewayError(
+      'upstream_not_configured',
+      `The gateway has no API key for upstream '${primary.name}'; its operator must set ${keyEnv}.`,
+      {
+        headers: { 'x-should-retry': 'false' },
+      },
+    )
   }
   return resolved
 }

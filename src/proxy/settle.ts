@@ -1,5 +1,6 @@
 import { msSince, outcome } from '../context.js'
-import type { AuditEntry, Ticket, Usage } from '../quota/types.js'
+import type { AuditEntry } from '../audit/types.js'
+import type { Ticket, Usage } from '../quota/types.js'
 import { isoTime } from '../quota/periods.js'
 import type { ModelRouter } from '../upstream/router.js'
 import type { Flight } from './flight.js'
@@ -69,9 +70,7 @@ export function audit(f: Flight, status: number, usage: Usage, estimated: boolea
     estimated,
     latency_ms: now - f.started,
   }
-  f.opts.quotas
-    .audit(entry)
-    .catch((err: unknown) => f.request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
+  f.opts.audit.write(entry).catch((err: unknown) => f.request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))
 }
 
 /** The model label of a request's metrics: bounded (ModelRouter.label); none (no valid body) is ''. */

@@ -50,8 +50,8 @@ export function tooLargeForQuota(
   const needs = prompt + asked * choices
   const advice = fit >= 1 ? `The largest max_tokens that could fit is ${fit}.` : 'The prompt alone is larger than it: shorten it.'
   return new GatewayError(
-    400,
+    'quota_too_small',
     `This request may use up to ${needs} tokens (a prompt of about ${prompt}, max_tokens ${asked}${choices > 1 ? ` for each of ${choices} choices` : ''}), more than the whole ${whole.name} quota of ${whole.scope} (Limit ${whole.limit}). ${advice}`,
-    { type: 'invalid_request_error', param: 'max_tokens', code: 'quota_too_small', headers: { 'x-should-retry': 'false' } },
+    { param: 'max_tokens', headers: { 'x-should-retry': 'false' } },
   )
 }

@@ -102,30 +102,25 @@ export function refusalError(r: Refusal): GatewayError {
 
   if (r.kind === 'concurrency') {
     return new GatewayError(
-      429,
+      'concurrency_limit_exceeded',
       `Too many concurrent requests on ${r.scope}: Limit ${r.limit}, In flight ${r.used}. Please try again in ${seconds}.`,
       {
-        type: 'requests',
-        code: 'concurrency_limit_exceeded',
         headers,
       },
     )
   }
   if ((r.kind === 'tokens_per_day' || r.kind === 'tokens_per_month') && r.final) {
     const when = r.resetsAt === undefined ? '' : ` It resets at ${new Date(r.resetsAt).toISOString()}.`
-    return new GatewayError(429, `You exceeded the ${NAMES[r.kind]} quota of ${r.scope}: ${counts}${when}`, {
-      type: 'insufficient_quota',
-      code: 'insufficient_quota',
+    return new GatewayError('insufficient_quota', `You exceeded the ${NAMES[r.kind]} quota of ${r.scope}: ${counts}${when}`, {
       headers,
     })
   }
   if (r.kind === 'tokens' && r.final) {
     return new GatewayError(
-      429,
+      'rate_limit_exceeded',
       `Request too large for ${NAMES.tokens} on ${r.scope}: Limit ${r.limit}, Requested ${r.requested}. Lower max_tokens or shorten the prompt.`,
       {
         type: 'tokens',
-        code: 'rate_limit_exceeded',
         headers,
       },
     )
@@ -133,11 +128,10 @@ export function refusalError(r: Refusal): GatewayError {
   const inFlight =
     r.kind === 'tokens_per_day' || r.kind === 'tokens_per_month' ? ' (Used includes tokens reserved by requests in flight.)' : ''
   return new GatewayError(
-    429,
+    'rate_limit_exceeded',
     `Rate limit reached for ${NAMES[r.kind]} on ${r.scope}: ${counts}${inFlight} Please try again in ${seconds}.`,
     {
       type: r.kind === 'requests' ? 'requests' : 'tokens',
-      code: 'rate_limit_exceeded',
       headers,
     },
   )

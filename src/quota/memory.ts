@@ -6,7 +6,6 @@ import {
   MINUTE_MS,
   type Admission,
   type AdmitResult,
-  type AuditEntry,
   type QuotaEngine,
   type RateState,
   type Refusal,
@@ -357,13 +356,6 @@ export class MemoryQuotas implements QuotaEngine {
     }
     return aggregateUsage(sources, q)
   }
-
-  /**
-   * The audit trail is Redis's (the `tg:audit` stream); the embedded store keeps none. It used to
-   * keep the last 10,000 entries in memory, which nothing ever read, so every request's entry
-   * outlived the young generation (bench/gc.ts).
-   */
-  async audit(_entry: AuditEntry): Promise<void> {}
 }
 
 /** A day or month quota: spent (final until the period ends), or full with what is reserved (wait). */

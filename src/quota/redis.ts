@@ -1,16 +1,17 @@
-import type { Cluster, Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import type { LimitName, Limits } from '../limits.js'
+import { BatchedScript, type CallSink } from '../redis/batch.js'
+import type { RedisClient } from '../redis/connection.js'
+import { RedisKeys } from '../redis/keys.js'
+import { LuaScript, type Arg } from '../redis/scripts.js'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, usageField } from './report.js'
-import { BatchedScript, LuaScript, type Arg, type CallSink } from './scripts.js'
 import { describeStatus, refill } from './status.js'
 import {
   LEASE_MS,
   MINUTE_MS,
   type Admission,
   type AdmitResult,
-  type AuditEntry,
   type LimitKind,
   type QuotaEngine,
   type RateState,
@@ -26,21 +27,14 @@ import {
  * Quotas in Redis, exact across any number of gateway instances: each admission is one run of a Lua
  * script (every check of every scope, then every write, in one round trip), each settlement
  * another. Under load a team's admissions that arrive while one of its script calls is in flight
- * go out together as one call, as do its settlements (scripts.ts); the script still takes them one
- * after another, each as if alone.
+ * go out together as one call, as do its settlements (redis/batch.ts); the script still takes them
+ * one after another, each as if alone. Key names: redis/keys.ts.
  *
  * Why not @fastify/rate-limit for the request rate: its Redis store counts a fixed window
  * (INCR + PEXPIRE), which lets twice the limit through across a window boundary, and a separate
  * call for it would cost a second round trip and could not be atomic with the token and
  * concurrency checks: a request it counted could still be refused by the token check. The gateway
  * uses @fastify/rate-limit where its model fits: failed authentications per client IP.
- *
- * Keys (all of one team under the hash tag {t:<team>}, so the scripts run on a Redis Cluster):
- *   <prefix>{t:<team>}:<scope>:rpm|tpm|inflight|reserved
- *   <prefix>{t:<team>}:<scope>:d:<YYYY-MM-DD>   <prefix>{t:<team>}:<scope>:m:<YYYY-MM>
- *   <prefix>{t:<team>}:usage:<YYYY-MM-DD>        usage counters (see report.ts)
- *   <prefix>{t:<team>}:settled                    settlements not yet answered (settle.lua)
- *   <prefix>audit                                 the audit stream (capped; written in batches)
  */
 
 const DAY_MS = 86_400_000
@@ -50,11 +44,6 @@ const DAY_MS = 86_400_000
  */
 const SETTLED_MARKER_MS = 6 * 3_600_000
 const NONE = -1
-/** Audit entries per script call, the longest an entry waits, and the values per entry. */
-const AUDIT_BATCH = 64
-const AUDIT_DELAY_MS = 20
-const AUDIT_WIDTH = 24
-const NOTHING = Promise.resolve()
 
 const ADMIT_LIMITS: readonly LimitName[] = [
   'requests_per_minute',
@@ -154,30 +143,18 @@ class SettleCalls implements CallSink {
 }
 
 export interface RedisQuotasOptions {
-  client: Redis | Cluster
+  client: RedisClient
   prefix?: string
   /** How long usage counters are kept. */
   usageRetentionDays?: number
-  /** Approximate cap of the audit stream (XADD MAXLEN ~). */
-  auditMaxLen?: number
 }
 
 export class RedisQuotas implements QuotaEngine {
-  private readonly client: Redis | Cluster
-  private readonly prefix: string
+  private readonly client: RedisClient
+  private readonly names: RedisKeys
   private readonly retentionMs: number
-  private readonly auditMaxLen: number
   private readonly admitScript: BatchedScript<AdmitCalls>
   private readonly settleScript: BatchedScript<SettleCalls>
-  private readonly auditScript: LuaScript
-  /** Audit entries not yet written, flattened (AUDIT_WIDTH values each), and the entries themselves. */
-  private auditBatch: Arg[] = []
-  private auditEntries: AuditEntry[] = []
-  /** Given the entries of a batch whose write failed; without one, the batch's first call rejects. */
-  private auditFailed: ((entries: AuditEntry[]) => void) | null = null
-  private auditTimer: NodeJS.Timeout | null = null
-  /** Settles the promise of the call that opened the batch waiting now. */
-  private auditDone: { resolve: () => void; reject: (err: unknown) => void } | null = null
   /** Per team, the request ids of settlements answered since its last settlement batch went out. */
   private readonly answered = new Map<string, string[]>()
   /** Each scope's key names for a day (team, tab, scope id), for the scopes seen most recently. */
@@ -185,18 +162,16 @@ export class RedisQuotas implements QuotaEngine {
 
   constructor(options: RedisQuotasOptions) {
     this.client = options.client
-    this.prefix = options.prefix ?? 'tg:'
+    this.names = new RedisKeys(options.prefix)
     this.retentionMs = (options.usageRetentionDays ?? 400) * DAY_MS
-    this.auditMaxLen = options.auditMaxLen ?? 100_000
     this.admitScript = new BatchedScript(new LuaScript(this.client, 'admit'), () => new AdmitCalls())
     const settledKey = (team: string) => this.teamKey(team, 'settled')
     const takeAnswered = (team: string) => this.takeAnswered(team)
     this.settleScript = new BatchedScript(new LuaScript(this.client, 'settle'), () => new SettleCalls(settledKey, takeAnswered))
-    this.auditScript = new LuaScript(this.client, 'audit')
   }
 
   private teamKey(team: string, suffix: string): string {
-    return `${this.prefix}{t:${team}}:${suffix}`
+    return this.names.team(team, suffix)
   }
 
   /**
@@ -430,103 +405,4 @@ export class RedisQuotas implements QuotaEngine {
     )
     return aggregateUsage(sources.flat(), q)
   }
-
-  onAuditFailed(handler: (entries: AuditEntry[]) => void): void {
-    this.auditFailed = handler
-  }
-
-  /**
-   * Audit entries go out in batches: one script call for up to AUDIT_BATCH entries, at most
-   * AUDIT_DELAY_MS after the first (an XADD per request was a third of the gateway's Redis work).
-   * The promise of the call that opens a batch settles with the batch's write, so a failure is
-   * reported once per batch; the others resolve at once. With an onAuditFailed handler, a failed
-   * batch's entries go to it instead, and no call rejects.
-   */
-  audit(e: AuditEntry): Promise<void> {
-    pushAudit(this.auditBatch, e)
-    this.auditEntries.push(e)
-    let opened = NOTHING
-    if (this.auditDone === null) {
-      opened = new Promise<void>((resolve, reject) => (this.auditDone = { resolve, reject }))
-      this.auditTimer = setTimeout(() => void this.writeAudit(), AUDIT_DELAY_MS)
-      this.auditTimer.unref()
-    }
-    if (this.auditBatch.length >= AUDIT_BATCH * AUDIT_WIDTH) void this.writeAudit()
-    return opened
-  }
-
-  /** Writes the audit entries waiting now (also at shutdown). */
-  writeAudit(): Promise<void> {
-    if (this.auditTimer !== null) clearTimeout(this.auditTimer)
-    this.auditTimer = null
-    const done = this.auditDone
-    this.auditDone = null
-    if (this.auditBatch.length === 0) {
-      done?.resolve()
-      return NOTHING
-    }
-    const batch = this.auditBatch
-    const entries = this.auditEntries
-    this.auditBatch = []
-    this.auditEntries = []
-    const write = this.writeAuditBatch(batch)
-    const failed = this.auditFailed
-    if (failed === null) {
-      write.then(
-        () => done?.resolve(),
-        (err: unknown) => done?.reject(err),
-      )
-      return write
-    }
-    // (A batch that Redis wrote but whose reply was lost comes back too: an entry may be written
-    // twice, never lost; its request_id tells the two apart.)
-    return write.then(
-      () => done?.resolve(),
-      () => {
-        failed(entries)
-        done?.resolve()
-      },
-    )
-  }
-
-  /** Writes these entries now, in one script call (entries kept while Redis was away). Rejects if the write fails. */
-  appendAudit(entries: AuditEntry[]): Promise<void> {
-    const batch: Arg[] = []
-    for (const e of entries) pushAudit(batch, e)
-    return this.writeAuditBatch(batch)
-  }
-
-  private writeAuditBatch(batch: Arg[]): Promise<void> {
-    return this.auditScript.run([`${this.prefix}audit`], [this.auditMaxLen, AUDIT_WIDTH, ...batch]).then(() => undefined)
-  }
-}
-
-/** An audit entry's fields, as the stream's names and values (AUDIT_WIDTH of them). */
-function pushAudit(batch: Arg[], e: AuditEntry): void {
-  batch.push(
-    'time',
-    e.time,
-    'request_id',
-    e.request_id,
-    'team',
-    e.team,
-    'key_id',
-    e.key_id,
-    'model',
-    e.model,
-    'endpoint',
-    e.endpoint,
-    'status',
-    e.status,
-    'prompt_tokens',
-    e.prompt_tokens,
-    'completion_tokens',
-    e.completion_tokens,
-    'total_tokens',
-    e.total_tokens,
-    'estimated',
-    e.estimated ? 1 : 0,
-    'latency_ms',
-    e.latency_ms,
-  )
 }

@@ -119,22 +119,6 @@ export interface UsageRow {
   estimated_requests: number
 }
 
-/** One line of the audit trail. */
-export interface AuditEntry {
-  team: string
-  key_id: string
-  model: string
-  endpoint: string
-  status: number
-  prompt_tokens: number
-  completion_tokens: number
-  total_tokens: number
-  estimated: boolean
-  latency_ms: number
-  request_id: string
-  time: string
-}
-
 export interface QuotaEngine {
   admit(admission: Admission): Promise<AdmitResult>
   /** Gives back the reservation, counts the real usage in every period and in the usage report. */
@@ -143,16 +127,6 @@ export interface QuotaEngine {
   renew(tickets: Ticket[], now: number): Promise<void>
   status(team: string, scopes: Scope[], now: number): Promise<Record<string, ScopeStatus>>
   usage(query: UsageQuery): Promise<UsageRow[]>
-  audit(entry: AuditEntry): Promise<void>
-  /** Writes audit entries still waiting in a batch (at shutdown). */
-  writeAudit?(): Promise<void>
-  /**
-   * Hands the entries of every audit batch whose write fails to `handler` (ResilientQuotas keeps
-   * them until Redis is back). Audit calls then never reject.
-   */
-  onAuditFailed?(handler: (entries: AuditEntry[]) => void): void
-  /** Writes these audit entries at once, as one batch; rejects if the write fails. */
-  appendAudit?(entries: AuditEntry[]): Promise<void>
   /** At shutdown, after the last settlement: hands Redis what the engine kept for its next calls. */
   shutdown?(): Promise<void>
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { z } from 'zod'
-import { GatewayError, invalidRequest, notFound, fromStore } from '../errors.js'
+import { GatewayError, invalidRequest, fromStore } from '../errors.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
 import { limitsPatchSchema, limitsSchema, mergeLimits, type Limits, type LimitsPatch } from '../limits.js'
 import { lockedOut, type FailureLimiter } from '../plugins/client-auth.js'
@@ -133,7 +133,8 @@ export function newKey(
   return { record, plaintext }
 }
 
-const teamNotFound = (id: string) => notFound(`No team with id '${id}'.`, 'team_not_found', 'id')
+const teamNotFound = (id: string) => new GatewayError('team_not_found', `No team with id '${id}'.`, { param: 'id' })
+const keyNotFound = (id: string) => new GatewayError('key_not_found', `No key with id '${id}'.`, { param: 'id' })
 
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
   app,
@@ -152,10 +153,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
     const token = bearerToken(request.headers.authorization)
     if (token === null || !secretsEqual(token, adminToken)) {
       await failures(request).catch(() => undefined)
-      throw new GatewayError(401, 'A valid admin token is required: Authorization: Bearer $ADMIN_TOKEN.', {
-        type: 'invalid_request_error',
-        code: 'invalid_admin_token',
-      })
+      throw new GatewayError('invalid_admin_token', 'A valid admin token is required: Authorization: Bearer $ADMIN_TOKEN.')
     }
   })
 
@@ -171,9 +169,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
       updated_at: at,
     }
     if (!(await fromStore(store.createTeam(team)))) {
-      throw new GatewayError(409, `A team with id '${body.id}' already exists.`, {
-        type: 'invalid_request_error',
-        code: 'team_exists',
+      throw new GatewayError('team_exists', `A team with id '${body.id}' already exists.`, {
         param: 'id',
       })
     }
@@ -227,12 +223,10 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
   app.post<{ Params: { id: string } }>('/admin/keys/:id/rotate', async (request, reply) => {
     const body = parseBody(rotateKeyBody, request.body)
     const old = KEY_ID.test(request.params.id) ? await fromStore(store.getKey(request.params.id)) : null
-    if (!old) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    if (!old) throw keyNotFound(request.params.id)
     const at = now()
     if (old.revoked_at !== null || (old.expires_at !== null && Date.parse(old.expires_at) <= at)) {
-      throw new GatewayError(409, `Key '${old.id}' is revoked or expired; create a new key instead.`, {
-        type: 'invalid_request_error',
-        code: 'key_inactive',
+      throw new GatewayError('key_inactive', `Key '${old.id}' is revoked or expired; create a new key instead.`, {
         param: 'id',
       })
     }
@@ -252,26 +246,26 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
 
   app.get<{ Params: { id: string } }>('/admin/keys/:id', async (request) => {
     const key = KEY_ID.test(request.params.id) ? await fromStore(store.getKey(request.params.id)) : null
-    if (!key) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    if (!key) throw keyNotFound(request.params.id)
     return keyView(key)
   })
 
   app.patch<{ Params: { id: string } }>('/admin/keys/:id', async (request) => {
     const body = parseBody(patchKeyBody, request.body)
     const current = KEY_ID.test(request.params.id) ? await fromStore(store.getKey(request.params.id)) : null
-    if (!current) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    if (!current) throw keyNotFound(request.params.id)
     const patch = {
       ...(body.name !== undefined ? { name: body.name } : {}),
       ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
     }
     const key = await fromStore(store.updateKey(current.id, patch))
-    if (!key) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    if (!key) throw keyNotFound(request.params.id)
     return keyView(key)
   })
 
   app.delete<{ Params: { id: string } }>('/admin/keys/:id', async (request, reply) => {
     const revoked = KEY_ID.test(request.params.id) && (await fromStore(store.revokeKey(request.params.id, iso())))
-    if (!revoked) throw notFound(`No key with id '${request.params.id}'.`, 'key_not_found', 'id')
+    if (!revoked) throw keyNotFound(request.params.id)
     return reply.code(204).send()
   })
 }

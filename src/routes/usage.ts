@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
-import { invalidRequest, notFound, fromStore } from '../errors.js'
+import { GatewayError, invalidRequest, fromStore } from '../errors.js'
 import { allScopes } from '../quota/http.js'
 import { utcDay } from '../quota/periods.js'
 import type { QuotaEngine, UsageRow } from '../quota/types.js'
@@ -128,7 +128,8 @@ export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, { s
     }
     let teams: string[]
     if (q.team !== undefined) {
-      if (!(await fromStore(store.getTeam(q.team)))) throw notFound(`No team with id '${q.team}'.`, 'team_not_found', 'team')
+      if (!(await fromStore(store.getTeam(q.team))))
+        throw new GatewayError('team_not_found', `No team with id '${q.team}'.`, { param: 'team' })
       teams = [q.team]
     } else {
       teams = (await fromStore(store.listTeams())).map((t) => t.id)

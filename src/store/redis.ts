@@ -1,19 +1,16 @@
-import { readFileSync } from 'node:fs'
-import { Cluster, Redis } from 'ioredis'
+import { Cluster } from 'ioredis'
 import type { Limits } from '../limits.js'
+import { whenReady, type RedisClient } from '../redis/connection.js'
+import { RedisKeys } from '../redis/keys.js'
+import { scripts, type LuaScript } from '../redis/scripts.js'
 import type { Invalidation } from './principal-cache.js'
 import type { ApiKeyRecord, KeyPatch, Principal, Store, Team, TeamPatch } from './types.js'
 
 /**
  * Teams and keys in Redis, shared by every gateway instance. All directory keys carry the one
- * hash tag `{dir}`, so the multi-key scripts also run on a Redis Cluster. Authentication is one
- * HGETALL of `keyhash:<sha256>`; revocation deletes it, so a revoked key fails at once everywhere.
- *
- *   <prefix>{dir}:teams             set of team ids
- *   <prefix>{dir}:team:<id>         hash: id name limits model_limits (JSON) created_at updated_at
- *   <prefix>{dir}:teamkeys:<id>     set of the team's key ids
- *   <prefix>{dir}:key:<key id>      hash: the key record ('' stands for null)
- *   <prefix>{dir}:keyhash:<sha256>  hash: the same record, while the key is active
+ * hash tag `{dir}` (redis/keys.ts), so the multi-key scripts also run on a Redis Cluster.
+ * Authentication is one HGETALL of `keyhash:<sha256>`; revocation deletes it, so a revoked key
+ * fails at once everywhere.
  */
 
 const SCRIPTS = [
@@ -26,12 +23,6 @@ const SCRIPTS = [
   'authenticate',
   'touch_keys',
 ] as const
-type ScriptName = (typeof SCRIPTS)[number]
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>
-
-function loadScript(name: ScriptName): string {
-  return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
-}
 
 const KEY_FIELDS = ['id', 'team', 'name', 'hash', 'hint', 'created_at', 'expires_at', 'revoked_at', 'last_used_at', 'replaced_by'] as const
 
@@ -76,91 +67,32 @@ function teamFromHash(h: Record<string, string>): Team | null {
   }
 }
 
-/**
- * While Redis is away, commands fail at once instead of queueing (the gateway then serves on
- * from memory, or answers 503, as configured), and none waits long for an answer.
- */
-export const REDIS_OPTIONS = {
-  // Commands issued in the same tick go out in one write: a write per command was 15 % of the
-  // gateway's CPU under load (profiled).
-  enableAutoPipelining: true,
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  commandTimeout: 2_000,
-  connectTimeout: 5_000,
-} as const
-
-/**
- * How Redis evicts keys when it is full, if it can: a `maxmemory` set, and a policy other than
- * `noeviction`. Every quota key carries a TTL, so even the `volatile-*` policies may take them, and
- * an evicted key forgets what a limit has counted. Null when nothing can be evicted. On a cluster,
- * the first master found that can. (INFO, not CONFIG: managed Redis services often refuse CONFIG.)
- */
-export async function evictionPolicy(client: Redis | Cluster): Promise<{ policy: string; maxmemory: number } | null> {
-  for (const node of client instanceof Cluster ? client.nodes('master') : [client]) {
-    const info = await node.info('memory')
-    const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1]
-    const maxmemory = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0)
-    if (policy !== undefined && policy !== 'noeviction' && maxmemory > 0) return { policy, maxmemory }
-  }
-  return null
-}
-
 export interface RedisStoreOptions {
-  /** A client to use (closed by close() only with ownsClient), or a URL to connect to (closed by close()). */
-  client?: Redis | Cluster
+  /** The connection (redis/connection.ts); close() closes it only with ownsClient. */
+  client: RedisClient
   ownsClient?: boolean
-  url?: string
   /** Namespace of every key; lets several gateways or tests share one Redis. */
   prefix?: string
-  /** Where connection trouble is reported (once per outage, not once per retry). */
-  log?: { warn: (obj: object, msg: string) => void; info: (obj: object, msg: string) => void }
 }
 
 export class RedisStore implements Store {
   readonly kind = 'redis' as const
-  readonly client: Redis | Cluster
+  readonly client: RedisClient
   private readonly ownsClient: boolean
   private readonly dir: string
-  private readonly scripts: Record<ScriptName, ScriptFn>
+  private readonly scripts: Record<(typeof SCRIPTS)[number], LuaScript>
   /** Changes are broadcast here, so every instance's caches drop them at once. */
   private readonly channel: string
-  private subscriber: Redis | Cluster | null = null
+  private subscriber: RedisClient | null = null
   private readonly listeners: ((change: Invalidation) => void)[] = []
 
   constructor(options: RedisStoreOptions) {
-    if (options.client) {
-      this.client = options.client
-      this.ownsClient = options.ownsClient ?? false
-    } else if (options.url) {
-      this.client = new Redis(options.url, REDIS_OPTIONS)
-      this.ownsClient = true
-    } else {
-      throw new Error('RedisStore needs a client or a url')
-    }
-    if (this.ownsClient) {
-      let down = false
-      this.client.on('error', (err: Error) => {
-        if (down) return
-        down = true
-        options.log?.warn({ err: err.message }, 'redis connection lost; retrying')
-      })
-      this.client.on('ready', () => {
-        if (!down) return
-        down = false
-        options.log?.info({}, 'redis connection restored')
-      })
-    }
-    this.dir = `${options.prefix ?? 'tg:'}{dir}:`
-    this.channel = `${options.prefix ?? 'tg:'}changes`
-    const scripts = {} as Record<ScriptName, ScriptFn>
-    for (const name of SCRIPTS) {
-      const command = `tollgate_${name}`
-      this.client.defineCommand(command, { lua: loadScript(name) })
-      const fn = (this.client as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[command]!
-      scripts[name] = (...args) => fn.call(this.client, ...args)
-    }
-    this.scripts = scripts
+    this.client = options.client
+    this.ownsClient = options.ownsClient ?? false
+    const keys = new RedisKeys(options.prefix)
+    this.dir = keys.dir
+    this.channel = keys.changes
+    this.scripts = scripts(this.client, SCRIPTS)
   }
 
   private k(suffix: string): string {
@@ -218,7 +150,7 @@ export class RedisStore implements Store {
       'updated_at',
       team.updated_at,
     ]
-    const created = await this.scripts.create_team(2, this.k(`team:${team.id}`), this.k('teams'), team.id, ...fields)
+    const created = await this.scripts.create_team.run([this.k(`team:${team.id}`), this.k('teams')], [team.id, ...fields])
     return created === 1
   }
 
@@ -240,7 +172,7 @@ export class RedisStore implements Store {
     if (patch.name !== undefined) fields.push('name', patch.name)
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
     if (patch.model_limits !== undefined) fields.push('model_limits', JSON.stringify(patch.model_limits))
-    const updated = await this.scripts.update_team(1, this.k(`team:${id}`), ...fields)
+    const updated = await this.scripts.update_team.run([this.k(`team:${id}`)], fields)
     if (updated !== 1) return null
     await this.changed({ kind: 'team', id })
     return this.getTeam(id)
@@ -248,18 +180,18 @@ export class RedisStore implements Store {
 
   async deleteTeam(id: string): Promise<boolean> {
     const keys = [this.k(`team:${id}`), this.k('teams'), this.k(`teamkeys:${id}`)]
-    const deleted = (await this.scripts.delete_team(3, ...keys, id, this.dir)) === 1
+    const deleted = (await this.scripts.delete_team.run(keys, [id, this.dir])) === 1
     if (deleted) await this.changed({ kind: 'team', id })
     return deleted
   }
 
   async createKey(key: ApiKeyRecord): Promise<boolean> {
     const keys = [this.k(`team:${key.team}`), this.k(`key:${key.id}`), this.k(`keyhash:${key.hash}`), this.k(`teamkeys:${key.team}`)]
-    return (await this.scripts.create_key(4, ...keys, key.id, ...keyToFields(key))) === 1
+    return (await this.scripts.create_key.run(keys, [key.id, ...keyToFields(key)])) === 1
   }
 
   async authenticate(hash: string): Promise<Principal | null> {
-    const found = await this.scripts.authenticate(1, this.k(`keyhash:${hash}`), this.dir)
+    const found = await this.scripts.authenticate.run([this.k(`keyhash:${hash}`)], [this.dir])
     if (!Array.isArray(found)) return null
     const key = keyFromHash(pairs(found[0]))
     const team = teamFromHash(pairs(found[1]))
@@ -276,7 +208,7 @@ export class RedisStore implements Store {
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
     if (patch.expires_at !== undefined) fields.push('expires_at', patch.expires_at ?? '')
     if (patch.replaced_by !== undefined) fields.push('replaced_by', patch.replaced_by ?? '')
-    if (fields.length > 0 && (await this.scripts.update_key(1, this.k(`key:${id}`), this.dir, ...fields)) !== 1) return null
+    if (fields.length > 0 && (await this.scripts.update_key.run([this.k(`key:${id}`)], [this.dir, ...fields])) !== 1) return null
     await this.changed({ kind: 'key', id })
     return this.getKey(id)
   }
@@ -284,7 +216,10 @@ export class RedisStore implements Store {
   async touchKeys(lastUsed: Map<string, string>): Promise<void> {
     if (lastUsed.size === 0) return
     const ids = [...lastUsed.keys()]
-    await this.scripts.touch_keys(ids.length, ...ids.map((id) => this.k(`key:${id}`)), ...ids.map((id) => lastUsed.get(id)!))
+    await this.scripts.touch_keys.run(
+      ids.map((id) => this.k(`key:${id}`)),
+      ids.map((id) => lastUsed.get(id)!),
+    )
   }
 
   async listKeys(team: string): Promise<ApiKeyRecord[]> {
@@ -297,7 +232,7 @@ export class RedisStore implements Store {
   }
 
   async revokeKey(id: string, now: string): Promise<boolean> {
-    const revoked = (await this.scripts.revoke_key(1, this.k(`key:${id}`), this.dir, now)) === 1
+    const revoked = (await this.scripts.revoke_key.run([this.k(`key:${id}`)], [this.dir, now])) === 1
     if (revoked) await this.changed({ kind: 'key', id })
     return revoked
   }
@@ -312,19 +247,8 @@ export class RedisStore implements Store {
   }
 
   /** Resolves true once ready, or false after `timeoutMs`. */
-  async ready(timeoutMs: number): Promise<boolean> {
-    if (this.up) return true
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.client.off('ready', onReady)
-        resolve(false)
-      }, timeoutMs)
-      const onReady = () => {
-        clearTimeout(timer)
-        resolve(true)
-      }
-      this.client.once('ready', onReady)
-    })
+  ready(timeoutMs: number): Promise<boolean> {
+    return whenReady(this.client, timeoutMs)
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream'
+import { errorBody, ERRORS, type ErrorCode } from '../errors.js'
 import type { Usage } from '../quota/types.js'
 import { decodeSlices, eventData, hasUsageObject, SseSplitter, textSlices, USAGE_KEY } from './sse.js'
 
@@ -54,7 +55,7 @@ export class UsageTap extends Transform {
   /** The usage reported, INVALID if it could not be believed, null while none came. */
   usage: Reported = null
   /** Set when the gateway cut the stream, with the code it gave the client. */
-  cutFor: string | null = null
+  cutFor: ErrorCode | null = null
   private readonly splitter = new SseSplitter()
   /**
    * The first events, kept as they came: their text is found only if an estimate is ever needed
@@ -68,7 +69,7 @@ export class UsageTap extends Transform {
   private eventBytes = 0
   private bytes = 0
   /** Called once, when the gateway cuts the stream (with the error's code and the status it counts as): the route stops reading the upstream. */
-  onCut: ((code: string, status: number) => void) | null = null
+  onCut: ((code: ErrorCode, status: number) => void) | null = null
   /** Called once, when the `data: [DONE]` event has gone on: the answer is complete. */
   onDone: (() => void) | null = null
   /** Whether any bytes have gone on. */
@@ -149,11 +150,11 @@ export class UsageTap extends Transform {
    * Ends the stream for the client with an error event (after the events already complete), and
    * stops reading: what a limit does. Usage is then estimated from what was streamed.
    */
-  cut(code: string, message: string, status = 502): void {
+  cut(code: ErrorCode, message: string): void {
     if (this.cutFor !== null || this.writableEnded) return
     this.cutFor = code
-    this.push(errorEvent(message, code))
-    this.onCut?.(code, status)
+    this.push(errorEvent(code, message))
+    this.onCut?.(code, ERRORS[code].status)
     this.end()
   }
 
@@ -193,8 +194,8 @@ export class UsageTap extends Transform {
 }
 
 /** An SSE event carrying an error in OpenAI's envelope: `data: {"error":{…}}`. */
-export function errorEvent(message: string, code: string, type = 'server_error'): Buffer {
-  return Buffer.from(`data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`)
+export function errorEvent(code: ErrorCode, message: string): Buffer {
+  return Buffer.from(`data: ${JSON.stringify(errorBody(code, message))}\n\n`)
 }
 
 /**

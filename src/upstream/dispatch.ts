@@ -91,20 +91,24 @@ async function pickKey(pool: KeyPool, client: UpstreamClient, o: DispatchOptions
   for (let picked = first; ; picked = await pool.pick(o.now())) {
     if (picked.ok) return picked
     if (picked.retryAfterMs === null) {
-      throw new GatewayError(502, `Upstream '${client.name}' refuses every one of the gateway's keys; its operator must fix them.`, {
-        type: 'server_error',
-        code: 'upstream_auth_failed',
-        headers: { 'x-should-retry': 'false' },
-      })
+      throw new GatewayError(
+        'upstream_auth_failed',
+        `Upstream '${client.name}' refuses every one of the gateway's keys; its operator must fix them.`,
+        {
+          headers: { 'x-should-retry': 'false' },
+        },
+      )
     }
     if (o.now() + picked.retryAfterMs > deadline) {
       o.observe?.keyEvent(client.name, 'exhausted')
       const seconds = Math.max(1, Math.ceil(picked.retryAfterMs / 1000))
-      throw new GatewayError(429, `Every key of upstream '${client.name}' is at its request budget. Please try again in ${seconds}s.`, {
-        type: 'requests',
-        code: 'upstream_keys_exhausted',
-        headers: { 'retry-after': String(seconds), 'retry-after-ms': String(picked.retryAfterMs) },
-      })
+      throw new GatewayError(
+        'upstream_keys_exhausted',
+        `Every key of upstream '${client.name}' is at its request budget. Please try again in ${seconds}s.`,
+        {
+          headers: { 'retry-after': String(seconds), 'retry-after-ms': String(picked.retryAfterMs) },
+        },
+      )
     }
     await pause(picked.retryAfterMs, o.signal)
   }
@@ -153,9 +157,7 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
   const timeLeft = (client: UpstreamClient) => {
     const left = deadline - o.now()
     if (left > 0) return left
-    throw new GatewayError(504, `Upstream '${client.name}' did not answer in time.`, {
-      type: 'server_error',
-      code: 'upstream_timeout',
+    throw new GatewayError('upstream_timeout', `Upstream '${client.name}' did not answer in time.`, {
       headers: NO_RETRY,
     })
   }
@@ -249,5 +251,5 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     const otherKey = status === 429 && pool !== undefined && pool.size > 1
     if (sameModelNext && !otherKey) await pause(Math.min(backoffMs(client.config.retryBaseMs, attempt), timeLeft(client)), o.signal)
   }
-  throw new GatewayError(502, 'No upstream could take the request.', { type: 'server_error', code: 'upstream_unreachable' })
+  throw new GatewayError('upstream_unreachable', 'No upstream could take the request.')
 }

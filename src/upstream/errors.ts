@@ -115,35 +115,27 @@ export function mapTransportError(upstream: string, err: unknown): GatewayError 
   const code = (err as { code?: string }).code ?? ''
   if (code === 'TG_ANSWER_TOO_LARGE') {
     return new GatewayError(
-      502,
+      'upstream_answer_too_large',
       `Upstream '${upstream}' answered with more than the gateway reads (${(err as { limit: number }).limit} bytes).`,
       {
-        type: 'server_error',
-        code: 'upstream_answer_too_large',
         cause: err,
         headers: NO_RETRY,
       },
     )
   }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new GatewayError(504, `Upstream '${upstream}' did not answer in time.`, {
-      type: 'server_error',
-      code: 'upstream_timeout',
+    return new GatewayError('upstream_timeout', `Upstream '${upstream}' did not answer in time.`, {
       cause: err,
       headers: NO_RETRY,
     })
   }
   if (code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return new GatewayError(504, `Could not connect to upstream '${upstream}' in time.`, {
-      type: 'server_error',
-      code: 'upstream_timeout',
+    return new GatewayError('upstream_timeout', `Could not connect to upstream '${upstream}' in time.`, {
       cause: err,
       headers: NO_RETRY,
     })
   }
-  return new GatewayError(502, `Could not reach upstream '${upstream}'${code ? ` (${code})` : ''}.`, {
-    type: 'server_error',
-    code: 'upstream_unreachable',
+  return new GatewayError('upstream_unreachable', `Could not reach upstream '${upstream}'${code ? ` (${code})` : ''}.`, {
     cause: err,
     headers: NO_RETRY,
   })

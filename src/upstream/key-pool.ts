@@ -1,7 +1,8 @@
 import { hash, randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import type { Cluster, Redis } from 'ioredis'
 import type { UpstreamConfig } from '../config.js'
+import type { RedisClient } from '../redis/connection.js'
+import { RedisKeys } from '../redis/keys.js'
+import { LuaScript } from '../redis/scripts.js'
 
 /**
  * The upstream keys of one upstream, shared by every gateway instance: each request goes out with
@@ -143,12 +144,11 @@ export class MemoryKeyPool implements KeyPool {
   }
 }
 
-type Script = (...args: (string | number)[]) => Promise<unknown>
-
 export class RedisKeyPool implements KeyPool {
   private readonly fingerprints: string[]
-  private readonly script: Script
-  private readonly stateScript: Script
+  private readonly script: LuaScript
+  private readonly stateScript: LuaScript
+  private readonly names: RedisKeys
   /** The scripts' keys: cooldowns, refusals, then each key's one-minute log. */
   private readonly keys: string[]
   /** Per key: its fingerprint and budget (-1: none). */
@@ -157,15 +157,13 @@ export class RedisKeyPool implements KeyPool {
 
   constructor(
     private readonly config: UpstreamConfig,
-    private readonly client: Redis | Cluster,
-    private readonly prefix = 'tg:',
+    private readonly client: RedisClient,
+    prefix?: string,
   ) {
     this.fingerprints = config.apiKeys.map(fingerprint)
-    client.defineCommand('tollgate_pick_key', { lua: readFileSync(new URL('./lua/pick_key.lua', import.meta.url), 'utf8') })
-    client.defineCommand('tollgate_key_states', { lua: readFileSync(new URL('./lua/key_states.lua', import.meta.url), 'utf8') })
-    const commands = client as unknown as Record<string, Script>
-    this.script = (...args) => commands.tollgate_pick_key!.call(client, ...args)
-    this.stateScript = (...args) => commands.tollgate_key_states!.call(client, ...args)
+    this.names = new RedisKeys(prefix)
+    this.script = new LuaScript(client, 'pick_key')
+    this.stateScript = new LuaScript(client, 'key_states')
     this.keys = [this.k('cool'), this.k('refused'), ...this.fingerprints.map((fp) => this.k(`key:${fp}:rpm`))]
     this.budgets = this.fingerprints.flatMap((fp, i) => [fp, config.keyBudgets[i] ?? -1])
   }
@@ -176,7 +174,7 @@ export class RedisKeyPool implements KeyPool {
 
   /** All of one upstream's pool state shares the hash tag {u:<name>}: one slot on a cluster. */
   private k(suffix: string): string {
-    return `${this.prefix}{u:${this.config.name}}:${suffix}`
+    return this.names.upstream(this.config.name, suffix)
   }
 
   async pick(now: number): Promise<Pick> {
@@ -184,7 +182,7 @@ export class RedisKeyPool implements KeyPool {
     if (n === 0) return { ok: false, retryAfterMs: null }
     this.offset = (this.offset + 1) % n
     const keys = this.keys
-    const [ok, value] = (await this.script(keys.length, ...keys, now, randomUUID(), n, this.offset, ...this.budgets)) as [number, number]
+    const [ok, value] = (await this.script.run(keys, [now, randomUUID(), n, this.offset, ...this.budgets])) as [number, number]
     if (ok === 1) return { ok: true, index: value, key: this.config.apiKeys[value]!, label: this.fingerprints[value]! }
     return { ok: false, retryAfterMs: value < 0 ? null : value }
   }
@@ -192,7 +190,7 @@ export class RedisKeyPool implements KeyPool {
   async states(now: number): Promise<KeyStates> {
     if (this.size === 0) return tally([])
     const keys = this.keys
-    const codes = (await this.stateScript(keys.length, ...keys, now, ...this.budgets)) as number[]
+    const codes = (await this.stateScript.run(keys, [now, ...this.budgets])) as number[]
     return tally(codes.map((code) => KEY_STATES[code]!))
   }
 

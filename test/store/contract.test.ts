@@ -1,6 +1,8 @@
 import { beforeEach, describe, expect, it } from 'vitest'
 import { hashClientKey } from '../../src/keys.js'
 import { MemoryStore } from '../../src/store/memory.js'
+import { Redis } from 'ioredis'
+import { REDIS_OPTIONS } from '../../src/redis/connection.js'
 import { RedisStore } from '../../src/store/redis.js'
 import type { ApiKeyRecord, Store, Team } from '../../src/store/types.js'
 import { useRedis } from '../helpers/redis.js'
@@ -177,7 +179,7 @@ describe('redis store specifics', () => {
   })
 
   it('reports an unreachable server through ping', async () => {
-    const down = new RedisStore({ url: 'redis://127.0.0.1:1' })
+    const down = new RedisStore({ client: new Redis('redis://127.0.0.1:1', REDIS_OPTIONS).on('error', () => undefined), ownsClient: true })
     await expect(down.ping()).rejects.toThrow()
     await down.close()
   })

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { describe, expect, it } from 'vitest'
-import { Backlog } from '../../src/quota/resilient.js'
+import { Backlog } from '../../src/redis/backlog.js'
 
 /** What waits for Redis: bounded, oldest dropped first, and a full buffer does not flood the log. */
 

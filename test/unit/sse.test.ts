@@ -204,7 +204,7 @@ describe('UsageTap limits', () => {
     await new Promise((r) => tap.on('end', r))
     expect(cut).toBe(1)
     const message = "The upstream's stream passed the gateway's limit of " + 3 * event.length + ' bytes and was ended.'
-    expect(Buffer.concat(out).toString()).toBe(event.toString().repeat(4) + errorEvent(message, 'stream_too_large').toString())
+    expect(Buffer.concat(out).toString()).toBe(event.toString().repeat(4) + errorEvent('stream_too_large', message).toString())
     expect(tap.cutFor).toBe('stream_too_large')
   })
 

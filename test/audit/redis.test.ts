@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { RedisQuotas } from '../../src/quota/redis.js'
-import type { AuditEntry } from '../../src/quota/types.js'
+import { RedisAudit } from '../../src/audit/redis.js'
+import type { AuditEntry } from '../../src/audit/types.js'
 import { useRedis } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -34,8 +34,8 @@ async function stream(prefix: string): Promise<Record<string, string>[]> {
 describe('the audit stream', () => {
   it('gets every one of 150 entries written at once (three batches), in order, with every field', async () => {
     const prefix = `a${++n}:`
-    const quotas = new RedisQuotas({ client: redis.client, prefix })
-    await Promise.all(Array.from({ length: 150 }, (_, i) => quotas.audit(entry(i))))
+    const audit = new RedisAudit({ client: redis.client, prefix })
+    await Promise.all(Array.from({ length: 150 }, (_, i) => audit.write(entry(i))))
     await waitFor(async () => (await stream(prefix)).length === 150, '150 audit entries')
     const written = await stream(prefix)
     expect(written.map((e) => e.request_id)).toEqual(Array.from({ length: 150 }, (_, i) => `req-${i}`))
@@ -57,19 +57,19 @@ describe('the audit stream', () => {
 
   it('writes a lone entry after a short wait, and what waits at once when asked (shutdown)', async () => {
     const prefix = `a${++n}:`
-    const quotas = new RedisQuotas({ client: redis.client, prefix })
-    await quotas.audit(entry(1)) // the call that opens a batch resolves when the batch is written
+    const audit = new RedisAudit({ client: redis.client, prefix })
+    await audit.write(entry(1)) // the call that opens a batch resolves when the batch is written
     expect((await stream(prefix)).map((e) => e.request_id)).toEqual(['req-1'])
-    void quotas.audit(entry(2))
-    await quotas.writeAudit()
+    void audit.write(entry(2))
+    await audit.flush()
     expect((await stream(prefix)).map((e) => e.request_id)).toEqual(['req-1', 'req-2'])
   })
 
   it('keeps the stream near its cap', async () => {
     const prefix = `a${++n}:`
-    const quotas = new RedisQuotas({ client: redis.client, prefix, auditMaxLen: 100 })
-    for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 200 }, (_, i) => quotas.audit(entry(round * 200 + i))))
-    await quotas.writeAudit()
+    const audit = new RedisAudit({ client: redis.client, prefix, maxLen: 100 })
+    for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 200 }, (_, i) => audit.write(entry(round * 200 + i))))
+    await audit.flush()
     const length = await redis.client.xlen(`${prefix}audit`)
     expect(length).toBeGreaterThanOrEqual(100)
     expect(length).toBeLessThan(400)

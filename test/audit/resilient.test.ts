@@ -2,10 +2,10 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import { RedisQuotas } from '../../src/quota/redis.js'
-import { ResilientQuotas } from '../../src/quota/resilient.js'
-import type { AuditEntry } from '../../src/quota/types.js'
-import { REDIS_OPTIONS } from '../../src/store/redis.js'
+import { RedisAudit } from '../../src/audit/redis.js'
+import { ResilientAudit } from '../../src/audit/resilient.js'
+import type { AuditEntry } from '../../src/audit/types.js'
+import { REDIS_OPTIONS } from '../../src/redis/connection.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -31,7 +31,7 @@ const entry = (i: number): AuditEntry => ({
 
 let server: RedisServer
 let client: Redis
-let quotas: ResilientQuotas
+let audit: ResilientAudit
 /** What the gateway believes of Redis (its connection's state): it lags a server that just died. */
 let up = true
 
@@ -41,10 +41,9 @@ async function start(bufferMax = 100) {
   client.on('error', () => {}) // the tests stop the server
   await waitFor(() => client.status === 'ready', 'the client to connect')
   up = true
-  quotas = new ResilientQuotas({
-    primary: new RedisQuotas({ client, prefix: 't:' }),
+  audit = new ResilientAudit({
+    primary: new RedisAudit({ client, prefix: 't:' }),
     up: () => up,
-    mode: 'open',
     bufferMax,
     log: pino({ level: 'silent' }) as unknown as FastifyBaseLogger,
   })
@@ -60,7 +59,7 @@ const written = async () =>
   ((await client.xrange('t:audit', '-', '+')) as [string, string[]][]).map(([, f]) => f[f.indexOf('request_id') + 1])
 
 afterEach(async () => {
-  quotas.close()
+  audit.close()
   client.disconnect()
   await server.stop()
 })
@@ -68,51 +67,51 @@ afterEach(async () => {
 describe('audit entries while Redis is away', () => {
   it('a batch whose write fails waits in front of later entries, and all are written in order when Redis is back', async () => {
     await start()
-    await quotas.audit(entry(1))
+    await audit.write(entry(1))
     expect(await written()).toEqual(['req-1'])
     await server.stop() // the gateway has not noticed yet: the next batch is sent, and fails
-    const batch = quotas.audit(entry(2)) // (goes out a moment later, in a batch)
+    const batch = audit.write(entry(2)) // (goes out a moment later, in a batch)
     up = false
-    await quotas.audit(entry(3)) // waits meanwhile
+    await audit.write(entry(3)) // waits meanwhile
     await batch
-    expect(quotas.backlogs().audit.waiting).toBe(2)
-    await quotas.audit(entry(4))
-    expect(quotas.backlogs().audit.waiting).toBe(3)
+    expect(audit.backlog().waiting).toBe(2)
+    await audit.write(entry(4))
+    expect(audit.backlog().waiting).toBe(3)
 
     await restart() // (a new, empty server: req-1 went with the old one)
     up = true
     // Nothing overtakes what waits: an entry that comes before the flush goes behind it.
-    await quotas.audit(entry(5))
-    await quotas.flush()
-    expect(quotas.backlogs().audit.waiting).toBe(0)
+    await audit.write(entry(5))
+    await audit.resend()
+    expect(audit.backlog().waiting).toBe(0)
     expect(await written()).toEqual(['req-2', 'req-3', 'req-4', 'req-5'])
-    expect(quotas.backlogs().audit.dropped).toBe(0)
+    expect(audit.backlog().dropped).toBe(0)
   })
 
   it('a flush whose write fails puts its entries back in front, and the next flush writes them', async () => {
     await start()
     up = false
-    for (let i = 1; i <= 3; i++) await quotas.audit(entry(i))
+    for (let i = 1; i <= 3; i++) await audit.write(entry(i))
     await server.stop()
     up = true // believed back, but is not
-    await quotas.flush()
-    expect(quotas.backlogs().audit.waiting).toBe(3)
+    await audit.resend()
+    expect(audit.backlog().waiting).toBe(3)
     up = false
-    await quotas.audit(entry(4))
+    await audit.write(entry(4))
     await restart()
     up = true
-    await quotas.flush()
+    await audit.resend()
     expect(await written()).toEqual(['req-1', 'req-2', 'req-3', 'req-4'])
   })
 
   it('past its bound the buffer drops the oldest entries and counts them', async () => {
     await start(5)
     up = false
-    for (let i = 1; i <= 8; i++) await quotas.audit(entry(i))
-    expect(quotas.backlogs().audit.waiting).toBe(5)
-    expect(quotas.backlogs().audit.dropped).toBe(3)
+    for (let i = 1; i <= 8; i++) await audit.write(entry(i))
+    expect(audit.backlog().waiting).toBe(5)
+    expect(audit.backlog().dropped).toBe(3)
     up = true
-    await quotas.flush()
+    await audit.resend()
     expect(await written()).toEqual(['req-4', 'req-5', 'req-6', 'req-7', 'req-8'])
   })
 })

@@ -1,51 +1,4 @@
-import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { Command, type Cluster, type Redis } from 'ioredis'
-
-export type Arg = string | number
-
-/**
- * A command from an argument list that is flat already. ioredis copies every command's arguments
- * with Array.prototype.flat, which on Node 20 costs about 180 ns per argument: 6 µs for a script
- * call with 33 of them (bench/script-encoding.ts). So the command is made empty and given its arguments
- * after, as strings (what ioredis would have made of them). Without ioredis's `keyPrefix`, which
- * the gateway never sets (its keys carry their own prefix), nothing else happens to them there.
- * (A subclass doing the same in its constructor was as slow as flat: V8.)
- */
-export function flatCommand(name: string, args: Arg[]): Command {
-  const command = new Command(name, [], { replyEncoding: 'utf8' })
-  for (let i = 0; i < args.length; i++) if (typeof args[i] !== 'string') args[i] = String(args[i])
-  command.args = args
-  return command
-}
-
-/** One of the gateway's Lua scripts (src/quota/lua), sent by its SHA1, and by its source should Redis have lost it. */
-export class LuaScript {
-  private readonly lua: string
-  private readonly sha: string
-
-  constructor(
-    private readonly client: Redis | Cluster,
-    name: string,
-  ) {
-    this.lua = readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
-    this.sha = createHash('sha1').update(this.lua).digest('hex')
-  }
-
-  run(keys: string[], args: Arg[]): Promise<unknown> {
-    return this.send('evalsha', this.sha, keys, args).catch((err: unknown) => {
-      // A Redis that lost its scripts (restarted, SCRIPT FLUSH): send the source once more.
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
-      return this.send('eval', this.lua, keys, args)
-    })
-  }
-
-  private send(name: string, script: string, keys: string[], args: Arg[]): Promise<unknown> {
-    const command = flatCommand(name, [script, keys.length, ...keys, ...args])
-    void this.client.sendCommand(command)
-    return command.promise
-  }
-}
+import type { Arg, LuaScript } from './scripts.js'
 
 interface Waiter {
   resolve: (reply: unknown) => void
@@ -53,7 +6,7 @@ interface Waiter {
 }
 /**
  * What the calls of one batch write their keys and arguments into while they wait, and what makes
- * the script's KEYS and ARGV of them: a batch may send what its calls share once (redis.ts).
+ * the script's KEYS and ARGV of them: a batch may send what its calls share once (quota/redis.ts).
  */
 export interface CallSink {
   encode(calls: number): { keys: string[]; args: Arg[] }
@@ -153,6 +106,6 @@ export class BatchedScript<S extends CallSink> {
     if (g.next !== null) this.send(g)
     else g.tail = null
     // An idle team's entry stays (one small object per team this instance has served): a Map that
-    // gains and loses entries under load keeps garbage alive through young collections (leases.ts).
+    // gains and loses entries under load keeps garbage alive through young collections (quota/leases.ts).
   }
 }
