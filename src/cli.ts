@@ -61,6 +61,21 @@ function one(positionals: string[], what: string): string {
   return value
 }
 
+/** `usage [--team …] [--from …] …`: the admin usage report, its options as the query. */
+function usageCall(argv: string[]): Call {
+  const verb = argv[1]
+  if (verb !== undefined && !verb.startsWith('-')) throw new UsageError(`unexpected arguments: ${verb}`)
+  const { values: q } = parseArgs({
+    args: argv.slice(1),
+    strict: true,
+    options: Object.fromEntries(['team', 'key', 'model', 'from', 'to', 'group-by', 'format'].map((o) => [o, { type: 'string' as const }])),
+  })
+  const query = new URLSearchParams()
+  for (const [option, value] of Object.entries(q)) if (typeof value === 'string') query.set(option.replace('-', '_'), value)
+  const qs = query.toString()
+  return { method: 'GET', path: `/admin/usage${qs ? `?${qs}` : ''}` }
+}
+
 /** Turns the command line into one admin API call. */
 export function planCall(argv: string[]): Call {
   const [noun, verb, ...rest] = argv
@@ -83,20 +98,7 @@ export function planCall(argv: string[]): Call {
     },
   })
   const enc = encodeURIComponent
-  if (noun === 'usage') {
-    if (verb !== undefined && !verb.startsWith('-')) throw new UsageError(`unexpected arguments: ${verb}`)
-    const { values: q } = parseArgs({
-      args: argv.slice(1),
-      strict: true,
-      options: Object.fromEntries(
-        ['team', 'key', 'model', 'from', 'to', 'group-by', 'format'].map((o) => [o, { type: 'string' as const }]),
-      ),
-    })
-    const query = new URLSearchParams()
-    for (const [option, value] of Object.entries(q)) if (typeof value === 'string') query.set(option.replace('-', '_'), value)
-    const qs = query.toString()
-    return { method: 'GET', path: `/admin/usage${qs ? `?${qs}` : ''}` }
-  }
+  if (noun === 'usage') return usageCall(argv)
   const key = `${noun ?? ''} ${verb ?? ''}`
   switch (key) {
     case 'teams create': {

@@ -136,12 +136,9 @@ export function newKey(
 const teamNotFound = (id: string) => new GatewayError('team_not_found', `No team with id '${id}'.`, { param: 'id' })
 const keyNotFound = (id: string) => new GatewayError('key_not_found', `No key with id '${id}'.`, { param: 'id' })
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
-  app,
-  { store, quotas, adminToken, now, rotationGraceSeconds, failures, onLimited },
-) => {
-  const iso = () => new Date(now()).toISOString()
-
+/** /admin: the admin token checked on every route, then the team, key and usage routes. */
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, options) => {
+  const { store, quotas, adminToken, now, failures, onLimited } = options
   // Wrong admin tokens count as failed authentications of the address (apart from wrong client
   // keys): past the limit, the address gets 429s, even with the right token, until the window passes.
   app.addHook('onRequest', async (request) => {
@@ -156,6 +153,15 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
       throw new GatewayError('invalid_admin_token', 'A valid admin token is required: Authorization: Bearer $ADMIN_TOKEN.')
     }
   })
+
+  await app.register(teamRoutes, options)
+  await app.register(keyRoutes, options)
+  await app.register(adminUsageRoute, { store, quotas, now })
+}
+
+/** Teams: create, list, read (with each limit's use), patch, delete. */
+const teamRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas, now }) => {
+  const iso = () => new Date(now()).toISOString()
 
   app.post('/admin/teams', async (request, reply: FastifyReply) => {
     const body = parseBody(createTeamBody, request.body)
@@ -185,8 +191,6 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
     return { ...teamView(team), quota: await quotaView(quotas, team, now()) }
   })
 
-  await app.register(adminUsageRoute, { store, quotas, now })
-
   app.patch<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
     const body = parseBody(patchTeamBody, request.body)
     const current = await fromStore(store.getTeam(request.params.id))
@@ -205,6 +209,11 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (
     if (!(await fromStore(store.deleteTeam(request.params.id)))) throw teamNotFound(request.params.id)
     return reply.code(204).send()
   })
+}
+
+/** Keys: create (the plaintext shown once), rotate, list, read, patch, revoke. */
+const keyRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, now, rotationGraceSeconds }) => {
+  const iso = () => new Date(now()).toISOString()
 
   app.post<{ Params: { id: string } }>('/admin/teams/:id/keys', async (request, reply) => {
     const body = parseBody(createKeyBody, request.body)

@@ -149,6 +149,34 @@ async function waitForQueued(
   }
 }
 
+/**
+ * The upstream refused a key (401/403). One request can draw a 403 that concerns its model (NVIDIA
+ * refuses models a key is not entitled to): only a key refused for two models, or a 401, leaves
+ * the rotation.
+ */
+async function keyRefused(
+  client: UpstreamClient,
+  pool: KeyPool,
+  picked: { index: number; label: string },
+  resolved: ResolvedModel,
+  status: number,
+  o: DispatchOptions,
+) {
+  if (client.refusals.refused(picked.index, resolved.model.name, status)) {
+    o.observe?.keyEvent(client.name, 'refused')
+    o.log.error(
+      { upstream: client.name, key: picked.label, upstream_status: status },
+      `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`,
+    )
+    await pool.refuse(picked.index, o.now()).catch(() => undefined)
+  } else {
+    o.log.warn(
+      { upstream: client.name, key: picked.label, model: resolved.model.name, upstream_status: status },
+      `upstream '${client.name}' refused key ${picked.label} for this model; it stays in rotation unless refused for another model too`,
+    )
+  }
+}
+
 export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
   // One deadline for every attempt: a hung upstream holds a client for its time to headers once,
   // not once per retry.
@@ -215,21 +243,7 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     const upstreamMs = Number((process.hrtime.bigint() - sent) / 10_000n) / 100
     o.observe?.attempt(client.name, status, upstreamMs / 1000)
     if ((status === 401 || status === 403) && pool && picked.index >= 0) {
-      // One request can draw a 403 that concerns its model (NVIDIA refuses models a key is not
-      // entitled to): only a key refused for two models, or a 401, leaves the rotation.
-      if (client.refusals.refused(picked.index, resolved.model.name, status)) {
-        o.observe?.keyEvent(client.name, 'refused')
-        o.log.error(
-          { upstream: client.name, key: picked.label, upstream_status: status },
-          `upstream '${client.name}' refused key ${picked.label}: taken out of rotation`,
-        )
-        await pool.refuse(picked.index, o.now()).catch(() => undefined)
-      } else {
-        o.log.warn(
-          { upstream: client.name, key: picked.label, model: resolved.model.name, upstream_status: status },
-          `upstream '${client.name}' refused key ${picked.label} for this model; it stays in rotation unless refused for another model too`,
-        )
-      }
+      await keyRefused(client, pool, picked, resolved, status, o)
       if (last || pool.size < 2) return { res, resolved, client, upstreamMs }
       await res.body.dump().catch(() => undefined)
       continue

@@ -1,7 +1,7 @@
 import { GatewayError, openAIError, typeForStatus, type OpenAIErrorBody } from '../errors.js'
 
 /**
- * NVIDIA answers errors in several shapes (PROTOCOL.md): {status,title,detail}, {error:"text"},
+ * NVIDIA answers errors in several shapes (docs/nvidia.md): {status,title,detail}, {error:"text"},
  * {message,type,code}, {error:{message,type,code}}, and plain text. OpenAI clients understand one:
  * {"error":{"message","type","param","code"}}. This turns any of them into that, keeping the status,
  * except 401/403: those mean the gateway's own upstream key was refused, which is a 502 for the

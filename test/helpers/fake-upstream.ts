@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net'
 
 /**
- * A real HTTP server that talks like NVIDIA's API catalog (see shared/PROTOCOL.md): strict request
+ * A real HTTP server that talks like NVIDIA's API catalog (docs/nvidia.md): strict request
  * schema (422 on unknown fields), its error shapes, vLLM-style SSE written in small slices at odd
  * byte offsets (inside multi-byte characters too) with `: keep-alive` comments, a usage chunk
  * only when stream_options.include_usage is set, and slow and hanging modes. It records what it
