@@ -31,11 +31,7 @@ export class ResilientAudit implements AuditLog {
         o.log.warn({ entries: entries.length }, 'could not write the audit stream; keeping its entries until redis is back')
       this.buffer.pushFront(entries)
     })
-    // Besides Redis's 'ready' event (app.ts), retry now and then: a write can fail just after a reconnect.
-    this.timer = setInterval(() => {
-      if (this.buffer.length > 0 && this.o.up()) void this.resend()
-    }, 1_000)
-    this.timer.unref()
+    this.timer = this.buffer.retryEvery(o.up, () => this.resend())
   }
 
   close(): void {
@@ -44,7 +40,7 @@ export class ResilientAudit implements AuditLog {
 
   /** What waits in the buffer now, and what it dropped past its bound since start. */
   backlog(): { waiting: number; dropped: number } {
-    return { waiting: this.buffer.length, dropped: this.buffer.dropped }
+    return this.buffer.state
   }
 
   async write(entry: AuditEntry): Promise<void> {

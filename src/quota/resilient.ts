@@ -35,12 +35,7 @@ export class ResilientQuotas implements QuotaEngine {
 
   constructor(private readonly o: ResilientQuotasOptions) {
     this.buffer = new Backlog(o.bufferMax, o.log, 'usage')
-    // Besides Redis's 'ready' event, retry now and then: a write can fail just after a reconnect
-    // (Redis still loading its data, say).
-    this.timer = setInterval(() => {
-      if (this.buffer.length > 0 && this.o.up()) void this.flush()
-    }, 1_000)
-    this.timer.unref()
+    this.timer = this.buffer.retryEvery(o.up, () => this.flush())
   }
 
   close(): void {
@@ -49,7 +44,7 @@ export class ResilientQuotas implements QuotaEngine {
 
   /** What waits in the buffer now, and what it dropped past its bound since start. */
   backlog(): { waiting: number; dropped: number } {
-    return { waiting: this.buffer.length, dropped: this.buffer.dropped }
+    return this.buffer.state
   }
 
   async admit(a: Admission): Promise<AdmitResult> {

@@ -27,6 +27,24 @@ export class Backlog<T> {
     return this.items.length - this.head
   }
 
+  /** What waits now, and what was dropped past the bound since start. */
+  get state(): { waiting: number; dropped: number } {
+    return { waiting: this.length, dropped: this.dropped }
+  }
+
+  /**
+   * Calls `write` every second while something waits and Redis is up: besides Redis's 'ready'
+   * event, as a write can fail just after a reconnect (Redis still loading its data, say). The
+   * timer does not keep the process alive; clear it at shutdown.
+   */
+  retryEvery(up: () => boolean, write: () => Promise<void>): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      if (this.length > 0 && up()) void write()
+    }, 1_000)
+    timer.unref()
+    return timer
+  }
+
   /** What waits, oldest first (a copy). */
   all(): T[] {
     return this.items.slice(this.head)

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { RedisAudit } from '../../src/audit/redis.js'
-import type { AuditEntry } from '../../src/audit/types.js'
 import { useRedis } from '../helpers/redis.js'
+import { auditEntry } from '../helpers/audit.js'
 import { waitFor } from '../helpers/wait.js'
 
 /** The audit stream is written in batches: every entry arrives, in order, with all its fields. */
@@ -9,20 +9,7 @@ import { waitFor } from '../helpers/wait.js'
 const redis = useRedis()
 let n = 0
 
-const entry = (i: number): AuditEntry => ({
-  time: new Date(Date.UTC(2026, 2, 10, 12, 0, 0, i)).toISOString(),
-  request_id: `req-${i}`,
-  team: 'ml',
-  key_id: 'key_1',
-  model: 'm',
-  endpoint: 'chat',
-  status: 200,
-  prompt_tokens: i,
-  completion_tokens: 2 * i,
-  total_tokens: 3 * i,
-  estimated: i % 2 === 1,
-  latency_ms: 10 + i,
-})
+const entry = (i: number) => auditEntry(i, i % 2 === 1)
 
 async function stream(prefix: string): Promise<Record<string, string>[]> {
   const raw = (await redis.client.xrange(`${prefix}audit`, '-', '+')) as [string, string[]][]

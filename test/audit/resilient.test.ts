@@ -4,9 +4,9 @@ import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { RedisAudit } from '../../src/audit/redis.js'
 import { ResilientAudit } from '../../src/audit/resilient.js'
-import type { AuditEntry } from '../../src/audit/types.js'
 import { REDIS_OPTIONS } from '../../src/redis/connection.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { auditEntry } from '../helpers/audit.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -14,20 +14,7 @@ import { waitFor } from '../helpers/wait.js'
  * written, in order, once it is back; past the buffer's bound the oldest go, and are counted.
  */
 
-const entry = (i: number): AuditEntry => ({
-  time: new Date(Date.UTC(2026, 2, 10, 12, 0, 0, i)).toISOString(),
-  request_id: `req-${i}`,
-  team: 'ml',
-  key_id: 'key_1',
-  model: 'm',
-  endpoint: 'chat',
-  status: 200,
-  prompt_tokens: i,
-  completion_tokens: 2 * i,
-  total_tokens: 3 * i,
-  estimated: false,
-  latency_ms: 10 + i,
-})
+const entry = (i: number) => auditEntry(i)
 
 let server: RedisServer
 let client: Redis

@@ -38,4 +38,13 @@ describe('the architecture doc', () => {
     const doc = readFileSync(new URL('../../docs/architecture.md', import.meta.url), 'utf8')
     for (const f of long) expect(doc).toContain(`Only \`${f}\` is over 300 lines`)
   })
+
+  it('loads Lua scripts in one file only (src/redis/scripts.ts), and never through defineCommand', () => {
+    const loaders = tree(SRC).filter((f) => {
+      if (!f.endsWith('.ts')) return false
+      const text = readFileSync(join(SRC, f), 'utf8')
+      return text.includes('defineCommand') || /\.lua[`'"]\s*[,)]/.test(text)
+    })
+    expect(loaders).toEqual(['redis/scripts.ts'])
+  })
 })
