@@ -8,12 +8,12 @@
  * see a run's noise, and repeat the run.
  *
  *   npm run build && cp -r dist /tmp/a     (then change something, build again)
- *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_AB_ROUNDS=25, BENCH_AB_N=1500)
- *   BENCH_AB_REDIS=1 ...                      (gateways on Redis, limits on; Redis's own CPU per request too)
- *   BENCH_AB_LIMITS=1 ...                     (limits on with the embedded store too)
- *   BENCH_AB_C=1 ...                     (concurrent clients, 64 by default; p50 and p99 are per request)
- *   BENCH_AB_STREAM=1 ...                (streams of 64 chunks; p50 and p99 are then of the first byte)
- *   BENCH_AB_BARE_FLAGS=--single-threaded-gc ...   (node flags for the bare hop too)
+ *   cd bench && node --import tsx ab.ts /tmp/a ../dist          (BENCH_ROUNDS=25, BENCH_N=1500)
+ *   BENCH_REDIS=1 ...                      (gateways on Redis, limits on; Redis's own CPU per request too)
+ *   BENCH_LIMITS=1 ...                     (limits on with the embedded store too)
+ *   BENCH_C=1 ...                     (concurrent clients, 64 by default; p50 and p99 are per request)
+ *   BENCH_STREAM=1 ...                (streams of 64 chunks; p50 and p99 are then of the first byte)
+ *   BENCH_BARE_FLAGS=--single-threaded-gc ...   (node flags for the bare hop too)
  *   node --import tsx ab.ts ../dist ../dist@--max-semi-space-size=32      (node flags after @)
  * A build directory must resolve the repository's node_modules (put copies under the repository).
  */
@@ -35,11 +35,11 @@ import {
   up,
 } from './lib.js'
 
-const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 25)
-const N = Number(process.env.BENCH_AB_N ?? 1500)
-const C = Number(process.env.BENCH_AB_C ?? 64)
-const STREAM = Boolean(process.env.BENCH_AB_STREAM)
-const LIMITS = Boolean(process.env.BENCH_AB_LIMITS)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 25)
+const N = Number(process.env.BENCH_N ?? 1500)
+const C = Number(process.env.BENCH_C ?? 64)
+const STREAM = Boolean(process.env.BENCH_STREAM)
+const LIMITS = Boolean(process.env.BENCH_LIMITS)
 const builds = process.argv.slice(2).map(parseBuild)
 
 interface Target {
@@ -73,10 +73,10 @@ if (builds.length === 0 || new Set(builds.map((b) => b.name)).size < builds.leng
 }
 try {
   const { url: origin } = await startOrigin()
-  redis = process.env.BENCH_AB_REDIS ? await startRedis() : null
+  redis = process.env.BENCH_REDIS ? await startRedis() : null
   redisPid = redis?.process.pid
   const barePort = await freePort()
-  const bare = run(`node ${process.env.BENCH_AB_BARE_FLAGS ?? ''} --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
+  const bare = run(`node ${process.env.BENCH_BARE_FLAGS ?? ''} --import tsx bench/bare-proxy.ts ${barePort} ${origin}`)
   await up(`http://127.0.0.1:${barePort}/v1/chat/completions`)
   const targets: Target[] = [{ name: 'bare hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid! }]
   for (const [i, build] of builds.entries()) {

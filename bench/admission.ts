@@ -3,7 +3,7 @@
  * @fastify/rate-limit's Redis store for the request rate followed by the same script for tokens
  * and concurrency (two round trips, as the plugin's hook and then the handler would run).
  *
- *   npx tsx bench/admission.ts            (starts its own redis-server on a free port)
+ *   cd bench && node --import tsx admission.ts        (BENCH_N=5000; starts its own redis-server on a free port)
  *
  * Prints median and p99 latency per admission at concurrency 1, and admissions per second at
  * concurrency 16, for both, side by side in one run.
@@ -22,7 +22,7 @@ const RateLimitRedisStore = require('@fastify/rate-limit/store/RedisStore.js') a
   key?: string,
 ) => { incr(key: string, cb: (err: Error | null, res?: { current: number; ttl: number }) => void, timeWindow: number, max: number): void }
 
-const N = Number(process.env.N ?? 5_000)
+const N = Number(process.env.BENCH_N ?? 5_000)
 const server = await startRedis()
 const client = new Redis(server.url)
 const quotas = new RedisQuotas({ client, prefix: 'bench:' })

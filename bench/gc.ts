@@ -5,7 +5,7 @@
  * the median bytes that survived and were promoted per scavenge. A scavenge stops the event loop,
  * so its pause lands on the requests in flight: this is where a p99 gap can come from.
  *
- *   cd bench && node --import tsx gc.ts          (GC_N=24000, GC_C=16)
+ *   cd bench && node --import tsx gc.ts          (BENCH_N=24000, BENCH_C=16)
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, openSync, readFileSync } from 'node:fs'
@@ -14,8 +14,8 @@ import { join } from 'node:path'
 import { freePort } from '../test/helpers/redis.js'
 import { ROOT, benchKey, drive, gatewayEnv, killAll, median, quantile, startOrigin, up } from './lib.js'
 
-const N = Number(process.env.GC_N ?? 24_000)
-const C = Number(process.env.GC_C ?? 16)
+const N = Number(process.env.BENCH_N ?? 24_000)
+const C = Number(process.env.BENCH_C ?? 16)
 
 async function load(base: string, auth: string, total: number): Promise<{ p50: number; p99: number }> {
   const { latencies } = await drive(base, auth, total, C)

@@ -5,14 +5,14 @@
  * resets at each scrape), and the growth of the gateway's RSS. Each scenario against an idle
  * baseline, in one run.
  *
- *   npm run build && cd bench && node --import tsx hostile.ts        (ROUNDS=3)
+ *   npm run build && cd bench && node --import tsx hostile.ts        (BENCH_ROUNDS=3)
  */
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { benchKey, killAll, median, quantile, startGateway, startOrigin } from './lib.js'
 
-const ROUNDS = Math.max(1, Number(process.env.ROUNDS ?? 3))
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
 
 function randomWords(bytes: number, seed: number): string {
   let x = seed

@@ -72,10 +72,9 @@ const server = createServer((req, res) => {
     step()
   })
 })
-// How long an idle connection stays (ms; Node's 5 s unless given). A gateway run under valgrind
-// (instructions.ts) is slow enough to send a request on a connection this end has just closed,
-// which a POST does not survive, so that tool asks for a minute. The other tools keep Node's 5 s:
-// undici opens a fresh connection for each request it aborts (a held stream whose client went
+// How long an idle connection stays (ms; Node's 5 s unless given: a slower client, a gateway
+// under a profiler say, may need longer not to send a request on a connection this end has just
+// closed, which a POST does not survive). The tools keep Node's 5 s: undici opens a fresh connection for each request it aborts (a held stream whose client went
 // away), and a minute of those idle ran this process out of open files when the next target held
 // its 10,000 streams. The bench's nginx closes its own idle ones at 4 s (run.ts).
 if (process.argv[3]) server.keepAliveTimeout = Number(process.argv[3])

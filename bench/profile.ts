@@ -1,23 +1,23 @@
 /**
  * Where the gateway's CPU goes: runs one gateway under `node --cpu-prof` against the bench origin,
- * sends N requests at 64 concurrent clients (PROFILE_C), and prints the profile's self time by package and by
+ * sends N requests at 64 concurrent clients (BENCH_C), and prints the profile's self time by package and by
  * function (the heaviest first). The .cpuprofile is kept for Chrome DevTools.
  *
- *   cd bench && npm run profile                      (embedded store; PROFILE_N=20000)
- *   PROFILE_REDIS=1 npm run profile                  (Redis: auth, limits, usage)
- *   PROFILE_LIMITS=1 npm run profile                 (embedded store with the Redis row's limits on)
- *   PROFILE_STREAM=1 npm run profile                 (streams of 64 chunks instead of JSON)
- *   PROFILE_BARE=1 npm run profile                   (the bare Fastify + undici hop, for comparison)
- *   PROFILE_C=1 npm run profile                      (one client at a time: what grows with concurrency)
+ *   cd bench && npm run profile                      (embedded store; BENCH_N=20000)
+ *   BENCH_REDIS=1 npm run profile                  (Redis: auth, limits, usage)
+ *   BENCH_LIMITS=1 npm run profile                 (embedded store with the Redis row's limits on)
+ *   BENCH_STREAM=1 npm run profile                 (streams of 64 chunks instead of JSON)
+ *   BENCH_BARE=1 npm run profile                   (the bare Fastify + undici hop, for comparison)
+ *   BENCH_C=1 npm run profile                      (one client at a time: what grows with concurrency)
  */
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BODY, codeGroup, drive, killAll, startOrigin, startTarget } from './lib.js'
 
-const N = Number(process.env.PROFILE_N ?? 20_000)
-const TOP = Number(process.env.PROFILE_TOP ?? 40)
-const C = Number(process.env.PROFILE_C ?? 64)
+const N = Number(process.env.BENCH_N ?? 20_000)
+const TOP = Number(process.env.BENCH_TOP ?? 40)
+const C = Number(process.env.BENCH_C ?? 64)
 interface Node {
   id: number
   callFrame: { functionName: string; url: string; lineNumber: number }
@@ -38,10 +38,10 @@ function group(url: string, name: string): string {
 try {
   const profDir = mkdtempSync(join(tmpdir(), 'tollgate-prof-'))
   const { url: origin } = await startOrigin()
-  const bare = Boolean(process.env.PROFILE_BARE)
-  const target = bare ? 'bare' : process.env.PROFILE_REDIS ? 'redis' : process.env.PROFILE_LIMITS ? 'limits' : 'embedded'
+  const bare = Boolean(process.env.BENCH_BARE)
+  const target = bare ? 'bare' : process.env.BENCH_REDIS ? 'redis' : process.env.BENCH_LIMITS ? 'limits' : 'embedded'
   const { server: gateway, base, auth, redis } = await startTarget(target, origin, `--cpu-prof --cpu-prof-dir=${profDir}`)
-  const body = process.env.PROFILE_STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
+  const body = process.env.BENCH_STREAM ? JSON.stringify({ ...JSON.parse(BODY), stream: true }) : BODY
   await drive(base, auth, N, C, { body })
   const exited = new Promise((r) => gateway.once('exit', r))
   gateway.kill('SIGINT')
@@ -89,7 +89,7 @@ try {
     }
   }
   console.log(
-    `${N} requests at c=${C}${bare ? ', bare hop' : redis ? ', Redis' : ', embedded store'}${process.env.PROFILE_STREAM ? ', streams' : ''}: busy ${(busy / N).toFixed(0)} µs/request (profiler on), profile ${file}`,
+    `${N} requests at c=${C}${bare ? ', bare hop' : redis ? ', Redis' : ', embedded store'}${process.env.BENCH_STREAM ? ', streams' : ''}: busy ${(busy / N).toFixed(0)} µs/request (profiler on), profile ${file}`,
   )
   table('package', groups)
   table('function', fns)

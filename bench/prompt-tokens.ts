@@ -6,15 +6,15 @@
  * counts), and the gateway's `estimatePromptTokens` (counts remembered by each text's SHA-256;
  * these prompts are counted within its first slice, so it answers a number, not a promise).
  *
- *   cd bench && node --import tsx prompt-tokens.ts        (SYSTEM_KB=16, TURNS=30, ROUNDS=5)
+ *   cd bench && node --import tsx prompt-tokens.ts        (BENCH_SYSTEM_KB=16, BENCH_TURNS=30, BENCH_ROUNDS=5)
  */
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base'
 import { estimatePromptTokens } from '../src/usage/estimate.js'
 import { median } from './lib.js'
 
-const SYSTEM_KB = Number(process.env.SYSTEM_KB ?? 16)
-const TURNS = Number(process.env.TURNS ?? 30)
-const ROUNDS = Number(process.env.ROUNDS ?? 5)
+const BENCH_SYSTEM_KB = Number(process.env.BENCH_SYSTEM_KB ?? 16)
+const BENCH_TURNS = Number(process.env.BENCH_TURNS ?? 30)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 
 const sentence = 'Follow the operator’s rules, cite the documents you used, and answer in the language of the question. '
 const turnText = (round: number, turn: number) =>
@@ -32,9 +32,12 @@ const all: number[] = []
 const remembered: number[] = []
 for (let round = 0; round < ROUNDS; round++) {
   // A system prompt of this round (the first request of each round counts it afresh).
-  const system = `Round ${round}. ${sentence.repeat(Math.ceil((SYSTEM_KB * 1024) / sentence.length))}`.slice(0, SYSTEM_KB * 1024)
+  const system = `Round ${round}. ${sentence.repeat(Math.ceil((BENCH_SYSTEM_KB * 1024) / sentence.length))}`.slice(
+    0,
+    BENCH_SYSTEM_KB * 1024,
+  )
   const messages: Message[] = [{ role: 'system', content: system }]
-  for (let turn = 0; turn < TURNS; turn++) {
+  for (let turn = 0; turn < BENCH_TURNS; turn++) {
     messages.push({ role: turn % 2 ? 'assistant' : 'user', content: turnText(round, turn) })
     const pair =
       turn % 2 === 0
@@ -48,7 +51,7 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const ratios = all.map((t, i) => remembered[i]! / t)
 console.log(
-  `prompt estimate per request: system prompt ${SYSTEM_KB} KB, ${TURNS} turns, ${ROUNDS} rounds (medians over ${all.length} requests)`,
+  `prompt estimate per request: system prompt ${BENCH_SYSTEM_KB} KB, ${BENCH_TURNS} turns, ${ROUNDS} rounds (medians over ${all.length} requests)`,
 )
 console.log('| way | µs per request | vs counting every text |')
 console.log('| --- | --- | --- |')

@@ -21,7 +21,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
@@ -58,6 +58,14 @@ interface Target {
 }
 
 const DIRECT = 'upstream directly'
+/** Where BENCH_PUBLISH=1 writes the run's report: between these two lines of docs/benchmarks.md. */
+const PUBLISHED = ['<!-- bench:latest -->', '<!-- /bench:latest -->'] as const
+/** The report's lines, as printed. */
+const report: string[] = []
+const say = (line: string) => {
+  console.log(line)
+  report.push(line)
+}
 const BARE = 'bare Fastify + undici hop'
 /**
  * The bare hop with the least an exact limit in Redis asks of each request alone: one script call
@@ -246,19 +254,19 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   const ratio = (k: string) => (x: Record<string, number>, b: Record<string, number>) => x[k]! / b[k]!
   const gateways = targets.filter((x) => x.name.startsWith('tollgate'))
   const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a')
-  console.log(
+  say(
     `\nTollgate benchmark, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, scale ${SCALE}, medians of ${ROUNDS} rounds (differences and ratios: per round, then the median)`,
   )
-  console.log(
+  say(
     '| target | added p50 c=1 (ms) | added p99 c=1 | p99 c=16 (ms) | p99 c=16 vs bare | rps c=64 | rps vs bare | CPU µs/request c=64 | added TTFB stream (ms) |',
   )
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+  say('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const t of targets) {
     const r = results.get(t.name)!
     const first = t.name === DIRECT
     const added = (k: string) => (first ? '–' : f(paired(t, DIRECT, (x, d) => x[k]! - d[k]!)))
     const vsBare = (k: string) => `${f(paired(t, BARE, ratio(k)), 2)}×`
-    console.log(
+    say(
       `| ${t.name} | ${added('c1p50')} | ${added('c1p99')} | ${f(r.c16p99!)} | ${vsBare('c16p99')} | ${Math.round(r.c64rps!)} | ${vsBare('c64rps')} | ${f(r.c64cpu!, 0)} | ${added('sttfb')} |`,
     )
   }
@@ -268,7 +276,7 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
       perRound(t, BARE, ratio(k))
         .map((x) => f(x, 2))
         .join(', ')
-    console.log(`(${t.name}, per round vs bare: p99 c=16 ${each('c16p99')}; rps c=64 ${each('c64rps')})`)
+    say(`(${t.name}, per round vs bare: p99 c=16 ${each('c16p99')}; rps c=64 ${each('c64rps')})`)
   }
   // The issue's targets, each from the per-round figures: the median, and how sure this run is of
   // it (the median's interval from the rounds' spread; a few rounds cannot settle a figure near
@@ -276,7 +284,7 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   const show = (v: ReturnType<typeof verdict>, d: number, unit: string) =>
     `${f(v.median, d)}${unit}${v.interval ? ` [${f(v.interval.lo, d)}–${f(v.interval.hi, d)}]` : ''}: ${v.says}`
   const coverage = medianInterval(Array.from({ length: ROUNDS }, (_, i) => i))?.coverage
-  console.log(
+  say(
     `\nAgainst the targets: median over the rounds [${coverage ? `its ${(coverage * 100).toFixed(0)} % interval, from the rounds' spread` : 'too few rounds for an interval'}]`,
   )
   const redisRow = gateways.find((x) => x.name.includes('Redis'))
@@ -291,17 +299,17 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
       ' ms',
     )
   if (redisRow) {
-    console.log(`- added p50 at c=1 with Redis, at most 0.3 ms: ${c1Added(redisRow)}`)
+    say(`- added p50 at c=1 with Redis, at most 0.3 ms: ${c1Added(redisRow)}`)
     // What any hop that asks Redis before forwarding adds here: when this misses the goal, the
     // machine does, whatever the gateway does on top.
-    console.log(
+    say(
       `  (${FLOOR}: ${c1Added(targets.find((x) => x.name === FLOOR)!)}; ` +
         `the Redis row over it: ${f(paired(redisRow, FLOOR, (x, b) => x.c1p50! - b.c1p50!))} ms at p50 c=1, ` +
         `${f(paired(redisRow, FLOOR, ratio('c16p99')), 2)}× its p99 at c=16, ${f(paired(redisRow, FLOOR, ratio('c64rps')), 2)}× its rps at c=64)`,
     )
   }
   for (const t of gateways) {
-    console.log(
+    say(
       `- ${t.name}: p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c16p99')), 1.3, 'at most'), 2, '×')}; ` +
         `rps at c=64 at least 0.70× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c64rps')), 0.7, 'at least'), 2, '×')}`,
     )
@@ -311,10 +319,10 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   const fdLimit = Number(spawnSync('bash', ['-c', 'ulimit -n 65536 2>/dev/null; ulimit -n'], { encoding: 'utf8' }).stdout.trim())
   const hold = Math.min(HOLD, Math.floor((fdLimit - 500) / 2))
   if (hold < HOLD)
-    console.log(
-      `\n(the open-files limit here is ${fdLimit} and cannot be raised: ${hold} streams instead of ${HOLD}; per-stream figures below)`,
-    )
-  console.log(`\nRSS with ${hold} streams held open (MB, before → after; per 1,000 streams):`)
+    say(`\n(the open-files limit here is ${fdLimit} and cannot be raised: ${hold} streams instead of ${HOLD}; per-stream figures below)`)
+  say(`\nRSS with ${hold} streams held open:\n`)
+  say('| target | RSS before → after (MB) | per 1,000 streams | at 10,000 |')
+  say('| --- | --- | --- | --- |')
   for (const t of gateways.filter((x) => x.pid !== undefined)) {
     const { before, after } = await holdStreams(t, hold)
     // (Extrapolated to the goal's 10,000 only from enough held: a few hundred streams fit in what
@@ -324,9 +332,47 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
       hold >= 5_000
         ? `at 10,000: ${f(at10k, 0)} MB, ${at10k <= 600 ? 'within' : 'over'} the 600 MB goal`
         : 'too few held to extrapolate to 10,000'
-    console.log(`| ${t.name} | ${f(before, 0)} → ${f(after, 0)} | ${f(((after - before) / hold) * 1000, 1)} MB per 1,000 | ${goal} |`)
+    say(`| ${t.name} | ${f(before, 0)} → ${f(after, 0)} | ${f(((after - before) / hold) * 1000, 1)} MB per 1,000 | ${goal} |`)
   }
   await redis.stop()
+  if (process.env.BENCH_PUBLISH === '1') publish()
 } finally {
   killAll()
+}
+
+/** The report, with its command and machine, in docs/benchmarks.md in place of the last one. */
+function publish(): void {
+  const path = join(ROOT, 'docs', 'benchmarks.md')
+  const doc = readFileSync(path, 'utf8')
+  const [from, to] = [doc.indexOf(PUBLISHED[0]), doc.indexOf(PUBLISHED[1])]
+  if (from < 0 || to < from) throw new Error(`docs/benchmarks.md has no ${PUBLISHED.join(' … ')} block`)
+  const settings = ['BENCH_SCALE', 'BENCH_ROUNDS', 'BENCH_STREAMS']
+    .map((k) => `${k}=${process.env[k] ?? ''}`)
+    .filter((kv) => !kv.endsWith('='))
+  const version = (cmd: string) => spawnSync('bash', ['-c', cmd], { encoding: 'utf8' }).stdout.trim()
+  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU'
+  const block = [
+    PUBLISHED[0],
+    `- Command: \`${[...settings, 'BENCH_PUBLISH=1', 'npm run bench'].join(' ')}\``,
+    `- Machine: ${availableParallelism()} cores (${cpu}), Node ${process.version}, ` +
+      `${version('redis-server --version | grep -o "v=[0-9.]*" | sed "s/v=/redis-server /"')}, ` +
+      `${version('command -v nginx >/dev/null && nginx -v 2>&1 | grep -o "nginx/[0-9.]*" | sed "s|/| |"') || 'no nginx'}, ` +
+      new Date().toISOString().slice(0, 10),
+    ...markdown(report),
+    PUBLISHED[1],
+  ].join('\n')
+  writeFileSync(path, doc.slice(0, from) + block + doc.slice(to + PUBLISHED[1].length))
+  console.log(`\n(written into ${path})`)
+}
+
+/** The report's lines as Markdown: a blank line between a table and the text before or after it. */
+function markdown(lines: string[]): string[] {
+  const out: string[] = []
+  for (const line of lines.flatMap((l) => l.split('\n'))) {
+    const last = out[out.length - 1]
+    const table = line.startsWith('|')
+    if (last !== undefined && last !== '' && line !== '' && last.startsWith('|') !== table) out.push('')
+    out.push(line)
+  }
+  return out
 }

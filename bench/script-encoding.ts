@@ -11,7 +11,7 @@
  * and the arguments together. The batch is 12 admissions of a
  * team with two scopes, as under load at c=64: 350 arguments.
  *
- *   npx tsx bench/script-encoding.ts          (from the repository root)
+ *   cd bench && node --import tsx script-encoding.ts
  */
 import { Command } from 'ioredis'
 import { flatCommand } from '../src/redis/scripts.js'

@@ -4,9 +4,9 @@
  * has more than C in flight, so every refusal is one the gateway should not have made (a settlement
  * that reached Redis after the next admission). Requests go to the instances in turn.
  *
- *   cd bench && node --import tsx slots.ts               (SLOTS_C=8, SLOTS_N=4000, SLOTS_INSTANCES=1)
- *   SLOTS_INSTANCES=3 node --import tsx slots.ts         (three gateways on one Redis)
- *   SLOTS_MEMORY=1 node --import tsx slots.ts            (the embedded store, one instance)
+ *   cd bench && node --import tsx slots.ts               (BENCH_C=8, BENCH_N=4000, BENCH_INSTANCES=1)
+ *   BENCH_INSTANCES=3 node --import tsx slots.ts         (three gateways on one Redis)
+ *   BENCH_MEMORY=1 node --import tsx slots.ts            (the embedded store, one instance)
  *
  * Uses the build in ../dist (npm run build).
  */
@@ -14,10 +14,10 @@ import { Pool } from 'undici'
 import { startRedis } from '../test/helpers/redis.js'
 import { BODY, benchKey, killAll, startGateway, startOrigin } from './lib.js'
 
-const C = Number(process.env.SLOTS_C ?? 8)
-const N = Number(process.env.SLOTS_N ?? 4000)
-const MEMORY = Boolean(process.env.SLOTS_MEMORY)
-const INSTANCES = MEMORY ? 1 : Number(process.env.SLOTS_INSTANCES ?? 1)
+const C = Number(process.env.BENCH_C ?? 8)
+const N = Number(process.env.BENCH_N ?? 4000)
+const MEMORY = Boolean(process.env.BENCH_MEMORY)
+const INSTANCES = MEMORY ? 1 : Number(process.env.BENCH_INSTANCES ?? 1)
 
 try {
   const { url: origin } = await startOrigin()
