@@ -8,14 +8,14 @@ import { parseArgs } from 'node:util'
 
 export const USAGE = `Usage: tollgate <command>
 
-  teams create <id> [--name NAME] [--limits JSON]
+  teams create <id> [--name NAME] [--limits JSON] [--allowed-models LIST]
   teams list
   teams get <id>
-  teams update <id> [--name NAME] [--limits JSON]
+  teams update <id> [--name NAME] [--limits JSON] [--allowed-models LIST | --all-models]
   teams delete <id>
-  keys create --team <id> [--name NAME] [--expires-at ISO-8601] [--limits JSON]
+  keys create --team <id> [--name NAME] [--expires-at ISO-8601] [--limits JSON] [--allowed-models LIST]
   keys list --team <id>
-  keys update <key-id> [--name NAME] [--limits JSON]
+  keys update <key-id> [--name NAME] [--limits JSON] [--allowed-models LIST | --all-models]
   keys rotate <key-id> [--grace-seconds N]
   keys revoke <key-id>
   usage [--team ID] [--key KEY-ID] [--model NAME] [--from YYYY-MM-DD] [--to YYYY-MM-DD]
@@ -23,6 +23,8 @@ export const USAGE = `Usage: tollgate <command>
 
 Environment: TOLLGATE_URL (default http://127.0.0.1:8080), ADMIN_TOKEN (required).
 --limits takes JSON, e.g. '{"requests_per_minute":100,"tokens_per_day":2000000}'; null removes one.
+--allowed-models takes model names and patterns, comma-separated, e.g. 'minimaxai/*,meta/llama-3.1-*';
+--all-models lets every model through again.
 `
 
 export interface CliIO {
@@ -52,6 +54,33 @@ function parseLimits(raw: string | undefined): Record<string, unknown> | undefin
     // reported below
   }
   throw new UsageError(`--limits must be a JSON object, got ${raw}`)
+}
+
+/** --name, --limits and --allowed-models (or --all-models) as the fields of a body. */
+function fields(values: { name?: string; limits?: string; 'allowed-models'?: string; 'all-models'?: boolean }): Record<string, unknown> {
+  const limits = parseLimits(values.limits)
+  const allowed = values['allowed-models']
+  if (allowed !== undefined && values['all-models']) throw new UsageError('give --allowed-models or --all-models, not both')
+  return {
+    ...(values.name ? { name: values.name } : {}),
+    ...(limits ? { limits } : {}),
+    ...(allowed !== undefined
+      ? {
+          allowed_models: allowed
+            .split(',')
+            .map((m) => m.trim())
+            .filter(Boolean),
+        }
+      : {}),
+    ...(values['all-models'] ? { allowed_models: null } : {}),
+  }
+}
+
+/** The fields of an update, at least one. */
+function changes(values: Parameters<typeof fields>[0]): Record<string, unknown> {
+  const body = fields(values)
+  if (Object.keys(body).length === 0) throw new UsageError('give --name, --limits, --allowed-models or --all-models')
+  return body
 }
 
 function one(positionals: string[], what: string): string {
@@ -95,59 +124,38 @@ export function planCall(argv: string[]): Call {
       'group-by': { type: 'string' },
       format: { type: 'string' },
       'grace-seconds': { type: 'string' },
+      'allowed-models': { type: 'string' },
+      'all-models': { type: 'boolean' },
     },
   })
   const enc = encodeURIComponent
   if (noun === 'usage') return usageCall(argv)
   const key = `${noun ?? ''} ${verb ?? ''}`
   switch (key) {
-    case 'teams create': {
-      const limits = parseLimits(values.limits)
-      return {
-        method: 'POST',
-        path: '/admin/teams',
-        body: { id: one(positionals, 'team id'), ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) },
-      }
-    }
+    case 'teams create':
+      if (values['all-models']) throw new UsageError('a new team lets every model through unless given --allowed-models')
+      return { method: 'POST', path: '/admin/teams', body: { id: one(positionals, 'team id'), ...fields(values) } }
     case 'teams list':
       if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`)
       return { method: 'GET', path: '/admin/teams' }
     case 'teams get':
       return { method: 'GET', path: `/admin/teams/${enc(one(positionals, 'team id'))}` }
-    case 'teams update': {
-      const limits = parseLimits(values.limits)
-      if (values.name === undefined && limits === undefined) throw new UsageError('give --name and/or --limits')
-      return {
-        method: 'PATCH',
-        path: `/admin/teams/${enc(one(positionals, 'team id'))}`,
-        body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) },
-      }
-    }
+    case 'teams update':
+      return { method: 'PATCH', path: `/admin/teams/${enc(one(positionals, 'team id'))}`, body: changes(values) }
     case 'teams delete':
       return { method: 'DELETE', path: `/admin/teams/${enc(one(positionals, 'team id'))}` }
     case 'keys create': {
       if (!values.team) throw new UsageError('keys create needs --team <id>')
       if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(' ')}`)
-      const limits = parseLimits(values.limits)
+      if (values['all-models']) throw new UsageError("a new key lets all its team's models through unless given --allowed-models")
       return {
         method: 'POST',
         path: `/admin/teams/${enc(values.team)}/keys`,
-        body: {
-          ...(values.name ? { name: values.name } : {}),
-          ...(values['expires-at'] ? { expires_at: values['expires-at'] } : {}),
-          ...(limits ? { limits } : {}),
-        },
+        body: { ...fields(values), ...(values['expires-at'] ? { expires_at: values['expires-at'] } : {}) },
       }
     }
-    case 'keys update': {
-      const limits = parseLimits(values.limits)
-      if (values.name === undefined && limits === undefined) throw new UsageError('give --name and/or --limits')
-      return {
-        method: 'PATCH',
-        path: `/admin/keys/${enc(one(positionals, 'key id'))}`,
-        body: { ...(values.name ? { name: values.name } : {}), ...(limits ? { limits } : {}) },
-      }
-    }
+    case 'keys update':
+      return { method: 'PATCH', path: `/admin/keys/${enc(one(positionals, 'key id'))}`, body: changes(values) }
     case 'keys list':
       if (!values.team) throw new UsageError('keys list needs --team <id>')
       return { method: 'GET', path: `/admin/teams/${enc(values.team)}/keys` }

@@ -103,6 +103,7 @@ function fromFileOnly(file: FileConfig) {
       ...(t.name !== undefined ? { name: t.name } : {}),
       limits: t.limits ?? {},
       model_limits: t.model_limits ?? {},
+      allowed_models: t.allowed_models ?? null,
     })),
   }
 }

@@ -41,7 +41,8 @@ export const ERRORS = {
   invalid_api_key: { status: 401, types: ['invalid_request_error'] },
   invalid_admin_token: { status: 401, types: ['invalid_request_error'] },
   auth_rate_limited: { status: 429, types: ['requests'] },
-  // Limits
+  // Access and limits
+  model_not_allowed: { status: 403, types: ['permission_error'] },
   rate_limit_exceeded: { status: 429, types: ['requests', 'tokens'] },
   concurrency_limit_exceeded: { status: 429, types: ['requests'] },
   insufficient_quota: { status: 429, types: ['insufficient_quota'] },

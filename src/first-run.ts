@@ -23,8 +23,16 @@ export function withFirstRunToken(config: Config): Config {
 /** Creates team `default` and a key of it; returns the key's plaintext. */
 export async function firstRunKey(store: Store, now: number): Promise<string> {
   const at = new Date(now).toISOString()
-  await store.createTeam({ id: 'default', name: 'First team', limits: {}, model_limits: {}, created_at: at, updated_at: at })
-  const { record, plaintext } = newKey('default', 'first run', {}, null, at)
+  await store.createTeam({
+    id: 'default',
+    name: 'First team',
+    limits: {},
+    model_limits: {},
+    allowed_models: null,
+    created_at: at,
+    updated_at: at,
+  })
+  const { record, plaintext } = newKey('default', { name: 'first run', limits: {}, allowed_models: null, expires_at: null }, at)
   if (!(await store.createKey(record))) throw new Error('first run: could not create a key')
   return plaintext
 }

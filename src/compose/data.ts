@@ -136,10 +136,12 @@ async function seedTeam(store: Store, seed: TeamSeed, now: () => number): Promis
     name: seed.name ?? seed.id,
     limits: seed.limits,
     model_limits: seed.model_limits,
+    allowed_models: seed.allowed_models,
     created_at: at,
     updated_at: at,
   })
   if (!created) {
-    await store.updateTeam(seed.id, { limits: seed.limits, model_limits: seed.model_limits, ...(seed.name ? { name: seed.name } : {}) }, at)
+    const { limits, model_limits, allowed_models } = seed
+    await store.updateTeam(seed.id, { limits, model_limits, allowed_models, ...(seed.name ? { name: seed.name } : {}) }, at)
   }
 }

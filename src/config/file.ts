@@ -1,5 +1,6 @@
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { z } from 'zod'
+import { allowedModelsSchema } from '../access.js'
 import { limitsSchema } from '../limits.js'
 import { describeIssues } from '../validation.js'
 
@@ -82,6 +83,7 @@ export const fileSchema = z.strictObject({
         name: z.string().min(1).max(200).optional(),
         limits: limitsSchema.optional(),
         model_limits: z.record(z.string().min(1), limitsSchema).optional(),
+        allowed_models: allowedModelsSchema.optional(),
       }),
     )
     .optional(),

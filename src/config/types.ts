@@ -1,3 +1,4 @@
+import type { AllowedModels } from '../access.js'
 import type { Limits } from '../limits.js'
 
 /** What the gateway is configured with (loadConfig, src/config.ts, makes it). */
@@ -62,6 +63,8 @@ export interface TeamSeed {
   name?: string
   limits: Limits
   model_limits: Record<string, Limits>
+  /** The models the team's keys may use (access.ts); null: every model. */
+  allowed_models: AllowedModels
 }
 
 /**

@@ -24,7 +24,7 @@ function handler(endpoint: Endpoint, opts: ProxyOptions) {
     ctx.model = body.model as string
     ctx.stream = body.stream === true
     // 2. The model: one canonical name, its upstream and defaults.
-    const flight = newFlight(request, reply, endpoint, body, resolveModel(opts, ctx.model), opts)
+    const flight = newFlight(request, reply, endpoint, body, resolveModel(opts, ctx.model, request.principal!), opts)
     // 3. The limits: admitted against every scope, or a 429 (a 400 for what could never fit).
     const ticket = await admit(flight)
     // 6. (From here on it settles exactly once, when its response closes, however it ends.)

@@ -1,3 +1,4 @@
+import { mayUse } from '../access.js'
 import { msSince } from '../context.js'
 import { ClientGone, dispatch, type Dispatched } from '../upstream/dispatch.js'
 import { forwardBody, type ResolvedModel } from '../upstream/router.js'
@@ -16,7 +17,8 @@ export async function send(f: Flight): Promise<Dispatched> {
   let dispatched: Dispatched
   try {
     dispatched = await dispatch({
-      candidates: opts.router.candidates(f.resolved),
+      // (Fallbacks the caller may not use are skipped.)
+      candidates: opts.router.candidates(f.resolved).filter((r) => r === f.resolved || mayUse(f.principal, r)),
       body: bodyFor,
       clients: opts.upstreams,
       pools: opts.pools,

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { z } from 'zod'
 import { GatewayError, invalidRequest, fromStore } from '../errors.js'
+import { allowedModelsSchema } from '../access.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
 import { limitsPatchSchema, limitsSchema, mergeLimits, type Limits, type LimitsPatch } from '../limits.js'
 import { lockedOut, type FailureLimiter } from '../plugins/client-auth.js'
@@ -48,16 +49,23 @@ const createTeamBody = z.strictObject({
   name: displayName.optional(),
   limits: limitsSchema.optional(),
   model_limits: modelLimits.optional(),
+  allowed_models: allowedModelsSchema.optional(),
 })
 const patchTeamBody = z
-  .strictObject({ name: displayName.optional(), limits: limitsPatchSchema.optional(), model_limits: modelLimitsPatch.optional() })
-  .refine((b) => b.name !== undefined || b.limits !== undefined || b.model_limits !== undefined, {
-    error: 'give at least one of name, limits, model_limits',
+  .strictObject({
+    name: displayName.optional(),
+    limits: limitsPatchSchema.optional(),
+    model_limits: modelLimitsPatch.optional(),
+    allowed_models: allowedModelsSchema.optional(),
+  })
+  .refine((b) => Object.values(b).some((v) => v !== undefined), {
+    error: 'give at least one of name, limits, model_limits, allowed_models',
   })
 const createKeyBody = z.strictObject({
   name: displayName.nullable().optional(),
   expires_at: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z' }).nullable().optional(),
   limits: limitsSchema.optional(),
+  allowed_models: allowedModelsSchema.optional(),
 })
 const rotateKeyBody = z.strictObject({
   grace_seconds: z
@@ -67,8 +75,12 @@ const rotateKeyBody = z.strictObject({
     .optional(),
 })
 const patchKeyBody = z
-  .strictObject({ name: displayName.nullable().optional(), limits: limitsPatchSchema.optional() })
-  .refine((b) => b.name !== undefined || b.limits !== undefined, { error: 'give at least one of name, limits' })
+  .strictObject({
+    name: displayName.nullable().optional(),
+    limits: limitsPatchSchema.optional(),
+    allowed_models: allowedModelsSchema.optional(),
+  })
+  .refine((b) => Object.values(b).some((v) => v !== undefined), { error: 'give at least one of name, limits, allowed_models' })
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body ?? {})
@@ -101,6 +113,7 @@ const keyView = (key: ApiKeyRecord) => ({
   name: key.name,
   hint: key.hint,
   limits: key.limits,
+  allowed_models: key.allowed_models,
   created_at: key.created_at,
   expires_at: key.expires_at,
   revoked_at: key.revoked_at,
@@ -111,9 +124,7 @@ const keyView = (key: ApiKeyRecord) => ({
 /** A fresh key record and its plaintext (which only the creating answer ever shows). */
 export function newKey(
   team: string,
-  name: string | null,
-  limits: Limits,
-  expiresAt: string | null,
+  { name, limits, allowed_models, expires_at }: Pick<ApiKeyRecord, 'name' | 'limits' | 'allowed_models' | 'expires_at'>,
   createdAt: string,
 ): { record: ApiKeyRecord; plaintext: string } {
   const plaintext = generateClientKey()
@@ -124,8 +135,9 @@ export function newKey(
     hash: hashClientKey(plaintext),
     hint: keyHint(plaintext),
     limits,
+    allowed_models,
     created_at: createdAt,
-    expires_at: expiresAt,
+    expires_at,
     revoked_at: null,
     last_used_at: null,
     replaced_by: null,
@@ -171,6 +183,7 @@ const teamRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas
       name: body.name ?? body.id,
       limits: body.limits ?? {},
       model_limits: body.model_limits ?? {},
+      allowed_models: body.allowed_models ?? null,
       created_at: at,
       updated_at: at,
     }
@@ -199,6 +212,7 @@ const teamRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas
       ...(body.name !== undefined ? { name: body.name } : {}),
       ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
       ...(body.model_limits !== undefined ? { model_limits: mergeModelLimits(current.model_limits, body.model_limits) } : {}),
+      ...(body.allowed_models !== undefined ? { allowed_models: body.allowed_models } : {}),
     }
     const team = await fromStore(store.updateTeam(request.params.id, patch, iso()))
     if (!team) throw teamNotFound(request.params.id)
@@ -221,7 +235,11 @@ const keyRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, now, ro
     if (expiresAt !== null && Date.parse(expiresAt) <= now()) {
       throw invalidRequest('Invalid request body: expires_at: must be in the future', 'expires_at', 'invalid_value')
     }
-    const { record, plaintext } = newKey(request.params.id, body.name ?? null, body.limits ?? {}, expiresAt, iso())
+    const { record, plaintext } = newKey(
+      request.params.id,
+      { name: body.name ?? null, limits: body.limits ?? {}, allowed_models: body.allowed_models ?? null, expires_at: expiresAt },
+      iso(),
+    )
     if (!(await fromStore(store.createKey(record)))) throw teamNotFound(request.params.id)
     // The only time the plaintext leaves the gateway.
     return reply.code(201).send({ ...keyView(record), key: plaintext })
@@ -239,7 +257,7 @@ const keyRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, now, ro
         param: 'id',
       })
     }
-    const { record, plaintext } = newKey(old.team, old.name, old.limits, old.expires_at, new Date(at).toISOString())
+    const { record, plaintext } = newKey(old.team, old, new Date(at).toISOString())
     if (!(await fromStore(store.createKey(record)))) throw teamNotFound(old.team)
     const graceEnds = at + (body.grace_seconds ?? rotationGraceSeconds) * 1000
     const oldExpiry = old.expires_at === null ? graceEnds : Math.min(Date.parse(old.expires_at), graceEnds)
@@ -266,6 +284,7 @@ const keyRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, now, ro
     const patch = {
       ...(body.name !== undefined ? { name: body.name } : {}),
       ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
+      ...(body.allowed_models !== undefined ? { allowed_models: body.allowed_models } : {}),
     }
     const key = await fromStore(store.updateKey(current.id, patch))
     if (!key) throw keyNotFound(request.params.id)

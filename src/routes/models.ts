@@ -1,4 +1,5 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import { allows } from '../access.js'
 import type { Config } from '../config.js'
 import { modelNotFound } from '../errors.js'
 import type { UpstreamClient } from '../upstream/client.js'
@@ -108,14 +109,22 @@ export class ModelCatalog {
   }
 }
 
+/** The models a caller may use (allowed_models): an entry by its id, or an alias by the model it stands for. */
+function usable(request: FastifyRequest, entries: ModelEntry[]): ModelEntry[] {
+  const { team, key } = request.principal!
+  const lists = { team: team.allowed_models, key: key.allowed_models }
+  if (lists.team === null && lists.key === null) return entries
+  return entries.filter((m) => allows(lists, m.root === undefined ? [m.id] : [m.id, m.root]))
+}
+
 export const modelRoutes: FastifyPluginAsync<ModelsOptions> = async (app, opts) => {
   const catalog = new ModelCatalog(opts)
 
-  app.get('/v1/models', async (request) => ({ object: 'list', data: await catalog.list(request.log) }))
+  app.get('/v1/models', async (request) => ({ object: 'list', data: usable(request, await catalog.list(request.log)) }))
 
   app.get('/v1/models/*', async (request) => {
     const id = (request.params as { '*': string })['*']
-    const entry = (await catalog.list(request.log)).find((m) => m.id === id)
+    const entry = usable(request, await catalog.list(request.log)).find((m) => m.id === id)
     if (!entry) throw modelNotFound(id)
     return entry
   })

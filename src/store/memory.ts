@@ -43,6 +43,7 @@ export class MemoryStore implements Store {
       ...(patch.name !== undefined ? { name: patch.name } : {}),
       ...(patch.limits !== undefined ? { limits: { ...patch.limits } } : {}),
       ...(patch.model_limits !== undefined ? { model_limits: structuredClone(patch.model_limits) } : {}),
+      ...(patch.allowed_models !== undefined ? { allowed_models: structuredClone(patch.allowed_models) } : {}),
       updated_at: now,
     }
     this.teams.set(id, next)
@@ -85,6 +86,7 @@ export class MemoryStore implements Store {
     if (!key) return null
     if (patch.name !== undefined) key.name = patch.name
     if (patch.limits !== undefined) key.limits = { ...patch.limits }
+    if (patch.allowed_models !== undefined) key.allowed_models = structuredClone(patch.allowed_models)
     if (patch.expires_at !== undefined) key.expires_at = patch.expires_at
     if (patch.replaced_by !== undefined) key.replaced_by = patch.replaced_by
     this.changed({ kind: 'key', id })

@@ -1,4 +1,5 @@
 import { Cluster } from 'ioredis'
+import type { AllowedModels } from '../access.js'
 import type { Limits } from '../limits.js'
 import { whenReady, type RedisClient } from '../redis/connection.js'
 import { RedisKeys } from '../redis/keys.js'
@@ -27,7 +28,13 @@ const SCRIPTS = [
 const KEY_FIELDS = ['id', 'team', 'name', 'hash', 'hint', 'created_at', 'expires_at', 'revoked_at', 'last_used_at', 'replaced_by'] as const
 
 function keyToFields(key: ApiKeyRecord): string[] {
-  return [...KEY_FIELDS.flatMap((f) => [f, key[f] ?? '']), 'limits', JSON.stringify(key.limits)]
+  return [
+    ...KEY_FIELDS.flatMap((f) => [f, key[f] ?? '']),
+    'limits',
+    JSON.stringify(key.limits),
+    'allowed_models',
+    JSON.stringify(key.allowed_models),
+  ]
 }
 
 /** HGETALL's flat [field, value, …] array (what scripts return) as an object. */
@@ -47,12 +54,18 @@ function keyFromHash(h: Record<string, string>): ApiKeyRecord | null {
     hash: h.hash,
     hint: h.hint ?? '',
     limits: h.limits ? (JSON.parse(h.limits) as Limits) : {},
+    allowed_models: allowedModels(h.allowed_models),
     created_at: h.created_at ?? '',
     expires_at: h.expires_at || null,
     revoked_at: h.revoked_at || null,
     last_used_at: h.last_used_at || null,
     replaced_by: h.replaced_by || null,
   }
+}
+
+/** A stored list (JSON); none stored (a record older than the field) is every model. */
+function allowedModels(field: string | undefined): AllowedModels {
+  return field ? (JSON.parse(field) as AllowedModels) : null
 }
 
 function teamFromHash(h: Record<string, string>): Team | null {
@@ -62,6 +75,7 @@ function teamFromHash(h: Record<string, string>): Team | null {
     name: h.name ?? h.id,
     limits: h.limits ? (JSON.parse(h.limits) as Limits) : {},
     model_limits: h.model_limits ? (JSON.parse(h.model_limits) as Record<string, Limits>) : {},
+    allowed_models: allowedModels(h.allowed_models),
     created_at: h.created_at ?? '',
     updated_at: h.updated_at ?? '',
   }
@@ -145,6 +159,8 @@ export class RedisStore implements Store {
       JSON.stringify(team.limits),
       'model_limits',
       JSON.stringify(team.model_limits),
+      'allowed_models',
+      JSON.stringify(team.allowed_models),
       'created_at',
       team.created_at,
       'updated_at',
@@ -172,6 +188,7 @@ export class RedisStore implements Store {
     if (patch.name !== undefined) fields.push('name', patch.name)
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
     if (patch.model_limits !== undefined) fields.push('model_limits', JSON.stringify(patch.model_limits))
+    if (patch.allowed_models !== undefined) fields.push('allowed_models', JSON.stringify(patch.allowed_models))
     const updated = await this.scripts.update_team.run([this.k(`team:${id}`)], fields)
     if (updated !== 1) return null
     await this.changed({ kind: 'team', id })
@@ -206,6 +223,7 @@ export class RedisStore implements Store {
     const fields: string[] = []
     if (patch.name !== undefined) fields.push('name', patch.name ?? '')
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
+    if (patch.allowed_models !== undefined) fields.push('allowed_models', JSON.stringify(patch.allowed_models))
     if (patch.expires_at !== undefined) fields.push('expires_at', patch.expires_at ?? '')
     if (patch.replaced_by !== undefined) fields.push('replaced_by', patch.replaced_by ?? '')
     if (fields.length > 0 && (await this.scripts.update_key.run([this.k(`key:${id}`)], [this.dir, ...fields])) !== 1) return null

@@ -1,3 +1,4 @@
+import type { AllowedModels } from '../access.js'
 import type { Limits } from '../limits.js'
 import type { Invalidation } from './principal-cache.js'
 
@@ -13,6 +14,8 @@ export interface Team {
   limits: Limits
   /** Narrower limits for single models within the team, by model name. */
   model_limits: Record<string, Limits>
+  /** The models its keys may use (names and patterns: access.ts); null: every model. */
+  allowed_models: AllowedModels
   created_at: string
   updated_at: string
 }
@@ -27,6 +30,8 @@ export interface ApiKeyRecord {
   hint: string
   /** Narrower limits for this key within its team. */
   limits: Limits
+  /** The models this key may use, within its team's (access.ts); null: all its team's. */
+  allowed_models: AllowedModels
   created_at: string
   expires_at: string | null
   revoked_at: string | null
@@ -40,11 +45,13 @@ export interface TeamPatch {
   name?: string
   limits?: Limits
   model_limits?: Record<string, Limits>
+  allowed_models?: AllowedModels
 }
 
 export interface KeyPatch {
   name?: string | null
   limits?: Limits
+  allowed_models?: AllowedModels
   expires_at?: string | null
   replaced_by?: string | null
 }

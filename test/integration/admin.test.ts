@@ -143,6 +143,7 @@ describe('keys', () => {
     expect(res.status).toBe(201)
     const created = (await res.json()) as Record<string, string>
     expect(Object.keys(created).sort()).toEqual([
+      'allowed_models',
       'created_at',
       'expires_at',
       'hint',

@@ -17,6 +17,7 @@ const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({
   name: id.toUpperCase(),
   limits: {},
   model_limits: {},
+  allowed_models: null,
   created_at: at,
   updated_at: at,
 })
@@ -27,6 +28,7 @@ const key = (id: string, teamId: string, secret: string, at = '2026-01-01T00:00:
   hash: hashClientKey(secret),
   hint: 'tg-x…y',
   limits: {},
+  allowed_models: null,
   created_at: at,
   expires_at: null,
   revoked_at: null,

@@ -221,6 +221,18 @@ describe('the shipped examples', () => {
     const config = loadConfig({ TOLLGATE_CONFIG: 'examples/tollgate.yaml', NVIDIA_API_KEY: 'nvapi-test' }, (p) => readFileSync(p, 'utf8'))
     expect(config.aliases.minimax).toBe('minimaxai/minimax-m2.1')
     expect(config.models['minimaxai/minimax-m2.1']!.defaults).toEqual({ temperature: 1, top_p: 0.95, max_tokens: 8192 })
+    expect(config.teams.find((t) => t.id === 'ml')!.allowed_models).toEqual(['minimaxai/*', 'meta/llama-3.1-*'])
+  })
+
+  it("reads a team's allowed_models (absent: every model), naming a bad pattern by its path", () => {
+    const yaml = 'teams:\n  a:\n    allowed_models: ["minimaxai/*"]\n  b: {}\n'
+    const config = loadConfig({ TOLLGATE_CONFIG: '/c.yaml' }, files({ '/c.yaml': yaml }))
+    expect(config.teams.map((t) => [t.id, t.allowed_models])).toEqual([
+      ['a', ['minimaxai/*']],
+      ['b', null],
+    ])
+    const found = problems({ TOLLGATE_CONFIG: '/c.yaml' }, { '/c.yaml': 'teams:\n  a:\n    allowed_models: ["ok/*", "not ok"]\n' })
+    expect(found).toEqual([expect.stringMatching(/^\/c\.yaml: teams\.a\.allowed_models\[1\]: may hold only letters/)])
   })
 })
 

@@ -5,6 +5,7 @@ import { checkBody } from '../../src/proxy/check.js'
 import { ENDPOINTS } from '../../src/proxy/endpoints.js'
 import type { ProxyOptions } from '../../src/proxy/flight.js'
 import { resolveModel } from '../../src/proxy/resolve.js'
+import type { Principal } from '../../src/store/types.js'
 import { UpstreamClient } from '../../src/upstream/client.js'
 import { ModelRouter } from '../../src/upstream/router.js'
 
@@ -46,8 +47,12 @@ describe('resolve: the model', () => {
     upstreams: new Map([['nvidia', new UpstreamClient(config.upstreams.nvidia!)]]),
   } as unknown as ProxyOptions
 
+  const everything = { team: { allowed_models: null }, key: { allowed_models: null } } as unknown as Principal
+  const only = (team: string[] | null, key: string[] | null) =>
+    ({ team: { allowed_models: team }, key: { allowed_models: key } }) as unknown as Principal
+
   it('gives the canonical model and its upstream', () => {
-    expect(resolveModel(opts, 'MiniMaxAI/MiniMax-M2.1')).toMatchObject({
+    expect(resolveModel(opts, 'MiniMaxAI/MiniMax-M2.1', everything)).toMatchObject({
       model: { name: 'minimaxai/minimax-m2.1' },
       upstream: { name: 'nvidia' },
     })
@@ -59,10 +64,20 @@ describe('resolve: the model', () => {
       router: new ModelRouter(bare),
       upstreams: new Map([['nvidia', new UpstreamClient(bare.upstreams.nvidia!)]]),
     } as unknown as ProxyOptions
-    expect(refusal(() => resolveModel(without, 'minimaxai/minimax-m2.1'))).toEqual({
+    expect(refusal(() => resolveModel(without, 'minimaxai/minimax-m2.1', everything))).toEqual({
       status: 503,
       param: null,
       code: 'upstream_not_configured',
     })
+  })
+
+  it("refuses a model outside the team's or the key's allowed_models: 403, model_not_allowed, naming the model", () => {
+    const notAllowed = { status: 403, param: 'model', code: 'model_not_allowed' }
+    expect(refusal(() => resolveModel(opts, 'meta/llama-3.1-8b-instruct', only(['minimaxai/*'], null)))).toEqual(notAllowed)
+    expect(refusal(() => resolveModel(opts, 'minimaxai/minimax-m2.1', only(['minimaxai/*'], ['meta/*'])))).toEqual(notAllowed)
+    expect(refusal(() => resolveModel(opts, 'minimaxai/minimax-m2.1', only([], null)))).toEqual(notAllowed)
+    expect(resolveModel(opts, 'MiniMaxAI/MiniMax-M2.1', only(['minimaxai/*'], ['*/minimax-m2.1'])).model.name).toBe(
+      'minimaxai/minimax-m2.1',
+    )
   })
 })
