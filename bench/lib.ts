@@ -307,6 +307,7 @@ export async function quotaWork(
             request_id: requestId,
             team: 'bench',
             key_id: 'key_1',
+            end_user: '',
             model: 'm',
             endpoint: 'chat',
             status: 200,

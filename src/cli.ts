@@ -8,18 +8,18 @@ import { parseArgs } from 'node:util'
 
 export const USAGE = `Usage: tollgate <command>
 
-  teams create <id> [--name NAME] [--limits JSON] [--allowed-models LIST]
+  teams create <id> [--name NAME] [--limits JSON] [--allowed-models LIST] [--end-user-limits JSON]
   teams list
   teams get <id>
-  teams update <id> [--name NAME] [--limits JSON] [--allowed-models LIST | --all-models]
+  teams update <id> [--name NAME] [--limits JSON] [--allowed-models LIST | --all-models] [--end-user-limits JSON]
   teams delete <id>
   keys create --team <id> [--name NAME] [--expires-at ISO-8601] [--limits JSON] [--allowed-models LIST]
   keys list --team <id>
   keys update <key-id> [--name NAME] [--limits JSON] [--allowed-models LIST | --all-models]
   keys rotate <key-id> [--grace-seconds N]
   keys revoke <key-id>
-  usage [--team ID] [--key KEY-ID] [--model NAME] [--from YYYY-MM-DD] [--to YYYY-MM-DD]
-        [--group-by day,model,key] [--format json|csv]
+  usage [--team ID] [--key KEY-ID] [--model NAME] [--end-user ID] [--from YYYY-MM-DD] [--to YYYY-MM-DD]
+        [--group-by day,model,key,end_user] [--format json|csv]
 
 Environment: TOLLGATE_URL (default http://127.0.0.1:8080), ADMIN_TOKEN (required).
 --limits takes JSON, e.g. '{"requests_per_minute":100,"tokens_per_day":2000000}'; null removes one.
@@ -45,7 +45,7 @@ interface Call {
   body?: Record<string, unknown>
 }
 
-function parseLimits(raw: string | undefined): Record<string, unknown> | undefined {
+function parseLimits(raw: string | undefined, option = '--limits'): Record<string, unknown> | undefined {
   if (raw === undefined) return undefined
   try {
     const value = JSON.parse(raw) as unknown
@@ -53,12 +53,21 @@ function parseLimits(raw: string | undefined): Record<string, unknown> | undefin
   } catch {
     // reported below
   }
-  throw new UsageError(`--limits must be a JSON object, got ${raw}`)
+  throw new UsageError(`${option} must be a JSON object, got ${raw}`)
 }
 
-/** --name, --limits and --allowed-models (or --all-models) as the fields of a body. */
-function fields(values: { name?: string; limits?: string; 'allowed-models'?: string; 'all-models'?: boolean }): Record<string, unknown> {
+interface FieldOptions {
+  name?: string
+  limits?: string
+  'allowed-models'?: string
+  'all-models'?: boolean
+  'end-user-limits'?: string
+}
+
+/** --name, --limits, --allowed-models (or --all-models) and --end-user-limits as the fields of a body. */
+function fields(values: FieldOptions): Record<string, unknown> {
   const limits = parseLimits(values.limits)
+  const endUserLimits = parseLimits(values['end-user-limits'], '--end-user-limits')
   const allowed = values['allowed-models']
   if (allowed !== undefined && values['all-models']) throw new UsageError('give --allowed-models or --all-models, not both')
   return {
@@ -73,13 +82,14 @@ function fields(values: { name?: string; limits?: string; 'allowed-models'?: str
         }
       : {}),
     ...(values['all-models'] ? { allowed_models: null } : {}),
+    ...(endUserLimits ? { end_user_limits: endUserLimits } : {}),
   }
 }
 
 /** The fields of an update, at least one. */
-function changes(values: Parameters<typeof fields>[0]): Record<string, unknown> {
+function changes(values: FieldOptions): Record<string, unknown> {
   const body = fields(values)
-  if (Object.keys(body).length === 0) throw new UsageError('give --name, --limits, --allowed-models or --all-models')
+  if (Object.keys(body).length === 0) throw new UsageError('give --name, --limits, --allowed-models, --all-models or --end-user-limits')
   return body
 }
 
@@ -97,7 +107,9 @@ function usageCall(argv: string[]): Call {
   const { values: q } = parseArgs({
     args: argv.slice(1),
     strict: true,
-    options: Object.fromEntries(['team', 'key', 'model', 'from', 'to', 'group-by', 'format'].map((o) => [o, { type: 'string' as const }])),
+    options: Object.fromEntries(
+      ['team', 'key', 'model', 'end-user', 'from', 'to', 'group-by', 'format'].map((o) => [o, { type: 'string' as const }]),
+    ),
   })
   const query = new URLSearchParams()
   for (const [option, value] of Object.entries(q)) if (typeof value === 'string') query.set(option.replace('-', '_'), value)
@@ -126,6 +138,7 @@ export function planCall(argv: string[]): Call {
       'grace-seconds': { type: 'string' },
       'allowed-models': { type: 'string' },
       'all-models': { type: 'boolean' },
+      'end-user-limits': { type: 'string' },
     },
   })
   const enc = encodeURIComponent

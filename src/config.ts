@@ -104,6 +104,7 @@ function fromFileOnly(file: FileConfig) {
       limits: t.limits ?? {},
       model_limits: t.model_limits ?? {},
       allowed_models: t.allowed_models ?? null,
+      end_user_limits: t.end_user_limits ?? {},
     })),
   }
 }

@@ -29,6 +29,7 @@ export async function firstRunKey(store: Store, now: number): Promise<string> {
     limits: {},
     model_limits: {},
     allowed_models: null,
+    end_user_limits: {},
     created_at: at,
     updated_at: at,
   })

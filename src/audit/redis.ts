@@ -6,7 +6,7 @@ import type { AuditEntry, AuditLog } from './types.js'
 /** Audit entries per script call, the longest an entry waits, and the values per entry. */
 const AUDIT_BATCH = 64
 const AUDIT_DELAY_MS = 20
-const AUDIT_WIDTH = 24
+const AUDIT_WIDTH = 26
 const NOTHING = Promise.resolve()
 
 export interface RedisAuditOptions {
@@ -121,6 +121,8 @@ function pushEntry(batch: Arg[], e: AuditEntry): void {
     e.team,
     'key_id',
     e.key_id,
+    'end_user',
+    e.end_user,
     'model',
     e.model,
     'endpoint',

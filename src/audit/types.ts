@@ -2,6 +2,8 @@
 export interface AuditEntry {
   team: string
   key_id: string
+  /** The end user the request named (`safety_identifier` or `user`); '' for none. */
+  end_user: string
   model: string
   endpoint: string
   status: number

@@ -137,11 +137,16 @@ async function seedTeam(store: Store, seed: TeamSeed, now: () => number): Promis
     limits: seed.limits,
     model_limits: seed.model_limits,
     allowed_models: seed.allowed_models,
+    end_user_limits: seed.end_user_limits,
     created_at: at,
     updated_at: at,
   })
   if (!created) {
-    const { limits, model_limits, allowed_models } = seed
-    await store.updateTeam(seed.id, { limits, model_limits, allowed_models, ...(seed.name ? { name: seed.name } : {}) }, at)
+    const { limits, model_limits, allowed_models, end_user_limits } = seed
+    await store.updateTeam(
+      seed.id,
+      { limits, model_limits, allowed_models, end_user_limits, ...(seed.name ? { name: seed.name } : {}) },
+      at,
+    )
   }
 }

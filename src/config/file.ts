@@ -84,6 +84,7 @@ export const fileSchema = z.strictObject({
         limits: limitsSchema.optional(),
         model_limits: z.record(z.string().min(1), limitsSchema).optional(),
         allowed_models: allowedModelsSchema.optional(),
+        end_user_limits: limitsSchema.optional(),
       }),
     )
     .optional(),

@@ -65,6 +65,8 @@ export interface TeamSeed {
   model_limits: Record<string, Limits>
   /** The models the team's keys may use (access.ts); null: every model. */
   allowed_models: AllowedModels
+  /** Limits for each of the team's end users on its own. */
+  end_user_limits: Limits
 }
 
 /**

@@ -17,7 +17,7 @@ import { audit } from './settle.js'
  */
 export async function admit(f: Flight): Promise<Ticket> {
   const { body, endpoint, opts, principal, reply } = f
-  const scopes = scopesFor(principal, f.resolved.model.name)
+  const scopes = scopesFor(principal, f.resolved.model.name, f.endUser)
   let tokens = 0
   let prompt = 0
   const asked = (body.max_tokens ?? body.max_completion_tokens) as number | null | undefined

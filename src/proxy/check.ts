@@ -26,7 +26,28 @@ export function checkBody(endpoint: Endpoint, body: unknown): Record<string, unk
     throw invalidRequest("'stream_options' is only allowed when 'stream' is true.", 'stream_options', 'invalid_value')
   }
   for (const count of endpoint.counts) checkCount(b, count)
+  for (const field of END_USER_FIELDS) checkEndUser(b, field)
   return b
+}
+
+/** Where a request names its application's end user: OpenAI's `safety_identifier`, and `user`, its older name. */
+const END_USER_FIELDS = ['safety_identifier', 'user'] as const
+const MAX_END_USER = 256
+
+function checkEndUser(b: Record<string, unknown>, field: string): void {
+  const v = b[field]
+  if (v === undefined || v === null) return
+  if (typeof v !== 'string') throw invalidRequest(`'${field}' must be a string naming your end user.`, field, 'invalid_type')
+  if (v.length > MAX_END_USER) throw invalidRequest(`'${field}' must be at most ${MAX_END_USER} characters.`, field, 'invalid_value')
+}
+
+/** The end user a (checked) body names, if any: `safety_identifier` first, then `user`; empty is none. */
+export function endUserOf(b: Record<string, unknown>): string | null {
+  for (const field of END_USER_FIELDS) {
+    const v = b[field]
+    if (typeof v === 'string' && v !== '') return v
+  }
+  return null
 }
 
 function checkCount(b: Record<string, unknown>, { field, min, max }: Count): void {

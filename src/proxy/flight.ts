@@ -13,6 +13,7 @@ import type { KeyPool } from '../upstream/key-pool.js'
 import type { ModelRouter, ResolvedModel } from '../upstream/router.js'
 import { estimatePromptTokens } from '../usage/estimate.js'
 import { UsageMeter } from '../usage/meter.js'
+import { endUserOf } from './check.js'
 import type { Endpoint } from './endpoints.js'
 
 /** What the proxy's steps are built with (app.ts). */
@@ -39,6 +40,8 @@ export interface Flight {
   /** The client's body, checked (a max_tokens the gateway lowers is written into it). */
   readonly body: Record<string, unknown>
   readonly principal: Principal
+  /** The end user the body names (`safety_identifier` or `user`), if any. */
+  readonly endUser: string | null
   readonly resolved: ResolvedModel
   readonly opts: ProxyOptions
   /** The prompt's tokens: counted only when first asked for (a reservation, an estimate), then kept. */
@@ -83,6 +86,7 @@ export function newFlight(
     opts,
     promptTokens,
     principal: request.principal!,
+    endUser: endUserOf(body),
     meter: new UsageMeter(promptTokens),
     controller: new Cancel(),
     stripUsage: ctx.stream && endpoint.name !== 'embeddings' && !clientAskedUsage,

@@ -29,7 +29,7 @@ export function settleWhenClosed(f: Flight, ticket: Ticket): boolean {
     opts.metrics.tokens.inc({ team: f.principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
     opts.metrics.tokens.inc({ team: f.principal.team.id, model, kind: 'completion' }, usage.completion_tokens)
     audit(f, status, usage, estimated, now)
-    await opts.quotas.settle({ ticket, keyId: f.principal.key.id, model: ctx.answeredBy!, usage, estimated, now })
+    await opts.quotas.settle({ ticket, keyId: f.principal.key.id, endUser: f.endUser, model: ctx.answeredBy!, usage, estimated, now })
   }
   const finish = () => {
     const { status, aborted } = outcome(request, reply)
@@ -63,6 +63,7 @@ export function audit(f: Flight, status: number, usage: Usage, estimated: boolea
     request_id: f.request.id,
     team: f.principal.team.id,
     key_id: f.principal.key.id,
+    end_user: f.endUser ?? '',
     model: f.ctx.answeredBy!,
     endpoint: f.endpoint.name,
     status,

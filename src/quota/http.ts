@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { GatewayError } from '../errors.js'
 import type { Limits } from '../limits.js'
 import type { ApiKeyRecord, Principal, Team } from '../store/types.js'
@@ -26,11 +27,23 @@ export function modelScope(team: Team, model: string): Scope | null {
 export const keyScope = (team: Team, key: ApiKeyRecord): Scope | null =>
   hasLimits(key.limits) ? { id: `key:${key.id}`, label: `key ${key.id} of team '${team.id}'`, limits: key.limits } : null
 
+/**
+ * The team's end-user limits, for one end user on its own. The scope is named by a digest of the
+ * end user, so a client's string never becomes part of a Redis key name whatever it holds.
+ */
+export function endUserScope(team: Team, endUser: string | null): Scope | null {
+  if (endUser === null || !hasLimits(team.end_user_limits)) return null
+  const id = `user:${createHash('sha256').update(endUser).digest('base64url').slice(0, 22)}`
+  const shown = endUser.length > 64 ? `${endUser.slice(0, 64)}…` : endUser
+  return { id, label: `end user ${JSON.stringify(shown)} of team '${team.id}'`, limits: team.end_user_limits }
+}
+
 const present = (scopes: (Scope | null)[]): Scope[] => scopes.filter((s): s is Scope => s !== null)
 
-/** The scopes that limit a request: its team, its team's limits for the model, its key. */
-export function scopesFor(principal: Principal, model: string): Scope[] {
-  return present([teamScope(principal.team), modelScope(principal.team, model), keyScope(principal.team, principal.key)])
+/** The scopes that limit a request: its team, its team's limits for the model, its key, its end user. */
+export function scopesFor(principal: Principal, model: string, endUser: string | null = null): Scope[] {
+  const { team, key } = principal
+  return present([teamScope(team), modelScope(team, model), keyScope(team, key), endUserScope(team, endUser)])
 }
 
 /** Every scope of a team (itself and each model it limits), and of one key if given. */

@@ -205,7 +205,7 @@ export class MemoryQuotas implements QuotaEngine {
     let fields = days.get(ticket.day)
     if (!fields) days.set(ticket.day, (fields = new Map()))
     // One row of counters per key and model (in USAGE_METRICS order), named as fields only when read.
-    const base = usageField(s.keyId, s.model)
+    const base = usageField(s.keyId, s.model, s.endUser)
     let row = fields.get(base)
     if (!row) fields.set(base, (row = [0, 0, 0, 0, 0]))
     row[0]! += 1

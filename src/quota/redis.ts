@@ -160,7 +160,7 @@ export class RedisQuotas implements QuotaEngine {
         args.push(batch.scopes.place(this.scopeKeys(ticket.team, scope, ticket.day, ticket.month), scope.limits))
       args.push(
         batch.usage(ticket.day, () => this.teamKey(ticket.team, `usage:${ticket.day}`)),
-        usageField(s.keyId, s.model),
+        usageField(s.keyId, s.model, s.endUser),
         usage.prompt_tokens,
         usage.completion_tokens,
         usage.total_tokens,

@@ -1,11 +1,14 @@
 import type { UsageQuery, UsageRow } from './types.js'
 
 /**
- * Usage is kept per team and UTC day as counters named `<key id>\t<model>\t<metric>`, metric one of
- * r (requests), p (prompt tokens), c (completion tokens), t (total tokens), e (estimated requests).
+ * Usage is kept per team and UTC day as counters named `<key id>\t<model>\t<metric>`, or
+ * `<key id>\t<model>\t<end user>\t<metric>` for a request that named its end user (percent-encoded,
+ * so no tab of its own splits the name), metric one of r (requests), p (prompt tokens),
+ * c (completion tokens), t (total tokens), e (estimated requests).
  */
 
-export const usageField = (keyId: string, model: string) => `${keyId}\t${model}\t`
+export const usageField = (keyId: string, model: string, endUser?: string | null) =>
+  endUser ? `${keyId}\t${model}\t${encodeURIComponent(endUser)}\t` : `${keyId}\t${model}\t`
 
 /** The metrics in the order both engines count them (settle.lua's ARGV, the memory engine's rows). */
 export const USAGE_METRICS = ['r', 'p', 'c', 't', 'e'] as const
@@ -23,16 +26,21 @@ export function aggregateUsage(sources: { team: string; day: string; fields: Ite
   const rows = new Map<string, UsageRow>()
   for (const { team, day, fields } of sources) {
     for (const [field, value] of fields) {
-      const [key, model, metric] = field.split('\t')
+      const parts = field.split('\t')
+      const [key, model] = parts
+      const metric = parts[parts.length - 1]
       const column = metric === undefined ? undefined : METRICS[metric]
-      if (key === undefined || model === undefined || column === undefined) continue
+      if (key === undefined || model === undefined || column === undefined || parts.length > 4) continue
+      const endUser = parts.length === 4 ? decodeURIComponent(parts[2]!) : ''
       if (q.key !== undefined && key !== q.key) continue
       if (q.model !== undefined && model !== q.model) continue
+      if (q.endUser !== undefined && endUser !== q.endUser) continue
       const group = {
         team,
         ...(q.groupBy.includes('day') ? { day } : {}),
         ...(q.groupBy.includes('model') ? { model } : {}),
         ...(q.groupBy.includes('key') ? { key } : {}),
+        ...(q.groupBy.includes('end_user') ? { end_user: endUser } : {}),
       }
       const id = JSON.stringify(group)
       let row = rows.get(id)
@@ -42,6 +50,6 @@ export function aggregateUsage(sources: { team: string; day: string; fields: Ite
     }
   }
   return [...rows.values()].sort((a, b) =>
-    JSON.stringify([a.team, a.day, a.model, a.key]).localeCompare(JSON.stringify([b.team, b.day, b.model, b.key])),
+    JSON.stringify([a.team, a.day, a.model, a.key, a.end_user]).localeCompare(JSON.stringify([b.team, b.day, b.model, b.key, b.end_user])),
   )
 }

@@ -79,6 +79,8 @@ export interface Usage {
 export interface Settlement {
   ticket: Ticket
   keyId: string
+  /** The end user the request named (`safety_identifier` or `user`), if any. */
+  endUser?: string | null
   /** The model that answered (after aliases). */
   model: string
   usage: Usage
@@ -104,14 +106,22 @@ export interface UsageQuery {
   to: string
   key?: string
   model?: string
-  groupBy: ('day' | 'model' | 'key')[]
+  /** Only this end user's requests. */
+  endUser?: string
+  groupBy: UsageGroup[]
 }
+
+/** What usage rows can be grouped by, besides their team. */
+export const USAGE_GROUPS = ['day', 'model', 'key', 'end_user'] as const
+export type UsageGroup = (typeof USAGE_GROUPS)[number]
 
 export interface UsageRow {
   team: string
   day?: string
   model?: string
   key?: string
+  /** The end user; '' for requests that named none. */
+  end_user?: string
   requests: number
   prompt_tokens: number
   completion_tokens: number

@@ -1,14 +1,21 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
-import { z } from 'zod'
 import { GatewayError, invalidRequest, fromStore } from '../errors.js'
-import { allowedModelsSchema } from '../access.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
-import { limitsPatchSchema, limitsSchema, mergeLimits, type Limits, type LimitsPatch } from '../limits.js'
+import { mergeLimits } from '../limits.js'
 import { lockedOut, type FailureLimiter } from '../plugins/client-auth.js'
 import type { QuotaEngine } from '../quota/types.js'
 import type { ApiKeyRecord, Store, Team } from '../store/types.js'
+import {
+  KEY_ID,
+  createKeyBody,
+  createTeamBody,
+  mergeModelLimits,
+  parseBody,
+  patchKeyBody,
+  patchTeamBody,
+  rotateKeyBody,
+} from './admin-bodies.js'
 import { adminUsageRoute, quotaView } from './usage.js'
-import { describeIssues, firstIssuePath } from '../validation.js'
 
 /**
  * The admin API, behind `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time). It is
@@ -25,83 +32,6 @@ export interface AdminOptions {
   /** Failed admin authentications per address (client-auth.ts has the client keys'). */
   failures: FailureLimiter
   onLimited?: () => void
-}
-
-const TEAM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
-const KEY_ID = /^key_[A-Za-z0-9]{16}$/
-
-const teamId = z.string({ error: 'must be a string' }).regex(TEAM_ID, {
-  error: 'must be 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit',
-})
-const displayName = z
-  .string({ error: 'must be a string' })
-  .trim()
-  .min(1, { error: 'must not be empty' })
-  .max(200, { error: 'must be at most 200 characters' })
-
-const modelName = z.string().min(1).max(256)
-/** Per-model limits; in a PATCH a model set to null loses its limits. */
-const modelLimits = z.record(modelName, limitsSchema)
-const modelLimitsPatch = z.record(modelName, limitsPatchSchema.nullable())
-
-const createTeamBody = z.strictObject({
-  id: teamId,
-  name: displayName.optional(),
-  limits: limitsSchema.optional(),
-  model_limits: modelLimits.optional(),
-  allowed_models: allowedModelsSchema.optional(),
-})
-const patchTeamBody = z
-  .strictObject({
-    name: displayName.optional(),
-    limits: limitsPatchSchema.optional(),
-    model_limits: modelLimitsPatch.optional(),
-    allowed_models: allowedModelsSchema.optional(),
-  })
-  .refine((b) => Object.values(b).some((v) => v !== undefined), {
-    error: 'give at least one of name, limits, model_limits, allowed_models',
-  })
-const createKeyBody = z.strictObject({
-  name: displayName.nullable().optional(),
-  expires_at: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z' }).nullable().optional(),
-  limits: limitsSchema.optional(),
-  allowed_models: allowedModelsSchema.optional(),
-})
-const rotateKeyBody = z.strictObject({
-  grace_seconds: z
-    .int({ error: 'must be a whole number of seconds' })
-    .min(0, { error: 'must not be negative' })
-    .max(30 * 86_400, { error: 'must be at most 30 days' })
-    .optional(),
-})
-const patchKeyBody = z
-  .strictObject({
-    name: displayName.nullable().optional(),
-    limits: limitsPatchSchema.optional(),
-    allowed_models: allowedModelsSchema.optional(),
-  })
-  .refine((b) => Object.values(b).some((v) => v !== undefined), { error: 'give at least one of name, limits, allowed_models' })
-
-function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
-  const result = schema.safeParse(body ?? {})
-  if (!result.success) {
-    const problems = describeIssues(result.error.issues)
-    throw invalidRequest(`Invalid request body: ${problems.join('; ')}`, firstIssuePath(result.error.issues), 'invalid_value')
-  }
-  return result.data
-}
-
-function mergeModelLimits(current: Record<string, Limits>, patch: Record<string, LimitsPatch | null>): Record<string, Limits> {
-  const next = { ...current }
-  for (const [model, limits] of Object.entries(patch)) {
-    if (limits === null) delete next[model]
-    else {
-      const merged = mergeLimits(next[model] ?? {}, limits)
-      if (Object.keys(merged).length === 0) delete next[model]
-      else next[model] = merged
-    }
-  }
-  return next
 }
 
 const teamView = (team: Team) => ({ object: 'team' as const, ...team })
@@ -184,6 +114,7 @@ const teamRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas
       limits: body.limits ?? {},
       model_limits: body.model_limits ?? {},
       allowed_models: body.allowed_models ?? null,
+      end_user_limits: body.end_user_limits ?? {},
       created_at: at,
       updated_at: at,
     }
@@ -213,6 +144,7 @@ const teamRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas
       ...(body.limits !== undefined ? { limits: mergeLimits(current.limits, body.limits) } : {}),
       ...(body.model_limits !== undefined ? { model_limits: mergeModelLimits(current.model_limits, body.model_limits) } : {}),
       ...(body.allowed_models !== undefined ? { allowed_models: body.allowed_models } : {}),
+      ...(body.end_user_limits !== undefined ? { end_user_limits: mergeLimits(current.end_user_limits, body.end_user_limits) } : {}),
     }
     const team = await fromStore(store.updateTeam(request.params.id, patch, iso()))
     if (!team) throw teamNotFound(request.params.id)

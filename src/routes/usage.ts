@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { GatewayError, invalidRequest, fromStore } from '../errors.js'
 import { allScopes } from '../quota/http.js'
 import { utcDay } from '../quota/periods.js'
-import type { QuotaEngine, UsageRow } from '../quota/types.js'
+import { USAGE_GROUPS, type QuotaEngine, type UsageGroup, type UsageRow } from '../quota/types.js'
 import type { Principal, Store, Team } from '../store/types.js'
 import { describeIssues, firstIssuePath } from '../validation.js'
 
@@ -29,11 +29,14 @@ const usageQuery = z.strictObject({
   team: z.string().min(1).optional(),
   key: z.string().min(1).optional(),
   model: z.string().min(1).optional(),
+  end_user: z.string().min(1).max(256).optional(),
   from: day.optional(),
   to: day.optional(),
   group_by: z
     .string()
-    .regex(/^((day|model|key)(,(day|model|key))*)?$/, { error: 'must be a comma-separated list of day, model, key' })
+    .regex(/^((team|day|model|key|end_user)(,(team|day|model|key|end_user))*)?$/, {
+      error: 'must be a comma-separated list of team, day, model, key, end_user',
+    })
     .optional(),
   format: z.enum(['json', 'csv'], { error: 'must be json or csv' }).optional(),
 })
@@ -43,6 +46,7 @@ const COLUMNS = [
   'day',
   'model',
   'key',
+  'end_user',
   'requests',
   'prompt_tokens',
   'completion_tokens',
@@ -55,8 +59,8 @@ function csvCell(value: unknown): string {
   return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
 }
 
-export function toCsv(rows: UsageRow[], groupBy: string[]): string {
-  const columns = COLUMNS.filter((c) => !['day', 'model', 'key'].includes(c) || groupBy.includes(c))
+export function toCsv(rows: UsageRow[], groupBy: readonly string[]): string {
+  const columns = COLUMNS.filter((c) => !(USAGE_GROUPS as readonly string[]).includes(c) || groupBy.includes(c))
   const lines = [columns.join(',')]
   for (const row of rows) lines.push(columns.map((c) => csvCell(row[c])).join(','))
   return `${lines.join('\n')}\n`
@@ -134,7 +138,8 @@ export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, { s
     } else {
       teams = (await fromStore(store.listTeams())).map((t) => t.id)
     }
-    const groupBy = (q.group_by ? q.group_by.split(',') : []) as ('day' | 'model' | 'key')[]
+    // (Rows are always per team.)
+    const groupBy = [...new Set(q.group_by ? q.group_by.split(',') : [])].filter((g): g is UsageGroup => g !== 'team')
     const rows = await fromStore(
       quotas.usage({
         teams,
@@ -143,6 +148,7 @@ export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, { s
         groupBy,
         ...(q.key !== undefined ? { key: q.key } : {}),
         ...(q.model !== undefined ? { model: q.model } : {}),
+        ...(q.end_user !== undefined ? { endUser: q.end_user } : {}),
       }),
     )
     if (q.format === 'csv') {

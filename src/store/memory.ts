@@ -44,6 +44,7 @@ export class MemoryStore implements Store {
       ...(patch.limits !== undefined ? { limits: { ...patch.limits } } : {}),
       ...(patch.model_limits !== undefined ? { model_limits: structuredClone(patch.model_limits) } : {}),
       ...(patch.allowed_models !== undefined ? { allowed_models: structuredClone(patch.allowed_models) } : {}),
+      ...(patch.end_user_limits !== undefined ? { end_user_limits: { ...patch.end_user_limits } } : {}),
       updated_at: now,
     }
     this.teams.set(id, next)

@@ -76,6 +76,7 @@ function teamFromHash(h: Record<string, string>): Team | null {
     limits: h.limits ? (JSON.parse(h.limits) as Limits) : {},
     model_limits: h.model_limits ? (JSON.parse(h.model_limits) as Record<string, Limits>) : {},
     allowed_models: allowedModels(h.allowed_models),
+    end_user_limits: h.end_user_limits ? (JSON.parse(h.end_user_limits) as Limits) : {},
     created_at: h.created_at ?? '',
     updated_at: h.updated_at ?? '',
   }
@@ -161,6 +162,8 @@ export class RedisStore implements Store {
       JSON.stringify(team.model_limits),
       'allowed_models',
       JSON.stringify(team.allowed_models),
+      'end_user_limits',
+      JSON.stringify(team.end_user_limits),
       'created_at',
       team.created_at,
       'updated_at',
@@ -189,6 +192,7 @@ export class RedisStore implements Store {
     if (patch.limits !== undefined) fields.push('limits', JSON.stringify(patch.limits))
     if (patch.model_limits !== undefined) fields.push('model_limits', JSON.stringify(patch.model_limits))
     if (patch.allowed_models !== undefined) fields.push('allowed_models', JSON.stringify(patch.allowed_models))
+    if (patch.end_user_limits !== undefined) fields.push('end_user_limits', JSON.stringify(patch.end_user_limits))
     const updated = await this.scripts.update_team.run([this.k(`team:${id}`)], fields)
     if (updated !== 1) return null
     await this.changed({ kind: 'team', id })

@@ -16,6 +16,8 @@ export interface Team {
   model_limits: Record<string, Limits>
   /** The models its keys may use (names and patterns: access.ts); null: every model. */
   allowed_models: AllowedModels
+  /** Limits that hold for each end user of the team (a request's `safety_identifier` or `user`) on its own. */
+  end_user_limits: Limits
   created_at: string
   updated_at: string
 }
@@ -46,6 +48,7 @@ export interface TeamPatch {
   limits?: Limits
   model_limits?: Record<string, Limits>
   allowed_models?: AllowedModels
+  end_user_limits?: Limits
 }
 
 export interface KeyPatch {

@@ -31,6 +31,7 @@ describe('the audit stream', () => {
       request_id: 'req-7',
       team: 'ml',
       key_id: 'key_1',
+      end_user: 'user-1',
       model: 'm',
       endpoint: 'chat',
       status: '200',

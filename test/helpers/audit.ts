@@ -6,6 +6,7 @@ export const auditEntry = (i: number, estimated = false): AuditEntry => ({
   request_id: `req-${i}`,
   team: 'ml',
   key_id: 'key_1',
+  end_user: i % 3 === 0 ? '' : `user-${i % 3}`,
   model: 'm',
   endpoint: 'chat',
   status: 200,

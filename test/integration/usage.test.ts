@@ -180,7 +180,7 @@ describe('usage reports', () => {
   it.each([
     ['from=2026-13-01', 'from'],
     ['to=yesterday', 'to'],
-    ['group_by=team', 'group_by'],
+    ['group_by=colour', 'group_by'],
     ['format=xml', 'format'],
     ['colour=red', 'colour'],
     ['from=2026-02-01&to=2026-01-01', 'from'],

@@ -18,6 +18,7 @@ const team = (id: string, at = '2026-01-01T00:00:00.000Z'): Team => ({
   limits: {},
   model_limits: {},
   allowed_models: null,
+  end_user_limits: {},
   created_at: at,
   updated_at: at,
 })
