@@ -5,6 +5,7 @@ import { loadConfig, type Env } from '../../src/config.js'
 import type { Store } from '../../src/store/types.js'
 import { afterAll, beforeAll } from 'vitest'
 import { FakeUpstream } from './fake-upstream.js'
+import { startRedis, type RedisServer } from './redis.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
 
@@ -139,4 +140,21 @@ export async function abandonStream(open: (signal: AbortSignal) => Promise<Respo
     controller.abort()
     return
   }
+}
+
+/**
+ * For a test file: a fake upstream and a redis-server, started before the file's tests and stopped
+ * after them. Read the fields inside tests.
+ */
+export function useUpstreamAndRedis() {
+  const handle = {} as { upstream: FakeUpstream; redis: RedisServer }
+  beforeAll(async () => {
+    handle.upstream = await new FakeUpstream().start()
+    handle.redis = await startRedis()
+  })
+  afterAll(async () => {
+    await handle.redis.stop()
+    await handle.upstream.close()
+  })
+  return handle
 }

@@ -1,9 +1,7 @@
 import { Redis } from 'ioredis'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type Envelope, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { startGateway, type Envelope, type TestGateway, useUpstreamAndRedis } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -14,17 +12,7 @@ import { waitFor } from '../helpers/wait.js'
 
 const MODEL = 'meta/llama-3.1-8b-instruct'
 
-let upstream: FakeUpstream
-let redis: RedisServer
-
-beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  redis = await startRedis()
-})
-afterAll(async () => {
-  await redis.stop()
-  await upstream.close()
-})
+const parts = useUpstreamAndRedis()
 
 type Who = { user?: unknown; safety_identifier?: unknown }
 const chat = (gw: TestGateway, key: string, who: Who) =>
@@ -42,9 +30,9 @@ for (const store of ['embedded', 'redis'] as const) {
   describe(`end users (${store} store${store === 'redis' ? ', two instances' : ''})`, () => {
     let gws: TestGateway[]
     beforeAll(async () => {
-      const env = store === 'redis' ? { REDIS_URL: redis.url } : {}
-      gws = [await startGateway({ upstream, env })]
-      if (store === 'redis') gws.push(await startGateway({ upstream, env }))
+      const env = store === 'redis' ? { REDIS_URL: parts.redis.url } : {}
+      gws = [await startGateway({ upstream: parts.upstream, env })]
+      if (store === 'redis') gws.push(await startGateway({ upstream: parts.upstream, env }))
     })
     afterAll(async () => {
       for (const gw of gws) await gw.close()
@@ -103,15 +91,15 @@ for (const store of ['embedded', 'redis'] as const) {
       await waitFor(async () => (await usage(gw, `team=${team}`))[0]?.requests === 1, 'the answer recorded')
       expect(await usage(gw, `team=${team}&group_by=end_user`)).toEqual([expect.objectContaining({ end_user: odd, requests: 1 })])
       // The body went upstream as the client sent it: the end user neither added, hashed nor stripped.
-      expect(upstream.requests.at(-1)!.body).toMatchObject({ user: odd })
+      expect(parts.upstream.requests.at(-1)!.body).toMatchObject({ user: odd })
       expect((await chat(gw, key, {})).status).toBe(200)
-      expect(upstream.requests.at(-1)!.body).not.toHaveProperty('user')
+      expect(parts.upstream.requests.at(-1)!.body).not.toHaveProperty('user')
     })
 
     it('refuses an end user that is not a string, or too long, with a 400 naming the field', async () => {
       const gw = gws[0]!
       const key = (await gw.createKey(`eu-bad-${store}`)).key
-      const before = upstream.requests.length
+      const before = parts.upstream.requests.length
       for (const [who, param, code] of [
         [{ user: 42 }, 'user', 'invalid_type'],
         [{ safety_identifier: ['a'] }, 'safety_identifier', 'invalid_type'],
@@ -121,7 +109,7 @@ for (const store of ['embedded', 'redis'] as const) {
         expect(res.status).toBe(400)
         expect(((await res.json()) as Envelope).error).toMatchObject({ type: 'invalid_request_error', param, code })
       }
-      expect(upstream.requests.length).toBe(before)
+      expect(parts.upstream.requests.length).toBe(before)
     })
 
     it('refuses end_user_limits that are not limits, naming the field, and stores nothing', async () => {
@@ -137,7 +125,7 @@ for (const store of ['embedded', 'redis'] as const) {
         const gw = gws[0]!
         const key = (await gw.createKey('eu-audit')).key
         expect((await chat(gw, key, { user: 'carol' })).status).toBe(200)
-        const client = new Redis(redis.url)
+        const client = new Redis(parts.redis.url)
         try {
           await waitFor(async () => {
             const entries = (await client.xrange('tg:audit', '-', '+')) as [string, string[]][]
@@ -153,7 +141,7 @@ for (const store of ['embedded', 'redis'] as const) {
 
 describe('end users through the OpenAI SDK', () => {
   it("raises an end user's limit as RateLimitError, the user field passed as the SDK sends it", async () => {
-    const gw = await startGateway({ upstream })
+    const gw = await startGateway({ upstream: parts.upstream })
     try {
       await gw.admin('POST', '/admin/teams', { id: 'eu-sdk', end_user_limits: { requests_per_minute: 1 } })
       const key = ((await (await gw.admin('POST', '/admin/teams/eu-sdk/keys', {})).json()) as { key: string }).key

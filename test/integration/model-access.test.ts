@@ -1,9 +1,7 @@
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { main as cli } from '../../src/cli.js'
-import { ADMIN_TOKEN, startGateway, withGateway, type Envelope, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { ADMIN_TOKEN, startGateway, withGateway, type Envelope, type TestGateway, useUpstreamAndRedis } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -25,17 +23,7 @@ teams:
     allowed_models: ["meta/*"]
 `
 
-let upstream: FakeUpstream
-let redis: RedisServer
-
-beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  redis = await startRedis()
-})
-afterAll(async () => {
-  await redis.stop()
-  await upstream.close()
-})
+const parts = useUpstreamAndRedis()
 
 const client = (gw: TestGateway, key: string) => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 })
 const ask = (gw: TestGateway, key: string, model: string) =>
@@ -59,8 +47,8 @@ for (const store of ['embedded', 'redis'] as const) {
     let gw: TestGateway
     beforeAll(async () => {
       gw = await startGateway({
-        upstream,
-        env: { TOLLGATE_CONFIG: '/c.yaml', ...(store === 'redis' ? { REDIS_URL: redis.url } : {}) },
+        upstream: parts.upstream,
+        env: { TOLLGATE_CONFIG: '/c.yaml', ...(store === 'redis' ? { REDIS_URL: parts.redis.url } : {}) },
         files: { '/c.yaml': CONFIG },
       })
     })
@@ -70,7 +58,7 @@ for (const store of ['embedded', 'redis'] as const) {
 
     it('refuses a model outside the list with a 403 the SDK raises as PermissionDeniedError; nothing goes upstream or is counted', async () => {
       const key = await keyOf(gw, `deny-${store}`, ['minimaxai/*'])
-      const before = upstream.requests.length
+      const before = parts.upstream.requests.length
       const err = await ask(gw, key, LLAMA).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError)
       expect((err as InstanceType<typeof OpenAI.PermissionDeniedError>).status).toBe(403)
@@ -80,7 +68,7 @@ for (const store of ['embedded', 'redis'] as const) {
         param: 'model',
         code: 'model_not_allowed',
       })
-      expect(upstream.requests.length).toBe(before)
+      expect(parts.upstream.requests.length).toBe(before)
       // The allowed model answers, matched without regard to case; only it is counted.
       expect((await ask(gw, key, 'MiniMaxAI/MiniMax-M2.1')).model).toBe(MINIMAX)
       await waitFor(async () => (await usageRows(gw, `deny-${store}`))[0]?.requests === 1, 'one request counted')
@@ -171,35 +159,35 @@ for (const store of ['embedded', 'redis'] as const) {
 
 describe('allowed_models and fallbacks', () => {
   it('skips a fallback the caller may not use', async () => {
-    const yaml = `upstreams:\n  nvidia:\n    base_url: ${upstream.baseUrl}\n    retries: 0\nmodels:\n  ${MINIMAX}:\n    fallbacks: [${LLAMA}]\n`
-    await withGateway({ upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': yaml } }, async (gw) => {
+    const yaml = `upstreams:\n  nvidia:\n    base_url: ${parts.upstream.baseUrl}\n    retries: 0\nmodels:\n  ${MINIMAX}:\n    fallbacks: [${LLAMA}]\n`
+    await withGateway({ upstream: parts.upstream, env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': yaml } }, async (gw) => {
       const fail = {
         kind: 'error' as const,
         status: 500,
         body: '{"message":"Internal server error","type":"internal_server_error","code":500}',
       }
       const allowed = await keyOf(gw, 'fallback-open', undefined)
-      upstream.enqueue(fail)
-      let before = upstream.requests.length
+      parts.upstream.enqueue(fail)
+      let before = parts.upstream.requests.length
       expect((await ask(gw, allowed, MINIMAX)).model).toBe(LLAMA)
-      expect(upstream.requests.slice(before).map((r) => r.body?.model)).toEqual([MINIMAX, LLAMA])
+      expect(parts.upstream.requests.slice(before).map((r) => r.body?.model)).toEqual([MINIMAX, LLAMA])
 
       const only = await keyOf(gw, 'fallback-closed', [MINIMAX])
-      upstream.enqueue(fail)
-      before = upstream.requests.length
+      parts.upstream.enqueue(fail)
+      before = parts.upstream.requests.length
       const status = await ask(gw, only, MINIMAX).then(
         () => 200,
         (e: unknown) => (e as { status: number }).status,
       )
       expect(status).toBe(500)
-      expect(upstream.requests.slice(before).map((r) => r.body?.model)).toEqual([MINIMAX])
+      expect(parts.upstream.requests.slice(before).map((r) => r.body?.model)).toEqual([MINIMAX])
     })
   })
 })
 
 describe('allowed_models from the CLI', () => {
   it('sets, narrows and clears a list with --allowed-models and --all-models', async () => {
-    await withGateway({ upstream }, async (gw) => {
+    await withGateway({ upstream: parts.upstream }, async (gw) => {
       const run = async (...argv: string[]) => {
         const io = { out: '', err: '', stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t) }
         const code = await cli(argv, { TOLLGATE_URL: gw.url, ADMIN_TOKEN }, io)
