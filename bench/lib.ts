@@ -313,6 +313,7 @@ export async function quotaWork(
             status: 200,
             ...usage,
             estimated: false,
+            cost_usd: 0,
             latency_ms: 1,
           })
       }

@@ -6,7 +6,7 @@ import type { AuditEntry, AuditLog } from './types.js'
 /** Audit entries per script call, the longest an entry waits, and the values per entry. */
 const AUDIT_BATCH = 64
 const AUDIT_DELAY_MS = 20
-const AUDIT_WIDTH = 26
+const AUDIT_WIDTH = 28
 const NOTHING = Promise.resolve()
 
 export interface RedisAuditOptions {
@@ -137,6 +137,8 @@ function pushEntry(batch: Arg[], e: AuditEntry): void {
     e.total_tokens,
     'estimated',
     e.estimated ? 1 : 0,
+    'cost_usd',
+    e.cost_usd,
     'latency_ms',
     e.latency_ms,
   )

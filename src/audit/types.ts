@@ -11,6 +11,8 @@ export interface AuditEntry {
   completion_tokens: number
   total_tokens: number
   estimated: boolean
+  /** What it cost, in USD (0 for a model without a price). */
+  cost_usd: number
   latency_ms: number
   request_id: string
   time: string

@@ -2,6 +2,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { z } from 'zod'
 import { allowedModelsSchema } from '../access.js'
 import { limitsSchema } from '../limits.js'
+import { priceSchema } from '../spend.js'
 import { describeIssues } from '../validation.js'
 
 /** The YAML file (TOLLGATE_CONFIG): upstreams, models, aliases, defaults, quotas, keys, teams. */
@@ -53,6 +54,7 @@ export const fileSchema = z.strictObject({
         upstream: z.string().optional(),
         upstream_model: z.string().min(1).optional(),
         defaults: defaultsSchema.optional(),
+        price: priceSchema.optional(),
         fallbacks: z.array(z.string().min(1)).max(10).optional(),
       }),
     )

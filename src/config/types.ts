@@ -1,5 +1,6 @@
 import type { AllowedModels } from '../access.js'
 import type { Limits } from '../limits.js'
+import type { Price } from '../spend.js'
 
 /** What the gateway is configured with (loadConfig, src/config.ts, makes it). */
 
@@ -45,6 +46,8 @@ export interface ModelConfig {
   defaults: Record<string, unknown>
   /** Models tried in order when this one's retries are spent. */
   fallbacks: string[]
+  /** What its tokens cost (config `price`); null: nothing (a model without a price costs 0). */
+  price: Price | null
 }
 
 export interface QuotaSettings {

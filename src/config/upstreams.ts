@@ -1,3 +1,4 @@
+import { toMicros } from '../spend.js'
 import { intFromEnv, parseKeys, urlFromEnv, type Env } from './env.js'
 import type { FileConfig } from './file.js'
 import {
@@ -88,7 +89,7 @@ export function modelsFrom(
   const models: Record<string, ModelConfig> = {}
   if (defaultUpstream !== null && upstreams[defaultUpstream]) {
     for (const [name, defaults] of Object.entries(BUILTIN_MODEL_DEFAULTS)) {
-      models[name] = { name, upstream: defaultUpstream, upstreamModel: name, defaults: { ...defaults }, fallbacks: [] }
+      models[name] = { name, upstream: defaultUpstream, upstreamModel: name, defaults: { ...defaults }, fallbacks: [], price: null }
     }
   }
   for (const [name, m] of Object.entries(file.models ?? {})) {
@@ -107,6 +108,7 @@ export function modelsFrom(
       upstreamModel: m.upstream_model ?? name,
       defaults: { ...(m.defaults ?? {}) },
       fallbacks: m.fallbacks ?? [],
+      price: m.price ? { inputMicros: toMicros(m.price.input_per_million), outputMicros: toMicros(m.price.output_per_million) } : null,
     }
   }
   for (const model of Object.values(models)) {

@@ -54,7 +54,7 @@ export async function admit(f: Flight): Promise<Ticket> {
     }
   }
   if (!admitted.ok) {
-    audit(f, 429, NO_USAGE, false, opts.now())
+    audit(f, 429, NO_USAGE, false, 0, opts.now())
     opts.metrics.rejections.inc({ kind: admitted.refusal.kind })
     throw refusalError(admitted.refusal)
   }

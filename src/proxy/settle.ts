@@ -2,6 +2,7 @@ import { msSince, outcome } from '../context.js'
 import type { AuditEntry } from '../audit/types.js'
 import type { Ticket, Usage } from '../quota/types.js'
 import { isoTime } from '../quota/periods.js'
+import { costMicros, toUsd } from '../spend.js'
 import type { ModelRouter } from '../upstream/router.js'
 import type { Flight } from './flight.js'
 
@@ -28,8 +29,10 @@ export function settleWhenClosed(f: Flight, ticket: Ticket): boolean {
     const model = modelLabel(opts.router, ctx.answeredBy, status)
     opts.metrics.tokens.inc({ team: f.principal.team.id, model, kind: 'prompt' }, usage.prompt_tokens)
     opts.metrics.tokens.inc({ team: f.principal.team.id, model, kind: 'completion' }, usage.completion_tokens)
-    audit(f, status, usage, estimated, now)
-    await opts.quotas.settle({ ticket, keyId: f.principal.key.id, endUser: f.endUser, model: ctx.answeredBy!, usage, estimated, now })
+    const cost = costMicros(usage, opts.router.price(ctx.answeredBy!))
+    audit(f, status, usage, estimated, cost, now)
+    const { key } = f.principal
+    await opts.quotas.settle({ ticket, keyId: key.id, endUser: f.endUser, model: ctx.answeredBy!, usage, estimated, costMicros: cost, now })
   }
   const finish = () => {
     const { status, aborted } = outcome(request, reply)
@@ -57,7 +60,7 @@ export function settleWhenClosed(f: Flight, ticket: Ticket): boolean {
 }
 
 /** Writes the request's audit entry (a failed write is logged, never thrown). */
-export function audit(f: Flight, status: number, usage: Usage, estimated: boolean, now: number): void {
+export function audit(f: Flight, status: number, usage: Usage, estimated: boolean, cost: number, now: number): void {
   const entry: AuditEntry = {
     time: isoTime(now),
     request_id: f.request.id,
@@ -69,6 +72,7 @@ export function audit(f: Flight, status: number, usage: Usage, estimated: boolea
     status,
     ...usage,
     estimated,
+    cost_usd: toUsd(cost),
     latency_ms: now - f.started,
   }
   f.opts.audit.write(entry).catch((err: unknown) => f.request.log.warn({ err: (err as Error).message }, 'could not write the audit stream'))

@@ -207,12 +207,13 @@ export class MemoryQuotas implements QuotaEngine {
     // One row of counters per key and model (in USAGE_METRICS order), named as fields only when read.
     const base = usageField(s.keyId, s.model, s.endUser)
     let row = fields.get(base)
-    if (!row) fields.set(base, (row = [0, 0, 0, 0, 0]))
+    if (!row) fields.set(base, (row = [0, 0, 0, 0, 0, 0]))
     row[0]! += 1
     row[1]! += usage.prompt_tokens
     row[2]! += usage.completion_tokens
     row[3]! += usage.total_tokens
     row[4]! += s.estimated ? 1 : 0
+    row[5]! += s.costMicros ?? 0
   }
 
   async renew(tickets: Ticket[], now: number): Promise<void> {

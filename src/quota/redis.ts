@@ -166,6 +166,7 @@ export class RedisQuotas implements QuotaEngine {
         usage.total_tokens,
         s.estimated ? 1 : 0,
         ttl(admittedAt + this.retentionMs),
+        s.costMicros ?? 0,
       )
       batch.team = ticket.team
     })

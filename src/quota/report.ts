@@ -1,24 +1,27 @@
+import { toUsd } from '../spend.js'
 import type { UsageQuery, UsageRow } from './types.js'
 
 /**
  * Usage is kept per team and UTC day as counters named `<key id>\t<model>\t<metric>`, or
  * `<key id>\t<model>\t<end user>\t<metric>` for a request that named its end user (percent-encoded,
  * so no tab of its own splits the name), metric one of r (requests), p (prompt tokens),
- * c (completion tokens), t (total tokens), e (estimated requests).
+ * c (completion tokens), t (total tokens), e (estimated requests), u (cost in micro-dollars).
  */
 
 export const usageField = (keyId: string, model: string, endUser?: string | null) =>
   endUser ? `${keyId}\t${model}\t${encodeURIComponent(endUser)}\t` : `${keyId}\t${model}\t`
 
 /** The metrics in the order both engines count them (settle.lua's ARGV, the memory engine's rows). */
-export const USAGE_METRICS = ['r', 'p', 'c', 't', 'e'] as const
+export const USAGE_METRICS = ['r', 'p', 'c', 't', 'e', 'u'] as const
 
+/** Each metric's column; the cost is summed in micro-dollars, and shown in USD at the end. */
 const METRICS: Record<string, keyof UsageRow> = {
   r: 'requests',
   p: 'prompt_tokens',
   c: 'completion_tokens',
   t: 'total_tokens',
   e: 'estimated_requests',
+  u: 'cost_usd',
 } satisfies Record<(typeof USAGE_METRICS)[number], keyof UsageRow>
 
 /** Sums the counters of each (team, day) into rows grouped as the query asks, filtered by key and model. */
@@ -45,10 +48,14 @@ export function aggregateUsage(sources: { team: string; day: string; fields: Ite
       const id = JSON.stringify(group)
       let row = rows.get(id)
       if (!row)
-        rows.set(id, (row = { ...group, requests: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, estimated_requests: 0 }))
+        rows.set(
+          id,
+          (row = { ...group, requests: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, estimated_requests: 0, cost_usd: 0 }),
+        )
       ;(row[column] as number) += Number(value)
     }
   }
+  for (const row of rows.values()) row.cost_usd = toUsd(row.cost_usd)
   return [...rows.values()].sort((a, b) =>
     JSON.stringify([a.team, a.day, a.model, a.key, a.end_user]).localeCompare(JSON.stringify([b.team, b.day, b.model, b.key, b.end_user])),
   )

@@ -86,6 +86,8 @@ export interface Settlement {
   usage: Usage
   /** Usage was estimated from the text because the upstream reported none. */
   estimated: boolean
+  /** What it cost, in whole micro-dollars (spend.ts). */
+  costMicros?: number
   now: number
 }
 
@@ -127,6 +129,8 @@ export interface UsageRow {
   completion_tokens: number
   total_tokens: number
   estimated_requests: number
+  /** What the rows' requests cost, in USD (summed exactly, in micro-dollars). */
+  cost_usd: number
 }
 
 export interface QuotaEngine {

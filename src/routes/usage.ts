@@ -52,6 +52,7 @@ const COLUMNS = [
   'completion_tokens',
   'total_tokens',
   'estimated_requests',
+  'cost_usd',
 ] as const
 
 function csvCell(value: unknown): string {
@@ -98,6 +99,7 @@ export const usageRoutes: FastifyPluginAsync<UsageOptions> = async (app, { quota
         completion_tokens: 0,
         total_tokens: 0,
         estimated_requests: 0,
+        cost_usd: 0,
       }
       return row
     }

@@ -1,4 +1,5 @@
 import type { Config, ModelConfig, UpstreamConfig } from '../config.js'
+import type { Price } from '../spend.js'
 
 export interface ResolvedModel {
   /** What the client asked for (maybe an alias). */
@@ -39,6 +40,11 @@ export class ModelRouter {
     return [resolved, ...(this.chains.get(resolved.model.name) ?? [])]
   }
 
+  /** What a (canonical) model's tokens cost; null for a model without a price. */
+  price(name: string): Price | null {
+    return this.models.get(name.toLowerCase())?.price ?? null
+  }
+
   /** A configured model or alias (as opposed to any name routed to the default upstream). */
   isConfigured(name: string): boolean {
     const lower = name.toLowerCase()
@@ -74,7 +80,7 @@ export class ModelRouter {
     const upstreamModel = target ?? requested
     return {
       requested,
-      model: { name: upstreamModel.toLowerCase(), upstream: upstream.name, upstreamModel, defaults: {}, fallbacks: [] },
+      model: { name: upstreamModel.toLowerCase(), upstream: upstream.name, upstreamModel, defaults: {}, fallbacks: [], price: null },
       upstream,
     }
   }

@@ -39,6 +39,7 @@ describe('the audit stream', () => {
       completion_tokens: '14',
       total_tokens: '21',
       estimated: '1',
+      cost_usd: '0.000007',
       latency_ms: '17',
     })
   })

@@ -14,5 +14,6 @@ export const auditEntry = (i: number, estimated = false): AuditEntry => ({
   completion_tokens: 2 * i,
   total_tokens: 3 * i,
   estimated,
+  cost_usd: i / 1e6,
   latency_ms: 10 + i,
 })

@@ -77,7 +77,9 @@ for (const store of ['embedded', 'redis'] as const) {
       ])
       expect(await usage(gw, `team=${team}&end_user=alice&group_by=team`)).toEqual([expect.objectContaining({ team, requests: 3 })])
       const csv = await (await gw.admin('GET', `/admin/usage?team=${team}&group_by=end_user,model&format=csv`)).text()
-      expect(csv.split('\n')[0]).toBe('team,model,end_user,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests')
+      expect(csv.split('\n')[0]).toBe(
+        'team,model,end_user,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests,cost_usd',
+      )
       expect(csv).toContain(`${team},${MODEL},alice,3,`)
     })
 

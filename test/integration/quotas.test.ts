@@ -221,6 +221,7 @@ describe.each([
         completion_tokens: reported.completion,
         total_tokens: reported.total,
         estimated_requests: 0,
+        cost_usd: 0,
       },
     ])
 
@@ -236,7 +237,7 @@ describe.each([
     ])
     const csv = await (await admin.admin('GET', '/admin/usage?team=acct&format=csv')).text()
     expect(csv).toBe(
-      `team,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests\nacct,7,${reported.prompt},${reported.completion},${reported.total},0\n`,
+      `team,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests,cost_usd\nacct,7,${reported.prompt},${reported.completion},${reported.total},0,0\n`,
     )
 
     // The team's quota counted the same tokens.

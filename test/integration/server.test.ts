@@ -95,7 +95,7 @@ describe('a running gateway', () => {
     const usage = capture()
     expect(await cli(['usage', '--team', 'ml', '--group-by', 'model', '--format', 'csv'], env, usage)).toBe(0)
     expect(usage.out).toMatch(
-      /^team,model,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests\nml,minimaxai\/minimax-m2.1,1,\d+,\d+,\d+,0\n$/,
+      /^team,model,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests,cost_usd\nml,minimaxai\/minimax-m2.1,1,\d+,\d+,\d+,0,0\n$/,
     )
 
     const teams = capture()

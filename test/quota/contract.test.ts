@@ -50,6 +50,8 @@ describe.each([
       model,
       usage: { prompt_tokens: Math.floor(total / 2), completion_tokens: total - Math.floor(total / 2), total_tokens: total },
       estimated,
+      // Seven micro-dollars a token: the reports' cost_usd is 7e-6 × total_tokens, summed exactly.
+      costMicros: total * 7,
       now,
     })
 
@@ -235,6 +237,7 @@ describe.each([
         completion_tokens: expect.any(Number),
         total_tokens: used,
         estimated_requests: 0,
+        cost_usd: (used * 7) / 1e6,
       },
     ])
     const status = await q.status('ml', both, T0 + 100)
@@ -324,6 +327,7 @@ describe.each([
         completion_tokens: 50 + 25 + 4 - 3 + 3,
         total_tokens: 157,
         estimated_requests: 1,
+        cost_usd: 0.001099,
       },
     ])
     const byDayModel = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: ['day', 'model'] })
@@ -334,7 +338,16 @@ describe.each([
     ])
     const filtered = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', key: 'key_2', groupBy: ['key'] })
     expect(filtered).toEqual([
-      { team: 'ml', key: 'key_2', requests: 1, prompt_tokens: 25, completion_tokens: 25, total_tokens: 50, estimated_requests: 1 },
+      {
+        team: 'ml',
+        key: 'key_2',
+        requests: 1,
+        prompt_tokens: 25,
+        completion_tokens: 25,
+        total_tokens: 50,
+        estimated_requests: 1,
+        cost_usd: 0.00035,
+      },
     ])
 
     const status = await q.status('ml', s, T0 + 86_400_000 + 1)
@@ -364,7 +377,7 @@ describe('redis quotas specifics', () => {
     await q.settle(settlement)
     await q.settle(settlement)
     expect(await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })).toEqual([
-      { team: 'ml', requests: 1, prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated_requests: 0 },
+      { team: 'ml', requests: 1, prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated_requests: 0, cost_usd: 0 },
     ])
     expect((await q.status('ml', scopes, T0)).team?.tokens_per_day).toMatchObject({ used: 3 })
   })

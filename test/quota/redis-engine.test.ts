@@ -170,7 +170,7 @@ describe('the scripts, sent alone or batched', () => {
     await redis.client.script('FLUSH')
     await Promise.all(Array.from({ length: 20 }, round)) // the first alone, the rest batched behind it
     const rows = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })
-    expect(rows).toEqual([{ team: 'ml', requests: 21, prompt_tokens: 21, completion_tokens: 21, total_tokens: 42, estimated_requests: 0 }])
+    expect(rows).toEqual([{ team: 'ml', requests: 21, prompt_tokens: 21, completion_tokens: 21, total_tokens: 42, estimated_requests: 0, cost_usd: 0 }])
     const status = await q.status('ml', scope, T0)
     expect(status.team).toMatchObject({ requests_per_minute: { used: 21 }, concurrent_requests: { used: 0 } })
     client.disconnect()
@@ -241,11 +241,11 @@ describe('the scripts, sent alone or batched', () => {
       // Admission: EVALSHA, sha, key count, the scope's 6 keys, count, scopes, its 5 limits, then
       // per admission 7 values and its scope's place. Settlement: the same 6 keys, one usage hash
       // and the team's settled set; count, scopes, hashes, the scope's tpm limit, then per
-      // settlement 7 values, its scope's place, its hash's place and 6 usage values; then how long
+      // settlement 7 values, its scope's place, its hash's place and 7 usage values; then how long
       // the set remembers. (The lone first settlement's id, answered, goes with the team's next
       // batch: its reply came after this one went out.)
       const admissions = 3 + 6 + 2 + 5 + 31 * (7 + 1)
-      const settlements = 3 + 6 + 1 + 1 + 3 + 1 + 31 * (7 + 1 + 1 + 6) + 1
+      const settlements = 3 + 6 + 1 + 1 + 3 + 1 + 31 * (7 + 1 + 1 + 7) + 1
       expect(sizes.slice(-2)).toEqual([admissions, settlements].sort((a, b) => a - b))
     } finally {
       await redis.client.config('SET', 'slowlog-log-slower-than', '10000')

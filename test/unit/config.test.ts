@@ -35,6 +35,7 @@ describe('built-in defaults (no config file)', () => {
       upstreamModel: 'minimaxai/minimax-m2.1',
       defaults: { temperature: 1, top_p: 0.95, max_tokens: 8192 },
       fallbacks: [],
+      price: null,
     })
     expect(config.upstreams.nvidia).toMatchObject({ keyBudgets: [], retries: 2, retryBaseMs: 250, keyWaitMs: 10_000 })
   })
@@ -122,6 +123,7 @@ models_cache_seconds: 5
       upstreamModel: 'meta/llama-3.1-8b-instruct',
       defaults: { max_tokens: 512, seed: 7, chat_template_kwargs: { thinking: true } },
       fallbacks: [],
+      price: null,
     })
     expect(config.aliases).toEqual({ minimax: 'minimaxai/minimax-m2.1', fast: 'my-llama' })
     expect(config.modelsCacheMs).toBe(5000)

@@ -10,7 +10,8 @@
 --       scope its tokens-per-minute limit (-1: none); then per settlement: now, request id, tokens
 --       reserved, tokens used, day key TTL, month key TTL (ms), scope count, the place of each of
 --       its scopes, the place of its usage hash, then the usage field prefix (`<key id>\t<model>\t`),
---       prompt, completion, total, estimated (0/1), usage key TTL (ms); then how long a settlement
+--       prompt, completion, total, estimated (0/1), usage key TTL (ms), cost (micro-dollars); then
+--       how long a settlement
 --       is remembered (ms), and the request ids of earlier settlements whose replies came. TTLs are
 --       relative: the clock is the gateway's.
 -- Returns per settlement 1, or 0 for one settled before.
@@ -63,7 +64,7 @@ local usage_names = {}
 local function usage_fields(prefix)
   local names = usage_names[prefix]
   if not names then
-    names = {prefix .. 'r', prefix .. 'p', prefix .. 'c', prefix .. 't', prefix .. 'e'}
+    names = {prefix .. 'r', prefix .. 'p', prefix .. 'c', prefix .. 't', prefix .. 'e', prefix .. 'u'}
     usage_names[prefix] = names
   end
   return names
@@ -130,6 +131,7 @@ local function settle()                                        -- the settlement
   add(usage_key, names[3], tonumber(ARGV[u + 3]))
   add(usage_key, names[4], tonumber(ARGV[u + 4]))
   if ARGV[u + 5] ~= '0' then add(usage_key, names[5], tonumber(ARGV[u + 5])) end -- (absent reads as 0)
+  if ARGV[u + 7] ~= '0' then add(usage_key, names[6], tonumber(ARGV[u + 7])) end
   return 1
 end
 
@@ -139,7 +141,7 @@ local last_now = 0
 for n = 1, tonumber(ARGV[1]) do
   results[n] = settle()
   last_now = tonumber(ARGV[ab + 1])
-  ab = ab + 8 + tonumber(ARGV[ab + 7]) + 6
+  ab = ab + 8 + tonumber(ARGV[ab + 7]) + 7
 end
 
 -- The gathered writes. Reservations first: each one still held (its lease did not lapse, and it
