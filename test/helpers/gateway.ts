@@ -158,3 +158,22 @@ export function useUpstreamAndRedis() {
   })
   return handle
 }
+
+/**
+ * For a describe block: a gateway in front of the file's fake upstream, on the embedded store or on
+ * the file's redis-server, with this config file, started before the block's tests and closed after.
+ */
+export function useGatewayOn(store: 'embedded' | 'redis', parts: { upstream: FakeUpstream; redis: RedisServer }, config: string) {
+  const handle = {} as { gw: TestGateway }
+  beforeAll(async () => {
+    handle.gw = await startGateway({
+      upstream: parts.upstream,
+      env: { TOLLGATE_CONFIG: '/c.yaml', ...(store === 'redis' ? { REDIS_URL: parts.redis.url } : {}) },
+      files: { '/c.yaml': config },
+    })
+  })
+  afterAll(async () => {
+    await handle.gw.close()
+  })
+  return handle
+}

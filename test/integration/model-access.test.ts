@@ -1,7 +1,7 @@
 import OpenAI from 'openai'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { main as cli } from '../../src/cli.js'
-import { ADMIN_TOKEN, startGateway, withGateway, type Envelope, type TestGateway, useUpstreamAndRedis } from '../helpers/gateway.js'
+import { ADMIN_TOKEN, withGateway, type Envelope, type TestGateway, useGatewayOn, useUpstreamAndRedis } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -44,22 +44,12 @@ async function usageRows(gw: TestGateway, team: string): Promise<{ requests: num
 
 for (const store of ['embedded', 'redis'] as const) {
   describe(`allowed_models (${store} store)`, () => {
-    let gw: TestGateway
-    beforeAll(async () => {
-      gw = await startGateway({
-        upstream: parts.upstream,
-        env: { TOLLGATE_CONFIG: '/c.yaml', ...(store === 'redis' ? { REDIS_URL: parts.redis.url } : {}) },
-        files: { '/c.yaml': CONFIG },
-      })
-    })
-    afterAll(async () => {
-      await gw.close()
-    })
+    const on = useGatewayOn(store, parts, CONFIG)
 
     it('refuses a model outside the list with a 403 the SDK raises as PermissionDeniedError; nothing goes upstream or is counted', async () => {
-      const key = await keyOf(gw, `deny-${store}`, ['minimaxai/*'])
+      const key = await keyOf(on.gw, `deny-${store}`, ['minimaxai/*'])
       const before = parts.upstream.requests.length
-      const err = await ask(gw, key, LLAMA).catch((e: unknown) => e)
+      const err = await ask(on.gw, key, LLAMA).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError)
       expect((err as InstanceType<typeof OpenAI.PermissionDeniedError>).status).toBe(403)
       expect((err as InstanceType<typeof OpenAI.PermissionDeniedError>).error).toEqual({
@@ -70,65 +60,65 @@ for (const store of ['embedded', 'redis'] as const) {
       })
       expect(parts.upstream.requests.length).toBe(before)
       // The allowed model answers, matched without regard to case; only it is counted.
-      expect((await ask(gw, key, 'MiniMaxAI/MiniMax-M2.1')).model).toBe(MINIMAX)
-      await waitFor(async () => (await usageRows(gw, `deny-${store}`))[0]?.requests === 1, 'one request counted')
-      expect(await usageRows(gw, `deny-${store}`)).toHaveLength(1)
+      expect((await ask(on.gw, key, 'MiniMaxAI/MiniMax-M2.1')).model).toBe(MINIMAX)
+      await waitFor(async () => (await usageRows(on.gw, `deny-${store}`))[0]?.requests === 1, 'one request counted')
+      expect(await usageRows(on.gw, `deny-${store}`)).toHaveLength(1)
     })
 
     it('lists in /v1/models only what the key may use, aliases by the model they stand for', async () => {
-      const key = await keyOf(gw, `list-${store}`, ['minimaxai/*', EMBED])
-      const ids = (await client(gw, key).models.list()).data.map((m) => m.id).sort()
+      const key = await keyOf(on.gw, `list-${store}`, ['minimaxai/*', EMBED])
+      const ids = (await client(on.gw, key).models.list()).data.map((m) => m.id).sort()
       expect(ids).toEqual(['minimax', MINIMAX, EMBED].sort())
-      const res = await fetch(`${gw.url}/v1/models/${LLAMA}`, { headers: { authorization: `Bearer ${key}` } })
+      const res = await fetch(`${on.gw.url}/v1/models/${LLAMA}`, { headers: { authorization: `Bearer ${key}` } })
       expect(res.status).toBe(404)
       // A key without any list sees every model.
-      const open = await keyOf(gw, `open-${store}`, undefined)
-      expect((await client(gw, open).models.list()).data.map((m) => m.id)).toEqual(expect.arrayContaining([MINIMAX, LLAMA, EMBED]))
+      const open = await keyOf(on.gw, `open-${store}`, undefined)
+      expect((await client(on.gw, open).models.list()).data.map((m) => m.id)).toEqual(expect.arrayContaining([MINIMAX, LLAMA, EMBED]))
     })
 
     it("narrows the team's list by the key's: a model must pass both", async () => {
-      const narrow = await keyOf(gw, `narrow-${store}`, ['minimaxai/*', 'meta/*'], [LLAMA])
-      expect((await ask(gw, narrow, LLAMA)).model).toBe(LLAMA)
-      expect(await ask(gw, narrow, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
+      const narrow = await keyOf(on.gw, `narrow-${store}`, ['minimaxai/*', 'meta/*'], [LLAMA])
+      expect((await ask(on.gw, narrow, LLAMA)).model).toBe(LLAMA)
+      expect(await ask(on.gw, narrow, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
       // A key cannot widen its team's list.
-      const wide = await keyOf(gw, `wide-${store}`, ['meta/*'], ['**'])
-      expect(await ask(gw, wide, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
-      expect((await client(gw, wide).models.list()).data.map((m) => m.id).sort()).toEqual(['llama', LLAMA].sort())
+      const wide = await keyOf(on.gw, `wide-${store}`, ['meta/*'], ['**'])
+      expect(await ask(on.gw, wide, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
+      expect((await client(on.gw, wide).models.list()).data.map((m) => m.id).sort()).toEqual(['llama', LLAMA].sort())
     })
 
     it('passes an alias by its own name or by the model it stands for; an empty list allows nothing', async () => {
-      const byTarget = await keyOf(gw, `alias-target-${store}`, [MINIMAX])
-      expect((await ask(gw, byTarget, 'minimax')).model).toBe(MINIMAX)
-      const byAlias = await keyOf(gw, `alias-name-${store}`, ['llama'])
-      expect((await ask(gw, byAlias, 'llama')).model).toBe(LLAMA)
-      expect(await ask(gw, byAlias, LLAMA).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
-      const none = await keyOf(gw, `none-${store}`, [])
-      expect(await ask(gw, none, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
-      expect((await client(gw, none).models.list()).data).toEqual([])
+      const byTarget = await keyOf(on.gw, `alias-target-${store}`, [MINIMAX])
+      expect((await ask(on.gw, byTarget, 'minimax')).model).toBe(MINIMAX)
+      const byAlias = await keyOf(on.gw, `alias-name-${store}`, ['llama'])
+      expect((await ask(on.gw, byAlias, 'llama')).model).toBe(LLAMA)
+      expect(await ask(on.gw, byAlias, LLAMA).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
+      const none = await keyOf(on.gw, `none-${store}`, [])
+      expect(await ask(on.gw, none, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
+      expect((await client(on.gw, none).models.list()).data).toEqual([])
     })
 
     it('changes at once when an admin patches the team or the key, and null allows every model again', async () => {
       const team = `patch-${store}`
-      const key = await keyOf(gw, team, [MINIMAX])
-      expect(await ask(gw, key, LLAMA).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
-      const patched = await gw.admin('PATCH', `/admin/teams/${team}`, { allowed_models: null })
+      const key = await keyOf(on.gw, team, [MINIMAX])
+      expect(await ask(on.gw, key, LLAMA).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
+      const patched = await on.gw.admin('PATCH', `/admin/teams/${team}`, { allowed_models: null })
       expect(await patched.json()).toMatchObject({ allowed_models: null })
-      expect((await ask(gw, key, LLAMA)).model).toBe(LLAMA)
-      const keys = (await (await gw.admin('GET', `/admin/teams/${team}/keys`)).json()) as { data: { id: string }[] }
-      const keyPatch = await gw.admin('PATCH', `/admin/keys/${keys.data[0]!.id}`, { allowed_models: ['minimaxai/*'] })
+      expect((await ask(on.gw, key, LLAMA)).model).toBe(LLAMA)
+      const keys = (await (await on.gw.admin('GET', `/admin/teams/${team}/keys`)).json()) as { data: { id: string }[] }
+      const keyPatch = await on.gw.admin('PATCH', `/admin/keys/${keys.data[0]!.id}`, { allowed_models: ['minimaxai/*'] })
       expect(await keyPatch.json()).toMatchObject({ allowed_models: ['minimaxai/*'] })
-      expect(await ask(gw, key, LLAMA).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
+      expect(await ask(on.gw, key, LLAMA).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
       // A rotated key keeps its list.
-      const rotated = await gw.admin('POST', `/admin/keys/${keys.data[0]!.id}/rotate`, {})
+      const rotated = await on.gw.admin('POST', `/admin/keys/${keys.data[0]!.id}/rotate`, {})
       expect(await rotated.json()).toMatchObject({ allowed_models: ['minimaxai/*'] })
     })
 
     it('takes a team list from the config file', async () => {
-      const res = await gw.admin('GET', '/admin/teams/seeded')
+      const res = await on.gw.admin('GET', '/admin/teams/seeded')
       expect(await res.json()).toMatchObject({ allowed_models: ['meta/*'] })
-      const key = ((await (await gw.admin('POST', '/admin/teams/seeded/keys', {})).json()) as { key: string }).key
-      expect((await ask(gw, key, LLAMA)).model).toBe(LLAMA)
-      expect(await ask(gw, key, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
+      const key = ((await (await on.gw.admin('POST', '/admin/teams/seeded/keys', {})).json()) as { key: string }).key
+      expect((await ask(on.gw, key, LLAMA)).model).toBe(LLAMA)
+      expect(await ask(on.gw, key, MINIMAX).catch((e: unknown) => (e as { status: number }).status)).toBe(403)
     })
 
     it('refuses a malformed list with a 400 naming the field, and stores nothing', async () => {
@@ -142,17 +132,17 @@ for (const store of ['embedded', 'redis'] as const) {
       ]
       for (const [allowed_models, param] of cases) {
         const team = `bad-${store}-${cases.findIndex((c) => c[0] === allowed_models)}`
-        const res = await gw.admin('POST', '/admin/teams', { id: team, allowed_models })
+        const res = await on.gw.admin('POST', '/admin/teams', { id: team, allowed_models })
         expect(res.status).toBe(400)
         expect(((await res.json()) as Envelope).error).toMatchObject({ type: 'invalid_request_error', param, code: 'invalid_value' })
-        expect((await gw.admin('GET', `/admin/teams/${team}`)).status).toBe(404)
+        expect((await on.gw.admin('GET', `/admin/teams/${team}`)).status).toBe(404)
       }
-      await keyOf(gw, `bad-key-${store}`, undefined)
-      const keys = (await (await gw.admin('GET', `/admin/teams/bad-key-${store}/keys`)).json()) as { data: { id: string }[] }
-      const res = await gw.admin('PATCH', `/admin/keys/${keys.data[0]!.id}`, { allowed_models: ['bad model'] })
+      await keyOf(on.gw, `bad-key-${store}`, undefined)
+      const keys = (await (await on.gw.admin('GET', `/admin/teams/bad-key-${store}/keys`)).json()) as { data: { id: string }[] }
+      const res = await on.gw.admin('PATCH', `/admin/keys/${keys.data[0]!.id}`, { allowed_models: ['bad model'] })
       expect(res.status).toBe(400)
       expect(((await res.json()) as Envelope).error.param).toBe('allowed_models[0]')
-      expect(await (await gw.admin('GET', `/admin/keys/${keys.data[0]!.id}`)).json()).toMatchObject({ allowed_models: null })
+      expect(await (await on.gw.admin('GET', `/admin/keys/${keys.data[0]!.id}`)).json()).toMatchObject({ allowed_models: null })
     })
   })
 }

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import OpenAI from 'openai'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGateway, type TestGateway, useUpstreamAndRedis } from '../helpers/gateway.js'
+import { describe, expect, it } from 'vitest'
+import { startGateway, type TestGateway, useGatewayOn, useUpstreamAndRedis } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -31,22 +31,12 @@ const rows = async (gw: TestGateway, query: string) =>
 
 for (const store of ['embedded', 'redis'] as const) {
   describe(`spend (${store} store)`, () => {
-    let gw: TestGateway
-    beforeAll(async () => {
-      gw = await startGateway({
-        upstream: parts.upstream,
-        env: { TOLLGATE_CONFIG: '/c.yaml', ...(store === 'redis' ? { REDIS_URL: parts.redis.url } : {}) },
-        files: { '/c.yaml': CONFIG },
-      })
-    })
-    afterAll(async () => {
-      await gw.close()
-    })
+    const on = useGatewayOn(store, parts, CONFIG)
 
     it("records each request's cost from the upstream's usage × the model's price, to the micro-dollar", async () => {
       const team = `spend-${store}`
-      const { key } = await gw.createKey(team)
-      const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 })
+      const { key } = await on.gw.createKey(team)
+      const client = new OpenAI({ baseURL: `${on.gw.url}/v1`, apiKey: key, maxRetries: 0 })
       let expected = 0
       let pricedTokens = 0
       for (let i = 0; i < 6; i++) {
@@ -73,16 +63,16 @@ for (const store of ['embedded', 'redis'] as const) {
       expect(expected).toBeGreaterThan(0)
       await client.chat.completions.create({ model: FREE, messages: [{ role: 'user', content: 'free' }] })
 
-      await waitFor(async () => (await rows(gw, `team=${team}`))[0]?.requests === 7, 'every request recorded')
-      const byModel = await rows(gw, `team=${team}&group_by=model`)
+      await waitFor(async () => (await rows(on.gw, `team=${team}`))[0]?.requests === 7, 'every request recorded')
+      const byModel = await rows(on.gw, `team=${team}&group_by=model`)
       expect(byModel).toEqual([
         expect.objectContaining({ model: PRICED, requests: 6, total_tokens: pricedTokens, cost_usd: expected / 1e6 }),
         expect.objectContaining({ model: FREE, requests: 1, cost_usd: 0 }),
       ])
-      const csv = await (await gw.admin('GET', `/admin/usage?team=${team}&format=csv`)).text()
+      const csv = await (await on.gw.admin('GET', `/admin/usage?team=${team}&format=csv`)).text()
       expect(csv.split('\n')[0]).toBe('team,requests,prompt_tokens,completion_tokens,total_tokens,estimated_requests,cost_usd')
       expect(csv.split('\n')[1]!.split(',').at(-1)).toBe(String(expected / 1e6))
-      const own = (await (await fetch(`${gw.url}/v1/usage`, { headers: { authorization: `Bearer ${key}` } })).json()) as {
+      const own = (await (await fetch(`${on.gw.url}/v1/usage`, { headers: { authorization: `Bearer ${key}` } })).json()) as {
         today: { cost_usd: number }
       }
       expect(own.today.cost_usd).toBe(expected / 1e6)

@@ -170,7 +170,9 @@ describe('the scripts, sent alone or batched', () => {
     await redis.client.script('FLUSH')
     await Promise.all(Array.from({ length: 20 }, round)) // the first alone, the rest batched behind it
     const rows = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', groupBy: [] })
-    expect(rows).toEqual([{ team: 'ml', requests: 21, prompt_tokens: 21, completion_tokens: 21, total_tokens: 42, estimated_requests: 0, cost_usd: 0 }])
+    expect(rows).toEqual([
+      { team: 'ml', requests: 21, prompt_tokens: 21, completion_tokens: 21, total_tokens: 42, estimated_requests: 0, cost_usd: 0 },
+    ])
     const status = await q.status('ml', scope, T0)
     expect(status.team).toMatchObject({ requests_per_minute: { used: 21 }, concurrent_requests: { used: 0 } })
     client.disconnect()
