@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { toMicros, usd } from './spend.js'
 
 /**
  * Quota limits of a team (and, later, of a key within it). Absent means unlimited; in a PATCH,
@@ -10,7 +11,12 @@ export const LIMIT_NAMES = [
   'tokens_per_day',
   'tokens_per_month',
   'concurrent_requests',
+  'usd_per_day',
+  'usd_per_month',
 ] as const
+
+/** The budgets: in USD (up to six decimals) as written; the quota engines count them in micro-dollars. */
+export const BUDGET_NAMES = ['usd_per_day', 'usd_per_month'] as const
 
 export type LimitName = (typeof LIMIT_NAMES)[number]
 export type Limits = Partial<Record<LimitName, number>>
@@ -22,16 +28,26 @@ const limitValue = z
   .min(0, { error: 'must not be negative' })
   .max(Number.MAX_SAFE_INTEGER, { error: 'is too large' })
 
+const valueOf = (name: LimitName) => ((BUDGET_NAMES as readonly string[]).includes(name) ? usd : limitValue)
+
 export const limitsSchema = z.strictObject(
-  Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue.optional()])) as Record<LimitName, z.ZodOptional<typeof limitValue>>,
+  Object.fromEntries(LIMIT_NAMES.map((name) => [name, valueOf(name).optional()])) as Record<LimitName, z.ZodOptional<z.ZodNumber>>,
 )
 
 export const limitsPatchSchema = z.strictObject(
-  Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue.nullable().optional()])) as Record<
+  Object.fromEntries(LIMIT_NAMES.map((name) => [name, valueOf(name).nullable().optional()])) as Record<
     LimitName,
-    z.ZodOptional<z.ZodNullable<typeof limitValue>>
+    z.ZodOptional<z.ZodNullable<z.ZodNumber>>
   >,
 )
+
+/** Limits as the quota engines count them: budgets in whole micro-dollars, the rest as they are. */
+export function engineLimits(limits: Limits): Limits {
+  if (limits.usd_per_day === undefined && limits.usd_per_month === undefined) return limits
+  const out = { ...limits }
+  for (const name of BUDGET_NAMES) if (out[name] !== undefined) out[name] = toMicros(out[name])
+  return out
+}
 
 /** Applies a patch: given values replace, null removes, absent keeps. */
 export function mergeLimits(current: Limits, patch: LimitsPatch): Limits {

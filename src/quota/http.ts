@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { GatewayError } from '../errors.js'
-import type { Limits } from '../limits.js'
+import { engineLimits, type Limits } from '../limits.js'
+import { toUsd } from '../spend.js'
 import type { ApiKeyRecord, Principal, Team } from '../store/types.js'
 import type { RateState, Refusal, Scope } from './types.js'
 
@@ -9,7 +10,7 @@ import type { RateState, Refusal, Scope } from './types.js'
 const hasLimits = (limits: Limits | undefined): limits is Limits => limits !== undefined && Object.keys(limits).length > 0
 
 export const teamScope = (team: Team): Scope | null =>
-  hasLimits(team.limits) ? { id: 'team', label: `team '${team.id}'`, limits: team.limits } : null
+  hasLimits(team.limits) ? { id: 'team', label: `team '${team.id}'`, limits: engineLimits(team.limits) } : null
 
 /**
  * A team's limits for a model, under the model's canonical name (ModelRouter): a limit written
@@ -21,11 +22,11 @@ export function modelScope(team: Team, model: string): Scope | null {
     const lower = model.toLowerCase()
     for (const [name, l] of Object.entries(team.model_limits)) if (name.toLowerCase() === lower) limits = l
   }
-  return hasLimits(limits) ? { id: `model:${model}`, label: `model '${model}' in team '${team.id}'`, limits } : null
+  return hasLimits(limits) ? { id: `model:${model}`, label: `model '${model}' in team '${team.id}'`, limits: engineLimits(limits) } : null
 }
 
 export const keyScope = (team: Team, key: ApiKeyRecord): Scope | null =>
-  hasLimits(key.limits) ? { id: `key:${key.id}`, label: `key ${key.id} of team '${team.id}'`, limits: key.limits } : null
+  hasLimits(key.limits) ? { id: `key:${key.id}`, label: `key ${key.id} of team '${team.id}'`, limits: engineLimits(key.limits) } : null
 
 /**
  * The team's end-user limits, for one end user on its own. The scope is named by a digest of the
@@ -35,7 +36,7 @@ export function endUserScope(team: Team, endUser: string | null): Scope | null {
   if (endUser === null || !hasLimits(team.end_user_limits)) return null
   const id = `user:${createHash('sha256').update(endUser).digest('base64url').slice(0, 22)}`
   const shown = endUser.length > 64 ? `${endUser.slice(0, 64)}…` : endUser
-  return { id, label: `end user ${JSON.stringify(shown)} of team '${team.id}'`, limits: team.end_user_limits }
+  return { id, label: `end user ${JSON.stringify(shown)} of team '${team.id}'`, limits: engineLimits(team.end_user_limits) }
 }
 
 const present = (scopes: (Scope | null)[]): Scope[] => scopes.filter((s): s is Scope => s !== null)
@@ -92,6 +93,12 @@ export function rateLimitHeaders(rate: RateState): Record<string, string> {
     headers['x-ratelimit-remaining-tokens'] = String(rate.tokens.remaining)
     headers['x-ratelimit-reset-tokens'] = goDuration(rate.tokens.resetMs)
   }
+  if (rate.budget) {
+    // Spend counterparts, in USD: the tightest budget, what is left once this request's reservation is in.
+    headers['x-ratelimit-limit-usd'] = String(toUsd(rate.budget.limit))
+    headers['x-ratelimit-remaining-usd'] = String(toUsd(Math.max(0, rate.budget.remaining)))
+    headers['x-ratelimit-reset-usd'] = goDuration(rate.budget.resetMs)
+  }
   return headers
 }
 
@@ -103,6 +110,27 @@ const NAMES = {
   concurrency: 'concurrent requests',
 } as const
 
+const BUDGETS = { usd_per_day: 'daily', usd_per_month: 'monthly' } as const
+/** Micro-dollars as USD for a message: `$0.012345`. */
+const dollars = (micros: number) => `$${toUsd(micros)}`
+
+/**
+ * A budget's 429. Spent until the period ends: insufficient_quota, naming the budget and when it
+ * resets (no retry helps). Full only with what requests in flight reserved: retry shortly.
+ */
+function budgetError(r: Refusal & { kind: keyof typeof BUDGETS }, headers: Record<string, string>, seconds: string): GatewayError {
+  const budget = `the ${BUDGETS[r.kind]} budget (${r.kind}) of ${r.scope}: Limit ${dollars(r.limit)}, Used ${dollars(r.used)}, Requested up to ${dollars(r.requested)}.`
+  if (r.final) {
+    const when = r.resetsAt === undefined ? '' : ` It resets at ${new Date(r.resetsAt).toISOString()}.`
+    return new GatewayError('insufficient_quota', `You exceeded ${budget}${when}`, { headers })
+  }
+  return new GatewayError(
+    'rate_limit_exceeded',
+    `Requests in flight hold ${budget} (Used includes what they reserved.) Please try again in ${seconds}.`,
+    { type: 'tokens', headers },
+  )
+}
+
 /** The 429 a refusal becomes: which limit, the limit, used, requested, and when to retry. */
 export function refusalError(r: Refusal): GatewayError {
   const seconds = goDuration(r.retryAfterMs)
@@ -113,6 +141,7 @@ export function refusalError(r: Refusal): GatewayError {
   const counts = `Limit ${r.limit}, Used ${r.used}, Requested ${r.requested}.`
   if (r.final) headers['x-should-retry'] = 'false'
 
+  if (r.kind === 'usd_per_day' || r.kind === 'usd_per_month') return budgetError({ ...r, kind: r.kind }, headers, seconds)
   if (r.kind === 'concurrency') {
     return new GatewayError(
       'concurrency_limit_exceeded',

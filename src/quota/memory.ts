@@ -1,4 +1,4 @@
-import { ScopeState, type Lease } from './memory-scope.js'
+import { checkScope, ScopeState, type Lease } from './memory-scope.js'
 import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
 import { aggregateUsage, USAGE_METRICS, usageField } from './report.js'
 import { describeStatus } from './status.js'
@@ -9,7 +9,6 @@ import {
   type AdmitResult,
   type QuotaEngine,
   type RateState,
-  type Refusal,
   type Scope,
   type ScopeStatus,
   type Settlement,
@@ -51,90 +50,11 @@ export class MemoryQuotas implements QuotaEngine {
     return state
   }
 
-  private check(state: ScopeState, scope: Scope, tokens: number, now: number): Refusal | null {
-    const { limits } = scope
-    const refuse = (r: Omit<Refusal, 'scope'>): Refusal => ({ ...r, scope: scope.label })
-    state.lapse(now)
-
-    if (limits.concurrent_requests !== undefined && state.inflight + 1 > limits.concurrent_requests) {
-      return refuse({
-        kind: 'concurrency',
-        limit: limits.concurrent_requests,
-        used: state.inflight,
-        requested: 1,
-        retryAfterMs: 1000,
-        final: false,
-      })
-    }
-    if (limits.requests_per_minute !== undefined) {
-      const count = state.window(now)
-      if (count + 1 > limits.requests_per_minute) {
-        const oldest = state.oldest() ?? now
-        return refuse({
-          kind: 'requests',
-          limit: limits.requests_per_minute,
-          used: count,
-          requested: 1,
-          retryAfterMs: Math.max(1, oldest + MINUTE_MS - now),
-          final: limits.requests_per_minute === 0,
-        })
-      }
-    }
-    if (limits.tokens_per_minute !== undefined) {
-      const limit = limits.tokens_per_minute
-      const level = state.bucket(limit, now)
-      if (tokens > limit)
-        return refuse({
-          kind: 'tokens',
-          limit,
-          used: Math.max(0, Math.ceil(limit - level)),
-          requested: tokens,
-          retryAfterMs: 0,
-          final: true,
-        })
-      if (tokens > level) {
-        return refuse({
-          kind: 'tokens',
-          limit,
-          used: Math.ceil(limit - level),
-          requested: tokens,
-          retryAfterMs: Math.ceil(((tokens - level) * MINUTE_MS) / limit),
-          final: false,
-        })
-      }
-    }
-    if (limits.tokens_per_day !== undefined) {
-      const refusal = checkPeriod(
-        'tokens_per_day',
-        limits.tokens_per_day,
-        state.days.get(utcDay(now)) ?? 0,
-        state.reserved,
-        tokens,
-        now,
-        dayEnd(now),
-      )
-      if (refusal) return refuse(refusal)
-    }
-    if (limits.tokens_per_month !== undefined) {
-      const refusal = checkPeriod(
-        'tokens_per_month',
-        limits.tokens_per_month,
-        state.months.get(utcMonth(now)) ?? 0,
-        state.reserved,
-        tokens,
-        now,
-        monthEnd(now),
-      )
-      if (refusal) return refuse(refusal)
-    }
-    return null
-  }
-
   async admit(a: Admission): Promise<AdmitResult> {
     const states: ScopeState[] = []
     for (const scope of a.scopes) {
       const state = this.state(a.team, scope.id)
-      const refusal = this.check(state, scope, a.tokens, a.now)
+      const refusal = checkScope(state, scope, a.tokens, a.cost ?? 0, a.now)
       if (refusal) return { ok: false, refusal }
       states.push(state)
     }
@@ -142,7 +62,15 @@ export class MemoryQuotas implements QuotaEngine {
     const leases: Lease[] = []
     for (let i = 0; i < states.length; i++) {
       const state = states[i]!
-      const lease: Lease = { requestId: a.requestId, tokens: a.tokens, expires: a.now + LEASE_MS, scope: null, prev: null, next: null }
+      const lease: Lease = {
+        requestId: a.requestId,
+        tokens: a.tokens,
+        cost: a.cost ?? 0,
+        expires: a.now + LEASE_MS,
+        scope: null,
+        prev: null,
+        next: null,
+      }
       state.link(lease)
       leases.push(lease)
       const { requests_per_minute: rpm, tokens_per_minute: tpm } = a.scopes[i]!.limits
@@ -156,6 +84,15 @@ export class MemoryQuotas implements QuotaEngine {
         const level = (state.level = state.bucket(tpm, a.now) - a.tokens)
         const bucket = { limit: tpm, remaining: Math.max(0, Math.floor(level)), resetMs: Math.ceil(((tpm - level) * MINUTE_MS) / tpm) }
         if (!rate.tokens || bucket.remaining < rate.tokens.remaining) rate.tokens = bucket
+      }
+      for (const [cap, spent, end] of [
+        [a.scopes[i]!.limits.usd_per_day, state.spentDays.get(utcDay(a.now)) ?? 0, dayEnd(a.now)],
+        [a.scopes[i]!.limits.usd_per_month, state.spentMonths.get(utcMonth(a.now)) ?? 0, monthEnd(a.now)],
+      ] as const) {
+        if (cap === undefined) continue
+        // (state.reservedCost holds this request's cost now.)
+        const budget = { limit: cap, remaining: cap - spent - state.reservedCost, resetMs: end - a.now }
+        if (!rate.budget || budget.remaining < rate.budget.remaining) rate.budget = budget
       }
       // The token headers describe the tightest token window: the minute's bucket, or a day or month.
       const { tokens_per_day: tpd, tokens_per_month: tpmo } = a.scopes[i]!.limits
@@ -174,6 +111,7 @@ export class MemoryQuotas implements QuotaEngine {
       requestId: a.requestId,
       scopes: a.scopes,
       tokens: a.tokens,
+      cost: a.cost ?? 0,
       day: utcDay(a.now),
       month: utcMonth(a.now),
       [LEASES]: leases,
@@ -197,6 +135,11 @@ export class MemoryQuotas implements QuotaEngine {
       if (lease !== null) state.unlink(lease)
       state.days.set(ticket.day, (state.days.get(ticket.day) ?? 0) + usage.total_tokens)
       state.months.set(ticket.month, (state.months.get(ticket.month) ?? 0) + usage.total_tokens)
+      const cost = s.costMicros ?? 0
+      if (cost > 0) {
+        state.spentDays.set(ticket.day, (state.spentDays.get(ticket.day) ?? 0) + cost)
+        state.spentMonths.set(ticket.month, (state.spentMonths.get(ticket.month) ?? 0) + cost)
+      }
       const tpm = scope.limits.tokens_per_minute
       if (tpm !== undefined) state.level = Math.min(tpm, state.bucket(tpm, s.now) + ticket.tokens - usage.total_tokens)
     }
@@ -241,6 +184,9 @@ export class MemoryQuotas implements QuotaEngine {
         month: state.months.get(utcMonth(now)) ?? 0,
         inflight: state.inflight,
         reserved: state.reserved,
+        spentDay: state.spentDays.get(utcDay(now)) ?? 0,
+        spentMonth: state.spentMonths.get(utcMonth(now)) ?? 0,
+        reservedCost: state.reservedCost,
       })
     }
     return out
@@ -256,21 +202,6 @@ export class MemoryQuotas implements QuotaEngine {
     }
     return aggregateUsage(sources, q)
   }
-}
-
-/** A day or month quota: spent (final until the period ends), or full with what is reserved (wait). */
-function checkPeriod(
-  kind: 'tokens_per_day' | 'tokens_per_month',
-  limit: number,
-  used: number,
-  reserved: number,
-  tokens: number,
-  now: number,
-  end: number,
-): Omit<Refusal, 'scope'> | null {
-  if (used + tokens > limit) return { kind, limit, used, requested: tokens, retryAfterMs: end - now, final: true, resetsAt: end }
-  if (used + reserved + tokens > limit) return { kind, limit, used: used + reserved, requested: tokens, retryAfterMs: 1000, final: false }
-  return null
 }
 
 function* asFields(rows: Map<string, number[]>): Iterable<[string, number]> {

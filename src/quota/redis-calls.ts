@@ -20,6 +20,8 @@ const ADMIT_LIMITS: readonly LimitName[] = [
   'tokens_per_day',
   'tokens_per_month',
   'concurrent_requests',
+  'usd_per_day',
+  'usd_per_month',
 ]
 const SETTLE_LIMITS: readonly LimitName[] = ['tokens_per_minute']
 

@@ -113,18 +113,26 @@ export class RedisQuotas implements QuotaEngine {
     const reply = (await this.admitScript.call(a.team, (batch) => {
       batch.args.push(a.now, a.requestId, a.tokens, a.now + LEASE_MS, dayEnd(a.now), monthEnd(a.now), a.scopes.length)
       for (const s of a.scopes) batch.args.push(batch.scopes.place(this.scopeKeys(a.team, s, day, month), s.limits))
+      batch.args.push(a.cost ?? 0)
     })) as (number | string)[]
     if (Number(reply[0]) === 1) {
-      const [, rl, rr, rt, tl, tr, tt] = reply.map(Number) as number[]
+      const [, rl, rr, rt, tl, tr, tt, bl, br, bt] = reply.map(Number) as number[]
       const rate: RateState = {}
       if (rl! >= 0) rate.requests = { limit: rl!, remaining: rr!, resetMs: rt! }
       if (tl! >= 0) rate.tokens = { limit: tl!, remaining: tr!, resetMs: tt! }
-      return { ok: true, rate, ticket: { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, day, month } }
+      if (bl! >= 0) rate.budget = { limit: bl!, remaining: br!, resetMs: bt! }
+      return {
+        ok: true,
+        rate,
+        ticket: { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, cost: a.cost ?? 0, day, month },
+      }
     }
     const [, index, kind, limit, used, retry, final] = reply
     const scope = a.scopes[Number(index) - 1]!
     const k = String(kind) as LimitKind
-    const resetsAt = k === 'tokens_per_day' ? dayEnd(a.now) : k === 'tokens_per_month' ? monthEnd(a.now) : undefined
+    const daily = k === 'tokens_per_day' || k === 'usd_per_day'
+    const monthly = k === 'tokens_per_month' || k === 'usd_per_month'
+    const resetsAt = daily ? dayEnd(a.now) : monthly ? monthEnd(a.now) : undefined
     return {
       ok: false,
       refusal: {
@@ -132,7 +140,7 @@ export class RedisQuotas implements QuotaEngine {
         scope: scope.label,
         limit: Number(limit),
         used: Number(used),
-        requested: k === 'requests' || k === 'concurrency' ? 1 : a.tokens,
+        requested: k === 'requests' || k === 'concurrency' ? 1 : k === 'usd_per_day' || k === 'usd_per_month' ? (a.cost ?? 0) : a.tokens,
         retryAfterMs: Number(retry),
         final: Number(final) === 1,
         ...(Number(final) === 1 && resetsAt !== undefined ? { resetsAt } : {}),
@@ -237,10 +245,10 @@ export class RedisQuotas implements QuotaEngine {
       reservedKeys.push(reserved)
       pipeline.zcount(rpm, `(${now - MINUTE_MS}`, '+inf')
       pipeline.hmget(tpm, 'level', 'ts')
-      pipeline.hget(d, 'used')
-      pipeline.hget(m, 'used')
+      pipeline.hmget(d, 'used', 'spent')
+      pipeline.hmget(m, 'used', 'spent')
       pipeline.zcount(inflight, `(${now}`, '+inf')
-      pipeline.hget(reserved, '_sum')
+      pipeline.hmget(reserved, '_sum', '$_sum')
       pipeline.zrangebyscore(inflight, '-inf', String(now)) // lapsed leases the next admission will clear
     }
     const results = ((await pipeline.exec()) ?? []).map(([err, value]) => {
@@ -251,34 +259,41 @@ export class RedisQuotas implements QuotaEngine {
     const lapsed = this.client.pipeline()
     scopes.forEach((_, i) => {
       const ids = results[i * 7 + 6] as string[]
-      if (ids.length > 0) lapsed.hmget(reservedKeys[i]!, ...ids)
+      if (ids.length > 0) lapsed.hmget(reservedKeys[i]!, ...ids, ...ids.map((id) => `$${id}`))
     })
-    const lapsedTokens = ((await lapsed.exec()) ?? []).map(([err, value]) => {
+    // Per scope with lapsed leases: [their tokens, their micro-dollars].
+    const lapsedHeld = ((await lapsed.exec()) ?? []).map(([err, value]) => {
       if (err) throw err
-      return (value as (string | null)[]).reduce((sum, v) => sum + Number(v ?? 0), 0)
+      const amounts = (value as (string | null)[]).map((v) => Number(v ?? 0))
+      const half = amounts.length / 2
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
+      return [sum(amounts.slice(0, half)), sum(amounts.slice(half))] as const
     })
     const out: Record<string, ScopeStatus> = {}
     scopes.forEach((scope, i) => {
       const [requests, bucket, d, m, inflight, reserved, ids] = results.slice(i * 7, i * 7 + 7) as [
         number,
         (string | null)[],
-        string | null,
-        string | null,
+        (string | null)[],
+        (string | null)[],
         number,
-        string | null,
+        (string | null)[],
         string[],
       ]
-      const gone = ids.length > 0 ? lapsedTokens.shift()! : 0
+      const [gone, goneCost] = ids.length > 0 ? lapsedHeld.shift()! : [0, 0]
       out[scope.id] = describeStatus(scope.limits, {
         requests,
         tokensMinute: (limit) => {
           if (bucket[0] === null || bucket[0] === undefined) return 0
           return Math.ceil(limit - refill(Number(bucket[0]), Number(bucket[1]), limit, now))
         },
-        day: Number(d ?? 0),
-        month: Number(m ?? 0),
+        day: Number(d[0] ?? 0),
+        month: Number(m[0] ?? 0),
         inflight,
-        reserved: Math.max(0, Number(reserved ?? 0) - gone),
+        reserved: Math.max(0, Number(reserved[0] ?? 0) - gone),
+        spentDay: Number(d[1] ?? 0),
+        spentMonth: Number(m[1] ?? 0),
+        reservedCost: Math.max(0, Number(reserved[1] ?? 0) - goneCost),
       })
     })
     return out

@@ -10,10 +10,11 @@ import type { Limits } from '../limits.js'
  */
 
 export interface Scope {
-  /** `team`, `model:<name>` or `key:<id>`: unique within the team. */
+  /** `team`, `model:<name>`, `key:<id>` or `user:<digest>`: unique within the team. */
   id: string
   /** For messages: `team 'ml'`, `model 'x' in team 'ml'`, `key key_… of team 'ml'`. */
   label: string
+  /** As the engines count them: budgets in whole micro-dollars (engineLimits). */
   limits: Limits
 }
 
@@ -23,6 +24,8 @@ export interface Admission {
   scopes: Scope[]
   /** Tokens reserved until the request settles: prompt estimate + max completion tokens. */
   tokens: number
+  /** Micro-dollars reserved until it settles against budgets: the most those tokens may cost. */
+  cost?: number
   now: number
 }
 
@@ -32,12 +35,14 @@ export interface Ticket {
   requestId: string
   scopes: Scope[]
   tokens: number
+  /** Micro-dollars reserved (0 without a budget). */
+  cost?: number
   /** UTC day and month of admission; usage and quota periods are counted in them. */
   day: string
   month: string
 }
 
-export type LimitKind = 'requests' | 'tokens' | 'tokens_per_day' | 'tokens_per_month' | 'concurrency'
+export type LimitKind = 'requests' | 'tokens' | 'tokens_per_day' | 'tokens_per_month' | 'usd_per_day' | 'usd_per_month' | 'concurrency'
 
 export interface Refusal {
   kind: LimitKind
@@ -66,6 +71,8 @@ export interface WindowState {
 export interface RateState {
   requests?: WindowState
   tokens?: WindowState
+  /** The tightest budget, in micro-dollars, until its day or month ends. */
+  budget?: WindowState
 }
 
 export type AdmitResult = { ok: true; ticket: Ticket; rate: RateState } | { ok: false; refusal: Refusal }

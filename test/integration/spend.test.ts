@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import OpenAI from 'openai'
 import { describe, expect, it } from 'vitest'
-import { startGateway, type TestGateway, useGatewayOn, useUpstreamAndRedis } from '../helpers/gateway.js'
+import { startGateway, type Envelope, type TestGateway, useGatewayOn, useUpstreamAndRedis } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -108,6 +108,107 @@ describe('prices in the config', () => {
     ]) {
       const yaml = `models:\n  ${PRICED}:\n    price: ${price}\n`
       await expect(startGateway({ env: { TOLLGATE_CONFIG: '/c.yaml' }, files: { '/c.yaml': yaml } })).rejects.toThrow(problem)
+    }
+  })
+})
+
+describe('budgets', () => {
+  // Only completion tokens are priced ($100 per million: 100 micro-dollars a token), and max_tokens
+  // bounds them, so each request's real cost is known to be within what it reserves.
+  const BUDGET_CONFIG = `
+models:
+  ${PRICED}:
+    price: { input_per_million: 0, output_per_million: 100 }
+`
+  const MAX_TOKENS = 32
+
+  it('holds a team to $0.01 a day across three instances: 40 at once, then until insufficient_quota; the report is the sum to the micro-dollar', async () => {
+    const gws: TestGateway[] = []
+    for (let i = 0; i < 3; i++) {
+      gws.push(
+        await startGateway({
+          upstream: parts.upstream,
+          env: { TOLLGATE_CONFIG: '/c.yaml', REDIS_URL: parts.redis.url },
+          files: { '/c.yaml': BUDGET_CONFIG },
+        }),
+      )
+    }
+    try {
+      const team = 'budget'
+      expect((await gws[0]!.admin('POST', '/admin/teams', { id: team, limits: { usd_per_day: 0.01 } })).status).toBe(201)
+      const key = ((await (await gws[0]!.admin('POST', `/admin/teams/${team}/keys`, {})).json()) as { key: string }).key
+      const call = (i: number) =>
+        fetch(`${gws[i % 3]!.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: PRICED, messages: [{ role: 'user', content: `hi ${i}` }], max_tokens: MAX_TOKENS }),
+        })
+      let spent = 0
+      const charge = async (res: Response) => {
+        const body = (await res.json()) as { usage?: { completion_tokens: number } } & Envelope
+        if (res.status === 200) {
+          expect(body.usage!.completion_tokens).toBeLessThanOrEqual(MAX_TOKENS)
+          spent += body.usage!.completion_tokens * 100
+        }
+        return body
+      }
+      const first = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i)))
+      const statuses = first.map((r) => r.status)
+      for (const res of first) await charge(res)
+      expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0)
+      expect(statuses.every((s) => s === 200 || s === 429)).toBe(true)
+      expect(spent).toBeLessThanOrEqual(10_000)
+
+      // One at a time until the budget cannot hold another request's worst case.
+      let last: Envelope | null = null
+      let lastRes: Response | null = null
+      for (let i = 0; i < 40 && last === null; i++) {
+        const res = await call(i)
+        const body = await charge(res)
+        if (res.status === 429 && body.error.code === 'insufficient_quota') [last, lastRes] = [body, res]
+        else {
+          expect(res.status).toBe(200)
+          expect(res.headers.get('x-ratelimit-limit-usd')).toBe('0.01')
+          expect(Number(res.headers.get('x-ratelimit-remaining-usd'))).toBeLessThan(0.01)
+        }
+      }
+      expect(last).not.toBeNull()
+      expect(last!.error.type).toBe('insufficient_quota')
+      expect(last!.error.message).toContain(`the daily budget (usd_per_day) of team '${team}': Limit $0.01`)
+      expect(last!.error.message).toMatch(/It resets at \d{4}-\d{2}-\d{2}T00:00:00\.000Z\./)
+      expect(lastRes!.headers.get('x-should-retry')).toBe('false')
+      expect(spent).toBeLessThanOrEqual(10_000)
+      expect(spent + MAX_TOKENS * 100).toBeGreaterThan(10_000)
+
+      await waitFor(async () => {
+        const [row] = await rows(gws[1]!, `team=${team}`)
+        return row !== undefined && Math.round(row.cost_usd * 1e6) === spent
+      }, 'the report to hold every answer')
+      expect((await rows(gws[2]!, `team=${team}`))[0]!.cost_usd).toBe(spent / 1e6)
+      const quota = (await (await gws[0]!.admin('GET', `/admin/teams/${team}`)).json()) as {
+        quota: { team: { usd_per_day: { limit: number; used: number; remaining: number } } }
+      }
+      expect(quota.quota.team.usd_per_day).toMatchObject({ limit: 0.01, used: spent / 1e6, remaining: (10_000 - spent) / 1e6 })
+    } finally {
+      for (const gw of gws) await gw.close()
+    }
+  })
+
+  it('refuses a negative, non-numeric or over-precise budget with a 400 naming the field, and stores nothing', async () => {
+    const gw = await startGateway({ upstream: parts.upstream })
+    try {
+      for (const [limits, param] of [
+        [{ usd_per_day: -1 }, 'limits.usd_per_day'],
+        [{ usd_per_month: 'ten' }, 'limits.usd_per_month'],
+        [{ usd_per_day: 0.0000001 }, 'limits.usd_per_day'],
+      ] as const) {
+        const res = await gw.admin('POST', '/admin/teams', { id: 'bad-budget', limits })
+        expect(res.status).toBe(400)
+        expect(((await res.json()) as Envelope).error).toMatchObject({ param, code: 'invalid_value' })
+        expect((await gw.admin('GET', '/admin/teams/bad-budget')).status).toBe(404)
+      }
+    } finally {
+      await gw.close()
     }
   })
 })

@@ -26,6 +26,7 @@ function refused(result: AdmitResult) {
 
 // As the gateway connects (REDIS_OPTIONS): auto-pipelining on (the status and usage reads and the
 // lease renewals use pipelines; the scripts are sent by the engine itself, alone or batched).
+const NO_TOKENS = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }
 let pipelining: Redis
 beforeAll(() => {
   pipelining = new Redis(redis.server.url, { enableAutoPipelining: true })
@@ -54,6 +55,31 @@ describe.each([
       costMicros: total * 7,
       now,
     })
+
+  it('budgets: each admission reserves what it may cost, settlement counts what it did, and a spent budget waits for its period', async () => {
+    // usd_per_day of $0.001: 1,000 micro-dollars (scopes carry budgets as the engines count them).
+    const s = [team({ usd_per_day: 1000, usd_per_month: 100_000 })]
+    const costly = (now: number, cost = 300) => q.admit({ team: 'ml', requestId: `r${++seq}`, scopes: s, tokens: 10, cost, now })
+    const held = [ok(await costly(T0)), ok(await costly(T0)), ok(await costly(T0))]
+    expect(refused(await costly(T0))).toMatchObject({ kind: 'usd_per_day', limit: 1000, used: 900, requested: 300, final: false })
+    // One settles at a cost of 100: 100 spent, 600 still reserved, so 300 more fit exactly.
+    await q.settle({ ticket: held[0]!, keyId: 'key_1', model: 'm', usage: NO_TOKENS, estimated: false, costMicros: 100, now: T0 + 1 })
+    held.push(ok(await costly(T0 + 2)))
+    expect(refused(await costly(T0 + 2, 1))).toMatchObject({ kind: 'usd_per_day', used: 1000, final: false })
+    for (const t of held.slice(1))
+      await q.settle({ ticket: t, keyId: 'key_1', model: 'm', usage: NO_TOKENS, estimated: false, costMicros: 300, now: T0 + 3 })
+    const status = await q.status('ml', s, T0 + 3)
+    expect(status.team?.usd_per_day).toEqual({ limit: 0.001, used: 0.001, remaining: 0, in_flight: 0 })
+    expect(status.team?.usd_per_month).toEqual({ limit: 0.1, used: 0.001, remaining: 0.099, in_flight: 0 })
+    // Spent: refused until the day ends, whatever settles meanwhile; the next day it starts again.
+    expect(refused(await costly(T0 + 4, 1))).toMatchObject({ kind: 'usd_per_day', used: 1000, final: true, resetsAt: T0 + 12 * 3_600_000 })
+    ok(await costly(T0 + 12 * 3_600_000 + 1))
+    // A request without a cost passes a spent budget only while it costs nothing.
+    ok(await costly(T0 + 12 * 3_600_000 + 2, 0))
+    // The tightest budget after admission, for the x-ratelimit-*-usd headers: what is left with it in.
+    const next = await costly(T0 + 12 * 3_600_000 + 3, 200)
+    expect(next.ok && next.rate.budget).toEqual({ limit: 1000, remaining: 500, resetMs: 24 * 3_600_000 - 3 })
+  })
 
   it('requests per minute slide: the oldest admission frees a place exactly a minute later', async () => {
     const s = [team({ requests_per_minute: 3 })]

@@ -240,13 +240,13 @@ describe('the scripts, sent alone or batched', () => {
         })
         .sort((a, b) => a - b)
       // The first admission and the first settlement go alone; the other 31 of each in one call.
-      // Admission: EVALSHA, sha, key count, the scope's 6 keys, count, scopes, its 5 limits, then
-      // per admission 7 values and its scope's place. Settlement: the same 6 keys, one usage hash
+      // Admission: EVALSHA, sha, key count, the scope's 6 keys, count, scopes, its 7 limits, then
+      // per admission 7 values, its scope's place and its cost. Settlement: the same 6 keys, one usage hash
       // and the team's settled set; count, scopes, hashes, the scope's tpm limit, then per
       // settlement 7 values, its scope's place, its hash's place and 7 usage values; then how long
       // the set remembers. (The lone first settlement's id, answered, goes with the team's next
       // batch: its reply came after this one went out.)
-      const admissions = 3 + 6 + 2 + 5 + 31 * (7 + 1)
+      const admissions = 3 + 6 + 2 + 7 + 31 * (7 + 1 + 1)
       const settlements = 3 + 6 + 1 + 1 + 3 + 1 + 31 * (7 + 1 + 1 + 7) + 1
       expect(sizes.slice(-2)).toEqual([admissions, settlements].sort((a, b) => a - b))
     } finally {

@@ -8,16 +8,18 @@
 -- KEYS, six per scope of the batch, in this order:
 --   rpm       zset  sliding one-minute log of admissions (member: request id, score: time)
 --   tpm       hash  token bucket: level, ts
---   day       hash  used: tokens settled this UTC day
---   month     hash  used: tokens settled this UTC month
+--   day       hash  used: tokens settled this UTC day; spent: micro-dollars
+--   month     hash  used: tokens settled this UTC month; spent: micro-dollars
 --   inflight  zset  leases of requests in flight (member: request id, score: lease expiry)
---   reserved  hash  tokens reserved per request in flight, and their sum in field _sum
--- ARGV: the number of admissions, the number of scopes, then per scope five limits: rpm, tpm,
---       tokens per day, tokens per month, concurrency (-1: none); then per admission: now, request
---       id, tokens to reserve, lease expiry, day end, month end, scope count, then the place (from
---       1) of each of its scopes
+--   reserved  hash  tokens reserved per request in flight, and their sum in field _sum; the
+--                   micro-dollars reserved against budgets in fields $<request id>, summed in $_sum
+-- ARGV: the number of admissions, the number of scopes, then per scope seven limits: rpm, tpm,
+--       tokens per day, tokens per month, concurrency, micro-dollars per day, per month (-1: none);
+--       then per admission: now, request id, tokens to reserve, lease expiry, day end, month end,
+--       scope count, the place (from 1) of each of its scopes, then the micro-dollars to reserve
 -- Returns per admission, in order: {1, rpm limit, rpm remaining, rpm reset ms, tpm limit,
---      tpm remaining, tpm reset ms} or {0, scope index, kind, limit, used, retry after ms, final (0/1)}
+--      tpm remaining, tpm reset ms, budget limit, budget remaining, budget reset ms} (-1: none) or
+--      {0, scope index, kind, limit, used, retry after ms, final (0/1)}
 --
 -- Writes that no later check in the batch reads from Redis (admissions to the minute window,
 -- slots, reservations, token buckets, expiries) are gathered and made once per key at the end; the
@@ -39,13 +41,14 @@ end
 
 -- The batch's scopes' limits, each parsed once per batch: tonumber is two strtod calls in Redis's
 -- Lua, and number parsing was a tenth of Redis's instructions for these scripts (callgrind).
-local limits = {}                                             -- place -> its five limits (false: none)
+local LIMITS = 7                                              -- limits per scope
+local limits = {}                                             -- place -> its seven limits (false: none)
 local function limit(p, i)                                    -- limit i of the batch's scope p, or nil
   local parsed = limits[p]
   if not parsed then
     parsed = {}
-    for j = 1, 5 do
-      local v = ARGV[2 + (p - 1) * 5 + j]
+    for j = 1, LIMITS do
+      local v = ARGV[2 + (p - 1) * LIMITS + j]
       parsed[j] = v ~= '-1' and tonumber(v)                   -- (none: no parsing)
     end
     limits[p] = parsed
@@ -59,6 +62,7 @@ local ttl_set = {}                                            -- key -> ms it is
 local slots = {}                                              -- inflight key -> {lease, id, lease, id, …}
 local held = {}                                               -- reserved key -> {id, tokens, …}
 local held_sum = {}                                           -- reserved key -> tokens gathered
+local held_cost = {}                                          -- reserved key -> micro-dollars gathered
 local entries = {}                                            -- rpm key -> {time, id, …}: admissions to its window
 local entry_oldest = {}                                       -- rpm key -> the oldest time gathered
 local buckets = {}                                            -- tpm key -> {level, ts, ts as text}: read once, then kept here
@@ -71,6 +75,8 @@ local lapse_checked = {}                                      -- inflight key ->
 local slots_read = {}                                         -- inflight key -> ZCARD, gathered slots left out
 local sum_read = {}                                           -- reserved key -> _sum, gathered tokens left out
 local used_read = {}                                          -- day or month key -> used (admissions never change it)
+local spent_read = {}                                         -- day or month key -> spent (likewise)
+local cost_read = {}                                          -- reserved key -> $_sum, gathered micro-dollars left out
 
 local function push(lists, key, a, b)                          -- a pair onto a key's gathered list
   local list = lists[key]
@@ -146,10 +152,13 @@ local function admit()
   local tokens = tonumber(ARGV[ab + 3])
   local lease_until = tonumber(ARGV[ab + 4])
   local scopes = tonumber(ARGV[ab + 7])
+  local cost_s = ARGV[ab + 8 + scopes]
+  local cost = tonumber(cost_s)
 
   -- Phase 1: checks. The only writes are clean-ups that change no answer (expired entries).
   local levels = {}                                           -- per scope: its token bucket's level, refilled to now
   local period_state = {-1, -1, -1}                           -- the tightest day or month quota: limit, left, reset ms
+  local budget_state = {-1, -1, -1}                           -- the tightest budget: limit, left, reset ms
   for s = 1, scopes do
     local p = place(s)
     local k = (p - 1) * 6
@@ -163,10 +172,15 @@ local function admit()
       for _, gone in ipairs(redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now_s)) do
         slots_read[inflight_key] = nil
         sum_read[reserved_key] = nil
-        local amount = redis.call('HGET', reserved_key, gone)
+        cost_read[reserved_key] = nil
+        local amount, cost = unpack(redis.call('HMGET', reserved_key, gone, '$' .. gone))
         if amount then
           redis.call('HINCRBY', reserved_key, '_sum', int(0 - tonumber(amount))) -- (never -0)
           redis.call('HDEL', reserved_key, gone)
+        end
+        if cost then
+          redis.call('HINCRBY', reserved_key, '$_sum', int(0 - tonumber(cost)))
+          redis.call('HDEL', reserved_key, '$' .. gone)
         end
         redis.call('ZREM', inflight_key, gone)
       end
@@ -231,6 +245,29 @@ local function admit()
         end
       end
     end
+
+    local reserved_cost = nil                                 -- micro-dollars reserved in flight, read once if needed
+    for i = 6, 7 do                                           -- budgets: micro-dollars per day, then per month
+      local cap = limit(p, i)
+      if cap then
+        local key, kind, ends = day_key, 'usd_per_day', ARGV[ab + 5]
+        if i == 7 then key, kind, ends = month_key, 'usd_per_month', ARGV[ab + 6] end
+        if not reserved_cost then
+          cost_read[reserved_key] = cost_read[reserved_key] or tonumber(redis.call('HGET', reserved_key, '$_sum') or '0')
+          reserved_cost = cost_read[reserved_key] + (held_cost[reserved_key] or 0)
+        end
+        spent_read[key] = spent_read[key] or tonumber(redis.call('HGET', key, 'spent') or '0')
+        local spent = spent_read[key]
+        if spent + cost > cap then                                -- spent until the period ends
+          return {0, s, kind, cap, spent, tonumber(ends) - now, 1}
+        end
+        if spent + reserved_cost + cost > cap then                -- fits once requests in flight settle
+          return {0, s, kind, cap, spent + reserved_cost, 1000, 0}
+        end
+        local left = cap - spent - reserved_cost - cost           -- what is left once this one is in
+        if budget_state[1] < 0 or left < budget_state[2] then budget_state = {cap, left, tonumber(ends) - now} end
+      end
+    end
   end
 
   -- Phase 2: every scope admits it. Count it everywhere and report the tightest minute windows.
@@ -246,6 +283,10 @@ local function admit()
     expire(reserved_key, lease_until - now + MINUTE)              -- its reservation
     push(held, reserved_key, id, ARGV[ab + 3])                    -- (tokens, as sent)
     held_sum[reserved_key] = (held_sum[reserved_key] or 0) + tokens
+    if cost > 0 then                                              -- what it may cost, against budgets
+      push(held, reserved_key, '$' .. id, cost_s)
+      held_cost[reserved_key] = (held_cost[reserved_key] or 0) + cost
+    end
 
     local rpm = limit(p, 1)
     if rpm then
@@ -275,16 +316,17 @@ local function admit()
   end
   -- The token headers describe the tightest token window: the minute's bucket, or a day or month.
   if period_state[1] >= 0 and (tpm_state[1] < 0 or period_state[2] < tpm_state[2]) then tpm_state = period_state end
-  return {1, rpm_state[1], rpm_state[2], rpm_state[3], tpm_state[1], tpm_state[2], tpm_state[3]}
+  return {1, rpm_state[1], rpm_state[2], rpm_state[3], tpm_state[1], tpm_state[2], tpm_state[3],
+    budget_state[1], budget_state[2], budget_state[3]}
 end
 
 local results = {}
-ab = 2 + tonumber(ARGV[2]) * 5
+ab = 2 + tonumber(ARGV[2]) * LIMITS
 for n = 1, tonumber(ARGV[1]) do
   now_s = ARGV[ab + 1]
   now = tonumber(now_s)
   results[n] = admit()
-  ab = ab + 7 + tonumber(ARGV[ab + 7])
+  ab = ab + 8 + tonumber(ARGV[ab + 7])
 end
 
 -- The gathered writes, once per key.
@@ -298,6 +340,7 @@ for _, key in ipairs(order) do
   if held[key] then
     redis.call('HSET', key, unpack(held[key]))
     redis.call('HINCRBY', key, '_sum', int(held_sum[key]))
+    if held_cost[key] then redis.call('HINCRBY', key, '$_sum', int(held_cost[key])) end
   end
   redis.call('PEXPIRE', key, int(ttl_set[key]))
 end

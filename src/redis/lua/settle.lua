@@ -4,7 +4,8 @@
 --
 -- As in admit.lua, the batch's scopes (and the team's usage hashes) come once each, and a
 -- settlement names them by their place (from 1).
--- KEYS: six per scope of the batch as in admit.lua (rpm, tpm, day, month, inflight, reserved), then
+-- KEYS: six per scope of the batch as in admit.lua (rpm, tpm, day, month, inflight, reserved: each
+--       settlement gives back its tokens and its $<id> micro-dollars), then
 --       the team's usage hashes (one per admission day), then the team's settled set.
 -- ARGV: the number of settlements, the number of scopes, the number of usage hashes, then per
 --       scope its tokens-per-minute limit (-1: none); then per settlement: now, request id, tokens
@@ -86,6 +87,7 @@ local function settle()                                        -- the settlement
   local day_ttl, month_ttl = ARGV[ab + 5], ARGV[ab + 6]
   local scopes = tonumber(ARGV[ab + 7])
   local u = ab + 8 + scopes                                   -- the usage report's arguments (its hash's place at u)
+  local cost = tonumber(ARGV[u + 7])                          -- micro-dollars
 
   if redis.call('ZADD', settled_key, 'NX', ARGV[ab + 1], id) == 0 then
     return 0                                                  -- settled before: count nothing twice
@@ -102,6 +104,10 @@ local function settle()                                        -- the settlement
 
     add(day_key, 'used', used_tokens, day_ttl)                -- real usage in the periods
     add(month_key, 'used', used_tokens, month_ttl)
+    if cost > 0 then                                          -- and what it cost
+      add(day_key, 'spent', cost, day_ttl)
+      add(month_key, 'spent', cost, month_ttl)
+    end
 
     if ARGV[3 + p] ~= '-1' then                               -- the bucket gets back what was not used
       local tpm = tonumber(ARGV[3 + p])
@@ -148,17 +154,23 @@ end
 -- was not given back before) leaves the sum.
 for _, key in ipairs(returned_order) do
   local ids = returned[key]
-  local amounts = redis.call('HMGET', key, unpack(ids))
-  local held, total = {}, 0
+  local fields = {}                                            -- each id, then each id's $<id> (its micro-dollars)
   for i = 1, #ids do
+    fields[i] = ids[i]
+    fields[#ids + i] = '$' .. ids[i]
+  end
+  local amounts = redis.call('HMGET', key, unpack(fields))
+  local held, total, cost = {}, 0, 0
+  for i = 1, #fields do
     if amounts[i] then
-      held[#held + 1] = ids[i]
-      total = total + tonumber(amounts[i])
+      held[#held + 1] = fields[i]
+      if i <= #ids then total = total + tonumber(amounts[i]) else cost = cost + tonumber(amounts[i]) end
     end
   end
   if #held > 0 then
     redis.call('HDEL', key, unpack(held))
     if total ~= 0 then redis.call('HINCRBY', key, '_sum', int(0 - total)) end -- (never -0)
+    if cost ~= 0 then redis.call('HINCRBY', key, '$_sum', int(0 - cost)) end
   end
 end
 for _, key in ipairs(bucket_order) do
