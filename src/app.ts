@@ -42,7 +42,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const metrics = new Metrics({ defaultMetrics: true })
   // Requests to the proxied endpoints are counted as they close, like their log lines.
   const app = createHttp(config, logger, (request, status) => countRequest(metrics, upstreams.router, request, status))
-  const data = await openData(config, deps, app.log, now)
+  const data = await openData(config, deps, app.log, now, metrics)
   data.redis?.on('error', () => metrics.redisErrors.inc())
   const upstreams = openUpstreams(config, data, app.log)
   const scrapeNow = () => scrape(metrics, data, upstreams, now)

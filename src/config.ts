@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { intFromEnv, parseClusterNodes, parseTrustProxy, urlFromEnv, type Env } from './config/env.js'
 import { readConfigFile, type FileConfig, type ReadFile } from './config/file.js'
-import type { Config, GuardSettings, LogLevel } from './config/types.js'
+import type { AlertSettings, Config, GuardSettings, LogLevel } from './config/types.js'
 import { ConfigError } from './config/types.js'
 import { aliasesFrom, defaultUpstreamFrom, modelsFrom, upstreamsFrom, type Source } from './config/upstreams.js'
 
@@ -31,8 +31,9 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const defaultUpstream = defaultUpstreamFrom(source, upstreams)
   const models = modelsFrom(source, upstreams, defaultUpstream)
   const aliases = aliasesFrom(source, models, defaultUpstream)
+  const alerts = alertsFrom(source)
   if (problems.length > 0) throw new ConfigError(problems)
-  return { ...server, ...redis, guards, upstreams, defaultUpstream, models, aliases, ...fromFileOnly(file), configFile }
+  return { ...server, ...redis, guards, upstreams, defaultUpstream, models, aliases, alerts, ...fromFileOnly(file), configFile }
 }
 
 /** The listener, logging, body limit, drain and admin token. */
@@ -85,6 +86,16 @@ function redisFrom(env: Env, problems: string[]) {
     redisFailureMode: (failureMode === 'closed' ? 'closed' : 'open') as 'open' | 'closed',
     usageBufferMax: intFromEnv(env, 'USAGE_BUFFER_MAX', 100_000, 0, 100_000_000, problems),
   }
+}
+
+/** Webhook alerts: the file's settings, the secret from the file or from the variable it names. */
+function alertsFrom({ env, file, where, problems }: Source): AlertSettings | null {
+  const a = file.alerts
+  if (a === undefined) return null
+  const secret = a.secret ?? env[a.secret_env!]?.trim() ?? ''
+  if (secret.length < 16)
+    problems.push(`${where}: alerts.secret_env: environment variable ${a.secret_env} must hold at least 16 characters`)
+  return { webhookUrl: a.webhook_url, secret, thresholds: [...(a.thresholds ?? [0.5, 0.8, 1])].sort((x, y) => x - y) }
 }
 
 /** What only the file sets: model list caching, quota settings, key rotation, the teams it declares. */

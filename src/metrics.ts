@@ -195,6 +195,13 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly alerts = new Counter({
+    name: 'tollgate_alerts_total',
+    help: 'Webhook alert deliveries by outcome: delivered, retried (an attempt failed; another follows), failed (every attempt failed).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  })
+
   readonly redisErrors = new Counter({
     name: 'tollgate_redis_errors_total',
     help: 'Redis connection errors.',

@@ -1,8 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { MemoryAlertClaims, RedisAlertClaims } from '../alerts/claims.js'
+import { AlertNotifier } from '../alerts/notifier.js'
 import { RedisAudit } from '../audit/redis.js'
 import { ResilientAudit } from '../audit/resilient.js'
 import { NO_AUDIT, type AuditLog } from '../audit/types.js'
 import type { Config, TeamSeed } from '../config.js'
+import type { Metrics } from '../metrics.js'
 import { LeaseKeeper } from '../quota/leases.js'
 import { MemoryQuotas } from '../quota/memory.js'
 import { RedisQuotas } from '../quota/redis.js'
@@ -34,6 +37,8 @@ export interface Data {
   quotas: QuotaEngine
   leases: LeaseKeeper
   audit: AuditLog
+  /** Webhook alerts (config `alerts`), or null. */
+  alerts: AlertNotifier | null
   /** Keys looked up once and cached; every change anywhere drops them at once (pub/sub). */
   principals: PrincipalCache
   activity: KeyActivity
@@ -50,7 +55,7 @@ export interface Data {
  * audit trail that outlive an outage (resilient.ts) on the same connection, or memory quotas. The
  * config file's teams are created, or brought up to date, once the store answers.
  */
-export async function openData(config: Config, deps: DataDeps, log: FastifyBaseLogger, now: () => number): Promise<Data> {
+export async function openData(config: Config, deps: DataDeps, log: FastifyBaseLogger, now: () => number, metrics: Metrics): Promise<Data> {
   const ownStore = deps.store === undefined
   const store = deps.store ?? createStore(config, log)
   const redisStore = store instanceof RedisStore ? store : null
@@ -76,6 +81,15 @@ export async function openData(config: Config, deps: DataDeps, log: FastifyBaseL
   const quotas = deps.quotas ?? resilient ?? new MemoryQuotas()
   const leases = new LeaseKeeper(quotas, now, log)
   const activity = new KeyActivity(store, log)
+  const alerts = config.alerts
+    ? new AlertNotifier({
+        settings: config.alerts,
+        claims: redis ? new RedisAlertClaims(redis) : new MemoryAlertClaims(now),
+        quotas,
+        metrics,
+        log,
+      })
+    : null
   const principals = new PrincipalCache()
   store.onChange((change) => principals.invalidate(change))
 
@@ -97,11 +111,13 @@ export async function openData(config: Config, deps: DataDeps, log: FastifyBaseL
     quotas,
     leases,
     audit: audit ?? NO_AUDIT,
+    alerts,
     principals,
     activity,
     backlogs: resilient && audit ? () => ({ usage: resilient.backlog(), audit: audit.backlog() }) : null,
     localAdmissions: () => resilient?.localAdmissions ?? 0,
     close: async () => {
+      await alerts?.drained()
       leases.close()
       await activity.close()
       resilient?.close()

@@ -75,6 +75,7 @@ export async function registerRoutes(app: FastifyInstance, parts: RouteParts): P
       quotas: data.quotas,
       leases: data.leases,
       audit: data.audit,
+      alerts: data.alerts,
       now,
       completionReservation: config.quotas.completionReservation,
       guards: config.guards,

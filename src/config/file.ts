@@ -61,6 +61,21 @@ export const fileSchema = z.strictObject({
     .optional(),
   aliases: z.record(z.string().min(1), z.string().min(1)).optional(),
   models_cache_seconds: z.int().min(0).max(86_400).optional(),
+  alerts: z
+    .strictObject({
+      webhook_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+      /** The HMAC key, here or (better) in an environment variable named by secret_env. */
+      secret: z.string().min(16, { error: 'must be at least 16 characters' }).optional(),
+      secret_env: envVarName.optional(),
+      thresholds: z
+        .array(z.number().gt(0, { error: 'must be above 0' }).max(1, { error: 'must be at most 1' }))
+        .min(1)
+        .max(10)
+        .refine((t) => new Set(t).size === t.length, { error: 'must not repeat a threshold' })
+        .optional(),
+    })
+    .refine((a) => (a.secret === undefined) !== (a.secret_env === undefined), { error: 'give one of secret and secret_env' })
+    .optional(),
   quotas: z
     .strictObject({
       default_completion_tokens: z.int().min(1).max(10_000_000).optional(),

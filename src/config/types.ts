@@ -93,6 +93,14 @@ export interface GuardSettings {
   maxConnections: number
 }
 
+export interface AlertSettings {
+  webhookUrl: string
+  /** The HMAC-SHA256 key of the x-tollgate-signature header. */
+  secret: string
+  /** Shares of a limit (0 < t ≤ 1), ascending. */
+  thresholds: number[]
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
 export interface Config {
@@ -123,6 +131,8 @@ export interface Config {
   quotas: QuotaSettings
   guards: GuardSettings
   keys: { rotationGraceSeconds: number }
+  /** Webhook alerts when a team or key crosses a share of a day or month quota or budget; null: none. */
+  alerts: AlertSettings | null
   teams: TeamSeed[]
   /** The file the config came from, for the start-up log. */
   configFile: string | null

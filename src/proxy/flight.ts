@@ -1,3 +1,4 @@
+import type { AlertNotifier } from '../alerts/notifier.js'
 import type { AuditLog } from '../audit/types.js'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { GuardSettings } from '../config.js'
@@ -24,6 +25,8 @@ export interface ProxyOptions {
   quotas: QuotaEngine
   leases: LeaseKeeper
   audit: AuditLog
+  /** Webhook alerts, when configured. */
+  alerts: AlertNotifier | null
   now: () => number
   /** Completion tokens reserved when a request sets no max_tokens and its model has no default. */
   completionReservation: number

@@ -33,6 +33,9 @@ export function settleWhenClosed(f: Flight, ticket: Ticket): boolean {
     audit(f, status, usage, estimated, cost, now)
     const { key } = f.principal
     await opts.quotas.settle({ ticket, keyId: key.id, endUser: f.endUser, model: ctx.answeredBy!, usage, estimated, costMicros: cost, now })
+    opts.alerts
+      ?.afterSettle(f.principal, now)
+      .catch((err: unknown) => request.log.warn({ err: (err as Error).message }, 'could not check alert thresholds'))
   }
   const finish = () => {
     const { status, aborted } = outcome(request, reply)
