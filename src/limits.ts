@@ -5,6 +5,7 @@ import { toMicros, usd } from './spend.js'
  * Quota limits of a team (and, later, of a key within it). Absent means unlimited; in a PATCH,
  * null removes a limit. Enforcement lives in the quotas code; this is the contract and its checks.
  */
+/** Every limit; admit.lua reads a scope's limits in this order (quota/redis-calls.ts). */
 export const LIMIT_NAMES = [
   'requests_per_minute',
   'tokens_per_minute',

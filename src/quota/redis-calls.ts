@@ -1,4 +1,4 @@
-import type { LimitName, Limits } from '../limits.js'
+import { LIMIT_NAMES, type LimitName, type Limits } from '../limits.js'
 import type { CallSink } from '../redis/batch.js'
 import type { Arg } from '../redis/scripts.js'
 
@@ -14,15 +14,8 @@ const NONE = -1
  */
 const SETTLED_MARKER_MS = 6 * 3_600_000
 
-const ADMIT_LIMITS: readonly LimitName[] = [
-  'requests_per_minute',
-  'tokens_per_minute',
-  'tokens_per_day',
-  'tokens_per_month',
-  'concurrent_requests',
-  'usd_per_day',
-  'usd_per_month',
-]
+/** Every limit, in the order admit.lua reads a scope's limits. */
+const ADMIT_LIMITS: readonly LimitName[] = LIMIT_NAMES
 const SETTLE_LIMITS: readonly LimitName[] = ['tokens_per_minute']
 
 /**
