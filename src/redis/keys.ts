@@ -37,11 +37,6 @@ export class RedisKeys {
     this.authFailures = `${prefix}authfail:`
   }
 
-  /** A directory key: `teams`, `team:<id>`, `key:<id>`, … */
-  directory(suffix: string): string {
-    return this.dir + suffix
-  }
-
   /** A key of a team's quotas. */
   team(team: string, suffix: string): string {
     return `${this.prefix}{t:${team}}:${suffix}`

@@ -1,7 +1,7 @@
 import { Cluster } from 'ioredis'
 import type { AllowedModels } from '../access.js'
 import type { Limits } from '../limits.js'
-import { whenReady, type RedisClient } from '../redis/connection.js'
+import type { RedisClient } from '../redis/connection.js'
 import { RedisKeys } from '../redis/keys.js'
 import { scripts, type LuaScript } from '../redis/scripts.js'
 import type { Invalidation } from './principal-cache.js'
@@ -266,11 +266,6 @@ export class RedisStore implements Store {
   /** Connected and ready for commands. */
   get up(): boolean {
     return this.client.status === 'ready'
-  }
-
-  /** Resolves true once ready, or false after `timeoutMs`. */
-  ready(timeoutMs: number): Promise<boolean> {
-    return whenReady(this.client, timeoutMs)
   }
 
   async close(): Promise<void> {
