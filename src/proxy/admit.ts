@@ -4,7 +4,7 @@ import { fromStore } from '../errors.js'
 import { costMicros, type Price } from '../spend.js'
 import { fittingCompletion, tooLargeForQuota, wholeTokenLimit } from '../quota/fit.js'
 import { rateLimitHeaders, refusalError, scopesFor } from '../quota/http.js'
-import { utcDay, utcMonth } from '../quota/periods.js'
+import { utcDay, utcHour, utcMonth } from '../quota/periods.js'
 import type { AdmitResult, Scope, Ticket, Usage } from '../quota/types.js'
 import { applyDefaults } from '../upstream/router.js'
 import { reservationTokens } from '../usage/estimate.js'
@@ -47,7 +47,11 @@ export async function admit(f: Flight): Promise<Ticket> {
   const ask = () => fromStore(opts.quotas.admit({ team, requestId, scopes, tokens, cost, now: started }))
   let admitted: AdmitResult =
     scopes.length === 0
-      ? { ok: true, rate: {}, ticket: { team, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started) } }
+      ? {
+          ok: true,
+          rate: {},
+          ticket: { team, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started), hour: utcHour(started) },
+        }
       : await ask()
   if (!admitted.ok && asked == null && endpoint.name !== 'embeddings') {
     // The gateway's own default max_tokens does not fit what the quota has left: lower it.

@@ -1,5 +1,5 @@
 import { checkScope, ScopeState, type Lease } from './memory-scope.js'
-import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
+import { daysBetween, dayEnd, monthEnd, utcDay, utcHour, utcMonth } from './periods.js'
 import { aggregateUsage, USAGE_METRICS, usageField } from './report.js'
 import { describeStatus } from './status.js'
 import {
@@ -39,8 +39,10 @@ type HeldTicket = Ticket & { [LEASES]?: Lease[] }
 export class MemoryQuotas implements QuotaEngine {
   /** team → scope id → its state: two lookups, no key string made per request. */
   private readonly teams = new Map<string, Map<string, ScopeState>>()
-  /** team → day → key and model → [requests, prompt, completion, total, estimated] */
+  /** team → day → key and model → [requests, prompt, completion, total, estimated, cost] */
   private readonly usageByDay = new Map<string, Map<string, Map<string, number[]>>>()
+  /** The same per hour: team → day → hour, key and model → counters. */
+  private readonly usageByHour = new Map<string, Map<string, Map<string, number[]>>>()
 
   private state(team: string, scopeId: string): ScopeState {
     let scopes = this.teams.get(team)
@@ -114,6 +116,7 @@ export class MemoryQuotas implements QuotaEngine {
       cost: a.cost ?? 0,
       day: utcDay(a.now),
       month: utcMonth(a.now),
+      hour: utcHour(a.now),
       [LEASES]: leases,
     }
     return { ok: true, rate, ticket }
@@ -143,20 +146,27 @@ export class MemoryQuotas implements QuotaEngine {
       const tpm = scope.limits.tokens_per_minute
       if (tpm !== undefined) state.level = Math.min(tpm, state.bucket(tpm, s.now) + ticket.tokens - usage.total_tokens)
     }
-    let days = this.usageByDay.get(ticket.team)
-    if (!days) this.usageByDay.set(ticket.team, (days = new Map()))
-    let fields = days.get(ticket.day)
-    if (!fields) days.set(ticket.day, (fields = new Map()))
-    // One row of counters per key and model (in USAGE_METRICS order), named as fields only when read.
+    // One row of counters per key and model (in USAGE_METRICS order), named as fields only when
+    // read; per day, and per hour of the day (its fields led by the hour).
     const base = usageField(s.keyId, s.model, s.endUser)
-    let row = fields.get(base)
-    if (!row) fields.set(base, (row = [0, 0, 0, 0, 0, 0]))
-    row[0]! += 1
-    row[1]! += usage.prompt_tokens
-    row[2]! += usage.completion_tokens
-    row[3]! += usage.total_tokens
-    row[4]! += s.estimated ? 1 : 0
-    row[5]! += s.costMicros ?? 0
+    const hour = ticket.hour ?? utcHour(s.now)
+    for (const [byDay, field] of [
+      [this.usageByDay, base],
+      [this.usageByHour, `${hour}\t${base}`],
+    ] as const) {
+      let days = byDay.get(ticket.team)
+      if (!days) byDay.set(ticket.team, (days = new Map()))
+      let fields = days.get(ticket.day)
+      if (!fields) days.set(ticket.day, (fields = new Map()))
+      let row = fields.get(field)
+      if (!row) fields.set(field, (row = [0, 0, 0, 0, 0, 0]))
+      row[0]! += 1
+      row[1]! += usage.prompt_tokens
+      row[2]! += usage.completion_tokens
+      row[3]! += usage.total_tokens
+      row[4]! += s.estimated ? 1 : 0
+      row[5]! += s.costMicros ?? 0
+    }
   }
 
   async renew(tickets: Ticket[], now: number): Promise<void> {
@@ -194,9 +204,10 @@ export class MemoryQuotas implements QuotaEngine {
 
   async usage(q: UsageQuery): Promise<UsageRow[]> {
     const sources: { team: string; day: string; fields: Iterable<[string, number]> }[] = []
+    const byDay = q.groupBy.includes('hour') ? this.usageByHour : this.usageByDay
     for (const team of q.teams) {
       for (const day of daysBetween(q.from, q.to)) {
-        const rows = this.usageByDay.get(team)?.get(day)
+        const rows = byDay.get(team)?.get(day)
         if (rows) sources.push({ team, day, fields: asFields(rows) })
       }
     }

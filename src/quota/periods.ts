@@ -35,6 +35,11 @@ export function utcDay(ms: number): string {
   return day(ms).day
 }
 
+/** The UTC hour of a time, as `HH`. */
+export function utcHour(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 13)
+}
+
 export function utcMonth(ms: number): string {
   return day(ms).month
 }

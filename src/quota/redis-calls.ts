@@ -65,7 +65,7 @@ export class AdmitCalls implements CallSink {
 /** A batch of settlements (settle.lua): its scopes and usage hashes once, then each settlement and its marker. */
 export class SettleCalls implements CallSink {
   readonly scopes = new ScopeTable(SETTLE_LIMITS)
-  /** The admission days of the batch's usage hashes, and the hashes. */
+  /** The admission days of the batch's usage hashes, and the hashes (each day's, then its hourly one). */
   private readonly usageDays: string[] = []
   private readonly usageKeys: string[] = []
   /** The batch's team (a batch holds one team's calls). */
@@ -81,13 +81,16 @@ export class SettleCalls implements CallSink {
     private readonly takeAnswered: (team: string) => string[],
   ) {}
 
-  /** The place of the team's usage hash of a day, from 1; `key` makes its name the first time. */
-  usage(day: string, key: () => string): number {
+  /**
+   * The place of the team's usage hash of a day, from 1 (its hourly hash follows it); `keys` makes
+   * their names the first time.
+   */
+  usage(day: string, keys: () => [string, string]): number {
     const known = this.usageDays.indexOf(day)
-    if (known >= 0) return known + 1
+    if (known >= 0) return known * 2 + 1
     this.usageDays.push(day)
-    this.usageKeys.push(key())
-    return this.usageDays.length
+    this.usageKeys.push(...keys())
+    return this.usageKeys.length - 1
   }
 
   encode(calls: number) {

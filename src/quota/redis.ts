@@ -3,9 +3,9 @@ import { BatchedScript } from '../redis/batch.js'
 import type { RedisClient } from '../redis/connection.js'
 import { RedisKeys } from '../redis/keys.js'
 import { LuaScript } from '../redis/scripts.js'
-import { daysBetween, dayEnd, monthEnd, utcDay, utcMonth } from './periods.js'
+import { daysBetween, dayEnd, monthEnd, utcDay, utcHour, utcMonth } from './periods.js'
 import { AdmitCalls, SettleCalls } from './redis-calls.js'
-import { aggregateUsage, usageField } from './report.js'
+import { aggregateUsage, HOURLY_RETENTION_DAYS, usageField } from './report.js'
 import { describeStatus, refill } from './status.js'
 import {
   LEASE_MS,
@@ -124,7 +124,16 @@ export class RedisQuotas implements QuotaEngine {
       return {
         ok: true,
         rate,
-        ticket: { team: a.team, requestId: a.requestId, scopes: a.scopes, tokens: a.tokens, cost: a.cost ?? 0, day, month },
+        ticket: {
+          team: a.team,
+          requestId: a.requestId,
+          scopes: a.scopes,
+          tokens: a.tokens,
+          cost: a.cost ?? 0,
+          day,
+          month,
+          hour: utcHour(a.now),
+        },
       }
     }
     const [, index, kind, limit, used, retry, final] = reply
@@ -167,7 +176,10 @@ export class RedisQuotas implements QuotaEngine {
       for (const scope of ticket.scopes)
         args.push(batch.scopes.place(this.scopeKeys(ticket.team, scope, ticket.day, ticket.month), scope.limits))
       args.push(
-        batch.usage(ticket.day, () => this.teamKey(ticket.team, `usage:${ticket.day}`)),
+        batch.usage(ticket.day, () => [
+          this.teamKey(ticket.team, `usage:${ticket.day}`),
+          this.teamKey(ticket.team, `usage:${ticket.day}:h`),
+        ]),
         usageField(s.keyId, s.model, s.endUser),
         usage.prompt_tokens,
         usage.completion_tokens,
@@ -175,6 +187,8 @@ export class RedisQuotas implements QuotaEngine {
         s.estimated ? 1 : 0,
         ttl(admittedAt + this.retentionMs),
         s.costMicros ?? 0,
+        ticket.hour ?? utcHour(s.now),
+        ttl(admittedAt + Math.min(this.retentionMs, HOURLY_RETENTION_DAYS * DAY_MS)),
       )
       batch.team = ticket.team
     })
@@ -304,7 +318,8 @@ export class RedisQuotas implements QuotaEngine {
     const sources = await Promise.all(
       q.teams.map(async (team) => {
         const pipeline = this.client.pipeline()
-        for (const day of days) pipeline.hgetall(this.teamKey(team, `usage:${day}`))
+        const suffix = q.groupBy.includes('hour') ? ':h' : ''
+        for (const day of days) pipeline.hgetall(this.teamKey(team, `usage:${day}${suffix}`))
         const results = (await pipeline.exec()) ?? []
         return results.map(([err, value], i) => {
           if (err) throw err

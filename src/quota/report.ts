@@ -6,7 +6,13 @@ import type { UsageQuery, UsageRow } from './types.js'
  * `<key id>\t<model>\t<end user>\t<metric>` for a request that named its end user (percent-encoded,
  * so no tab of its own splits the name), metric one of r (requests), p (prompt tokens),
  * c (completion tokens), t (total tokens), e (estimated requests), u (cost in micro-dollars).
+ * The same counters per hour are kept apart (a hash per team and day whose fields are led by the
+ * UTC hour, `<HH>\t<key id>\t…`), for HOURLY_RETENTION_DAYS: a report by day never reads them.
  */
+
+/** How long the hourly counters are kept; a report by hour covers at most MAX_HOURLY_DAYS. */
+export const HOURLY_RETENTION_DAYS = 35
+export const MAX_HOURLY_DAYS = 31
 
 export const usageField = (keyId: string, model: string, endUser?: string | null) =>
   endUser ? `${keyId}\t${model}\t${encodeURIComponent(endUser)}\t` : `${keyId}\t${model}\t`
@@ -24,12 +30,17 @@ const METRICS: Record<string, keyof UsageRow> = {
   u: 'cost_usd',
 } satisfies Record<(typeof USAGE_METRICS)[number], keyof UsageRow>
 
-/** Sums the counters of each (team, day) into rows grouped as the query asks, filtered by key and model. */
+/**
+ * Sums the counters of each (team, day) into rows grouped as the query asks, filtered by key and
+ * model. Grouped by hour, the sources are the hourly counters.
+ */
 export function aggregateUsage(sources: { team: string; day: string; fields: Iterable<[string, number]> }[], q: UsageQuery): UsageRow[] {
   const rows = new Map<string, UsageRow>()
+  const hourly = q.groupBy.includes('hour')
   for (const { team, day, fields } of sources) {
     for (const [field, value] of fields) {
       const parts = field.split('\t')
+      const hour = hourly ? `${day}T${parts.shift()}` : undefined
       const [key, model] = parts
       const metric = parts[parts.length - 1]
       const column = metric === undefined ? undefined : METRICS[metric]
@@ -41,6 +52,7 @@ export function aggregateUsage(sources: { team: string; day: string; fields: Ite
       const group = {
         team,
         ...(q.groupBy.includes('day') ? { day } : {}),
+        ...(hour !== undefined ? { hour } : {}),
         ...(q.groupBy.includes('model') ? { model } : {}),
         ...(q.groupBy.includes('key') ? { key } : {}),
         ...(q.groupBy.includes('end_user') ? { end_user: endUser } : {}),
@@ -57,6 +69,8 @@ export function aggregateUsage(sources: { team: string; day: string; fields: Ite
   }
   for (const row of rows.values()) row.cost_usd = toUsd(row.cost_usd)
   return [...rows.values()].sort((a, b) =>
-    JSON.stringify([a.team, a.day, a.model, a.key, a.end_user]).localeCompare(JSON.stringify([b.team, b.day, b.model, b.key, b.end_user])),
+    JSON.stringify([a.team, a.day, a.hour, a.model, a.key, a.end_user]).localeCompare(
+      JSON.stringify([b.team, b.day, b.hour, b.model, b.key, b.end_user]),
+    ),
   )
 }

@@ -40,6 +40,8 @@ export interface Ticket {
   /** UTC day and month of admission; usage and quota periods are counted in them. */
   day: string
   month: string
+  /** UTC hour of admission (`HH`), for the hourly usage report; by default the settlement's. */
+  hour?: string
 }
 
 export type LimitKind = 'requests' | 'tokens' | 'tokens_per_day' | 'tokens_per_month' | 'usd_per_day' | 'usd_per_month' | 'concurrency'
@@ -121,12 +123,14 @@ export interface UsageQuery {
 }
 
 /** What usage rows can be grouped by, besides their team. */
-export const USAGE_GROUPS = ['day', 'model', 'key', 'end_user'] as const
+export const USAGE_GROUPS = ['day', 'hour', 'model', 'key', 'end_user'] as const
 export type UsageGroup = (typeof USAGE_GROUPS)[number]
 
 export interface UsageRow {
   team: string
   day?: string
+  /** The UTC hour, `YYYY-MM-DDTHH` (grouped by hour). */
+  hour?: string
   model?: string
   key?: string
   /** The end user; '' for requests that named none. */

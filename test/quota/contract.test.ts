@@ -334,6 +334,12 @@ describe.each([
       ['2026-03-10', 2, 50],
       ['2026-03-11', 1, 20],
     ])
+    // Per hour, in the hour each was admitted (not the one it settled in).
+    const byHour = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: ['hour'] })
+    expect(byHour.map((r) => [r.hour, r.requests, r.total_tokens])).toEqual([
+      ['2026-03-10T23', 2, 50],
+      ['2026-03-11T00', 1, 20],
+    ])
     expect((await q.status('ml', s, T0 + 43_200_001)).team?.tokens_per_day).toMatchObject({ used: 20, in_flight: 0 })
   })
 
@@ -361,6 +367,11 @@ describe.each([
       ['2026-03-10', 'a', 100],
       ['2026-03-10', 'b', 50],
       ['2026-03-11', 'a', 7],
+    ])
+    const byHourModel = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-11', groupBy: ['hour', 'model'], key: 'key_1' })
+    expect(byHourModel.map((r) => [r.hour, r.model, r.requests, r.total_tokens])).toEqual([
+      ['2026-03-10T12', 'a', 1, 100],
+      ['2026-03-11T12', 'a', 1, 7],
     ])
     const filtered = await q.usage({ teams: ['ml'], from: '2026-03-10', to: '2026-03-10', key: 'key_2', groupBy: ['key'] })
     expect(filtered).toEqual([

@@ -60,6 +60,8 @@ describe('keys written by the Redis quota scripts', () => {
       ...perScope('key:key_1'),
       // (each scope's in-flight set is empty again, so gone)
       '{t:ml}:usage:2026-03-10': near(400 * DAY - 12 * HOUR - 1_000),
+      // the hourly counters are kept for 35 days
+      '{t:ml}:usage:2026-03-10:h': near(35 * DAY - 12 * HOUR - 1_000),
       // (r1's reply came, so the second settlement took it out; r2 waits for the next one)
       '{t:ml}:settled': near(6 * HOUR),
     })
@@ -72,6 +74,14 @@ describe('keys written by the Redis quota scripts', () => {
       'key_1\tm\tc': '50',
       'key_1\tm\tt': '100',
       'key_1\tm\te': '1',
+    })
+    // The same per hour of admission (12 UTC).
+    expect(await redis.client.hgetall(`${prefix}{t:ml}:usage:2026-03-10:h`)).toEqual({
+      '12\tkey_1\tm\tr': '2',
+      '12\tkey_1\tm\tp': '50',
+      '12\tkey_1\tm\tc': '50',
+      '12\tkey_1\tm\tt': '100',
+      '12\tkey_1\tm\te': '1',
     })
     expect(await redis.client.hget(`${prefix}{t:ml}:team:d:2026-03-10`, 'used')).toBe('100')
   })
@@ -242,12 +252,12 @@ describe('the scripts, sent alone or batched', () => {
       // The first admission and the first settlement go alone; the other 31 of each in one call.
       // Admission: EVALSHA, sha, key count, the scope's 6 keys, count, scopes, its 7 limits, then
       // per admission 7 values, its scope's place and its cost. Settlement: the same 6 keys, one usage hash
-      // and the team's settled set; count, scopes, hashes, the scope's tpm limit, then per
-      // settlement 7 values, its scope's place, its hash's place and 7 usage values; then how long
+      // and its hourly one, and the team's settled set; count, scopes, hashes, the scope's tpm limit, then per
+      // settlement 7 values, its scope's place, its hash's place and 9 usage values; then how long
       // the set remembers. (The lone first settlement's id, answered, goes with the team's next
       // batch: its reply came after this one went out.)
       const admissions = 3 + 6 + 2 + 7 + 31 * (7 + 1 + 1)
-      const settlements = 3 + 6 + 1 + 1 + 3 + 1 + 31 * (7 + 1 + 1 + 7) + 1
+      const settlements = 3 + 6 + 2 + 1 + 3 + 1 + 31 * (7 + 1 + 1 + 9) + 1
       expect(sizes.slice(-2)).toEqual([admissions, settlements].sort((a, b) => a - b))
     } finally {
       await redis.client.config('SET', 'slowlog-log-slower-than', '10000')

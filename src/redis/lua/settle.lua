@@ -6,12 +6,14 @@
 -- settlement names them by their place (from 1).
 -- KEYS: six per scope of the batch as in admit.lua (rpm, tpm, day, month, inflight, reserved: each
 --       settlement gives back its tokens and its $<id> micro-dollars), then
---       the team's usage hashes (one per admission day), then the team's settled set.
+--       the team's usage hashes (per admission day: the day's, then its hourly one, whose fields
+--       are led by the hour), then the team's settled set.
 -- ARGV: the number of settlements, the number of scopes, the number of usage hashes, then per
 --       scope its tokens-per-minute limit (-1: none); then per settlement: now, request id, tokens
 --       reserved, tokens used, day key TTL, month key TTL (ms), scope count, the place of each of
 --       its scopes, the place of its usage hash, then the usage field prefix (`<key id>\t<model>\t`),
---       prompt, completion, total, estimated (0/1), usage key TTL (ms), cost (micro-dollars); then
+--       prompt, completion, total, estimated (0/1), usage key TTL (ms), cost (micro-dollars), the
+--       UTC hour of admission (`HH`), the hourly usage key's TTL (ms); then
 --       how long a settlement
 --       is remembered (ms), and the request ids of earlier settlements whose replies came. TTLs are
 --       relative: the clock is the gateway's.
@@ -138,6 +140,15 @@ local function settle()                                        -- the settlement
   add(usage_key, names[4], tonumber(ARGV[u + 4]))
   if ARGV[u + 5] ~= '0' then add(usage_key, names[5], tonumber(ARGV[u + 5])) end -- (absent reads as 0)
   if ARGV[u + 7] ~= '0' then add(usage_key, names[6], tonumber(ARGV[u + 7])) end
+
+  local hour_key = KEYS[scope_count * 6 + tonumber(ARGV[u]) + 1] -- the same counters for the hour
+  names = usage_fields(ARGV[u + 8] .. '\t' .. ARGV[u + 1])
+  add(hour_key, names[1], 1, ARGV[u + 9])
+  add(hour_key, names[2], tonumber(ARGV[u + 2]))
+  add(hour_key, names[3], tonumber(ARGV[u + 3]))
+  add(hour_key, names[4], tonumber(ARGV[u + 4]))
+  if ARGV[u + 5] ~= '0' then add(hour_key, names[5], tonumber(ARGV[u + 5])) end
+  if ARGV[u + 7] ~= '0' then add(hour_key, names[6], tonumber(ARGV[u + 7])) end
   return 1
 end
 
@@ -147,7 +158,7 @@ local last_now = 0
 for n = 1, tonumber(ARGV[1]) do
   results[n] = settle()
   last_now = tonumber(ARGV[ab + 1])
-  ab = ab + 8 + tonumber(ARGV[ab + 7]) + 7
+  ab = ab + 8 + tonumber(ARGV[ab + 7]) + 9
 end
 
 -- The gathered writes. Reservations first: each one still held (its lease did not lapse, and it
