@@ -4,12 +4,13 @@
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# 1. Build: full dependencies, compile TypeScript to dist/.
+# 1. Build: full dependencies, compile TypeScript to dist/ and bundle the web console into dist/web.
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 RUN npm ci --ignore-scripts
 COPY src ./src
+COPY web ./web
 RUN npm run build
 
 # 2. Runtime dependencies only.

@@ -19,7 +19,7 @@ export const USAGE = `Usage: tollgate <command>
   keys rotate <key-id> [--grace-seconds N]
   keys revoke <key-id>
   usage [--team ID] [--key KEY-ID] [--model NAME] [--end-user ID] [--from YYYY-MM-DD] [--to YYYY-MM-DD]
-        [--group-by day,model,key,end_user] [--format json|csv]
+        [--group-by day,hour,model,key,end_user] [--format json|csv]
 
 Environment: TOLLGATE_URL (default http://127.0.0.1:8080), ADMIN_TOKEN (required).
 --limits takes JSON, e.g. '{"requests_per_minute":100,"tokens_per_day":2000000}'; null removes one.

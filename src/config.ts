@@ -10,7 +10,7 @@ import { aliasesFrom, defaultUpstreamFrom, modelsFrom, upstreamsFrom, type Sourc
  * upstreams, models, aliases and per-model defaults. loadConfig either returns a complete Config
  * or throws one ConfigError that names every problem; the gateway never starts half-configured.
  * Its parts: the server, its guards, Redis, the upstreams and models (config/upstreams.ts), and
- * what the file alone says (quotas, keys, teams).
+ * what the file alone says (quotas, keys, console, teams).
  */
 
 export * from './config/types.js'
@@ -109,6 +109,7 @@ function fromFileOnly(file: FileConfig) {
       authFailuresPerMinute: file.quotas?.auth_failures_per_minute ?? 30,
     },
     keys: { rotationGraceSeconds: file.keys?.rotation_grace_seconds ?? 86_400 },
+    console: { sessionSeconds: file.console?.session_seconds ?? 8 * 3_600 },
     teams: Object.entries(file.teams ?? {}).map(([id, t]) => ({
       id,
       ...(t.name !== undefined ? { name: t.name } : {}),

@@ -41,6 +41,10 @@ export const ERRORS = {
   invalid_api_key: { status: 401, types: ['invalid_request_error'] },
   invalid_admin_token: { status: 401, types: ['invalid_request_error'] },
   auth_rate_limited: { status: 429, types: ['requests'] },
+  invalid_sign_in: { status: 401, types: ['invalid_request_error'] },
+  invalid_session: { status: 401, types: ['invalid_request_error'] },
+  csrf_token_invalid: { status: 403, types: ['permission_error'] },
+  admin_only: { status: 403, types: ['permission_error'] },
   // Access and limits
   model_not_allowed: { status: 403, types: ['permission_error'] },
   rate_limit_exceeded: { status: 429, types: ['requests', 'tokens'] },

@@ -5,6 +5,7 @@ import { RedisAudit } from '../audit/redis.js'
 import { ResilientAudit } from '../audit/resilient.js'
 import { NO_AUDIT, type AuditLog } from '../audit/types.js'
 import type { Config, TeamSeed } from '../config.js'
+import { MemorySessions, RedisSessions, type SessionStore } from '../console/sessions.js'
 import type { Metrics } from '../metrics.js'
 import { LeaseKeeper } from '../quota/leases.js'
 import { MemoryQuotas } from '../quota/memory.js'
@@ -37,6 +38,8 @@ export interface Data {
   quotas: QuotaEngine
   leases: LeaseKeeper
   audit: AuditLog
+  /** The web console's sessions: in Redis with a Redis store, so every instance knows them. */
+  sessions: SessionStore
   /** Webhook alerts (config `alerts`), or null. */
   alerts: AlertNotifier | null
   /** Keys looked up once and cached; every change anywhere drops them at once (pub/sub). */
@@ -112,6 +115,7 @@ export async function openData(config: Config, deps: DataDeps, log: FastifyBaseL
     leases,
     audit: audit ?? NO_AUDIT,
     alerts,
+    sessions: redis ? new RedisSessions(redis) : new MemorySessions(),
     principals,
     activity,
     backlogs: resilient && audit ? () => ({ usage: resilient.backlog(), audit: audit.backlog() }) : null,

@@ -1,6 +1,8 @@
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
+import { ConsoleAuth } from '../console/auth.js'
+import { consoleRoutes } from '../console/routes.js'
 import type { Metrics } from '../metrics.js'
 import { clientAuth } from '../plugins/client-auth.js'
 import { proxyRoutes } from '../proxy/route.js'
@@ -24,7 +26,8 @@ export interface RouteParts {
 
 /**
  * Every route: /healthz and /readyz; /v1 behind client-key authentication (the proxied endpoints,
- * models, the key's own usage); /metrics unless it has a port of its own; /admin with an admin token.
+ * models, the key's own usage); /metrics unless it has a port of its own; the web console
+ * (/console); /admin with an admin token or an admin's console session.
  */
 export async function registerRoutes(app: FastifyInstance, parts: RouteParts): Promise<void> {
   const { config, data, upstreams, metrics, now } = parts
@@ -89,7 +92,18 @@ export async function registerRoutes(app: FastifyInstance, parts: RouteParts): P
       return reply.header('content-type', metrics.registry.contentType).send(text)
     })
   }
-  if (config.adminToken === null) app.log.warn('no ADMIN_TOKEN: the admin API (/admin) is off and its routes answer 404')
+  const sessions = data.sessions
+  await app.register(consoleRoutes, {
+    store,
+    quotas: data.quotas,
+    sessions,
+    adminToken: config.adminToken,
+    now,
+    sessionSeconds: config.console.sessionSeconds,
+    failures: adminFailures,
+    onLimited,
+  })
+  if (config.adminToken === null) app.log.warn('no ADMIN_TOKEN: the admin API (/admin) and admin console are off; /admin answers 404')
   else {
     await app.register(adminRoutes, {
       store,
@@ -99,6 +113,8 @@ export async function registerRoutes(app: FastifyInstance, parts: RouteParts): P
       rotationGraceSeconds: config.keys.rotationGraceSeconds,
       failures: adminFailures,
       onLimited,
+      console: new ConsoleAuth({ sessions, store, adminToken: config.adminToken, now }),
+      upstreams: { clients: upstreams.clients, pools: upstreams.pools },
     })
   }
 }

@@ -93,6 +93,15 @@ export const fileSchema = z.strictObject({
         .optional(),
     })
     .optional(),
+  console: z
+    .strictObject({
+      session_seconds: z
+        .int()
+        .min(60)
+        .max(7 * 86_400)
+        .optional(),
+    })
+    .optional(),
   teams: z
     .record(
       z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'team ids are 1 to 64 letters, digits, ".", "_" or "-"' }),

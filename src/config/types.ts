@@ -131,6 +131,8 @@ export interface Config {
   quotas: QuotaSettings
   guards: GuardSettings
   keys: { rotationGraceSeconds: number }
+  /** The web console: how long a sign-in lasts. */
+  console: { sessionSeconds: number }
   /** Webhook alerts when a team or key crosses a share of a day or month quota or budget; null: none. */
   alerts: AlertSettings | null
   teams: TeamSeed[]

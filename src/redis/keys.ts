@@ -13,13 +13,15 @@
  *   quotas (quota/redis.ts), tag {t:<team>}:
  *     <prefix>{t:<team>}:<scope>:rpm|tpm|inflight|reserved
  *     <prefix>{t:<team>}:<scope>:d:<YYYY-MM-DD>   <prefix>{t:<team>}:<scope>:m:<YYYY-MM>
- *     <prefix>{t:<team>}:usage:<YYYY-MM-DD>        usage counters (quota/report.ts)
+ *     <prefix>{t:<team>}:usage:<YYYY-MM-DD>[:h]    usage counters, per day [and per hour] (quota/report.ts)
  *     <prefix>{t:<team>}:settled                   settlements not yet answered (settle.lua)
  *   upstream key pools (upstream/key-pool.ts), tag {u:<upstream>}:
  *     <prefix>{u:<upstream>}:cool|refused         cooldowns and refusals, by key fingerprint
  *     <prefix>{u:<upstream>}:key:<fp>:rpm         a key's one-minute request log
  *   audit (audit/redis.ts):
  *     <prefix>audit                               the audit stream (capped)
+ *   web console sessions (console/sessions.ts):
+ *     <prefix>session:<sha256 of the cookie's id>  JSON, expiring with the session
  *   failed authentications (@fastify/rate-limit):
  *     <prefix>authfail:<ip>
  */
@@ -40,6 +42,11 @@ export class RedisKeys {
   /** A key of a team's quotas. */
   team(team: string, suffix: string): string {
     return `${this.prefix}{t:${team}}:${suffix}`
+  }
+
+  /** A console session, by the digest of its id. */
+  session(digest: string): string {
+    return `${this.prefix}session:${digest}`
   }
 
   /** A key of an upstream's key pool. */

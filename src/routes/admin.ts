@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import { ConsoleAuth, checkCsrf } from '../console/auth.js'
 import { GatewayError, invalidRequest, fromStore } from '../errors.js'
 import { bearerToken, generateClientKey, generateKeyId, hashClientKey, keyHint, secretsEqual } from '../keys.js'
 import { mergeLimits } from '../limits.js'
@@ -15,11 +16,13 @@ import {
   patchTeamBody,
   rotateKeyBody,
 } from './admin-bodies.js'
+import { upstreamRoutes, type UpstreamsView } from './upstreams.js'
 import { adminUsageRoute, quotaView } from './usage.js'
 
 /**
- * The admin API, behind `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time). It is
- * only registered when ADMIN_TOKEN is set; without it every /admin route answers 404.
+ * The admin API, behind `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time), or the
+ * web console's admin session cookie with its CSRF token. It is only registered when ADMIN_TOKEN
+ * is set; without it every /admin route answers 404.
  */
 
 export interface AdminOptions {
@@ -32,6 +35,10 @@ export interface AdminOptions {
   /** Failed admin authentications per address (client-auth.ts has the client keys'). */
   failures: FailureLimiter
   onLimited?: () => void
+  /** The web console's sessions, which stand in for the bearer token (the console's own pages). */
+  console?: ConsoleAuth
+  /** The upstreams' clients and key pools (GET /admin/upstreams). */
+  upstreams: UpstreamsView
 }
 
 const teamView = (team: Team) => ({ object: 'team' as const, ...team })
@@ -80,7 +87,7 @@ const keyNotFound = (id: string) => new GatewayError('key_not_found', `No key wi
 
 /** /admin: the admin token checked on every route, then the team, key and usage routes. */
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, options) => {
-  const { store, quotas, adminToken, now, failures, onLimited } = options
+  const { store, quotas, adminToken, now, failures, onLimited, console } = options
   // Wrong admin tokens count as failed authentications of the address (apart from wrong client
   // keys): past the limit, the address gets 429s, even with the right token, until the window passes.
   app.addHook('onRequest', async (request) => {
@@ -90,6 +97,13 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, options
       throw locked
     }
     const token = bearerToken(request.headers.authorization)
+    // The console's pages: an admin session, and the session's CSRF token on every change.
+    if (token === null && console && ConsoleAuth.sessionId(request) !== null) {
+      const session = await console.require(request)
+      if (session.role !== 'admin') throw new GatewayError('admin_only', "A client key's console session cannot use the admin API.")
+      checkCsrf(request, session)
+      return
+    }
     if (token === null || !secretsEqual(token, adminToken)) {
       await failures(request).catch(() => undefined)
       throw new GatewayError('invalid_admin_token', 'A valid admin token is required: Authorization: Bearer $ADMIN_TOKEN.')
@@ -99,6 +113,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, options
   await app.register(teamRoutes, options)
   await app.register(keyRoutes, options)
   await app.register(adminUsageRoute, { store, quotas, now })
+  await app.register(upstreamRoutes, { ...options.upstreams, now })
 }
 
 /** Teams: create, list, read (with each limit's use), patch, delete. */
@@ -126,7 +141,17 @@ const teamRoutes: FastifyPluginAsync<AdminOptions> = async (app, { store, quotas
     return reply.code(201).send(teamView(team))
   })
 
-  app.get('/admin/teams', async () => ({ object: 'list', data: (await fromStore(store.listTeams())).map(teamView) }))
+  // ?include=quota: each team with its limits' current use (the console's list, in one request).
+  app.get<{ Querystring: { include?: string } }>('/admin/teams', async (request) => {
+    const include = request.query.include
+    if (include !== undefined && include !== 'quota') {
+      throw invalidRequest("Invalid query: include: must be 'quota'", 'include', 'invalid_value')
+    }
+    const teams = await fromStore(store.listTeams())
+    if (include === undefined) return { object: 'list', data: teams.map(teamView) }
+    const at = now()
+    return { object: 'list', data: await Promise.all(teams.map(async (t) => ({ ...teamView(t), quota: await quotaView(quotas, t, at) }))) }
+  })
 
   app.get<{ Params: { id: string } }>('/admin/teams/:id', async (request) => {
     const team = await fromStore(store.getTeam(request.params.id))

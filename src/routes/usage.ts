@@ -1,8 +1,9 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { GatewayError, invalidRequest, fromStore } from '../errors.js'
 import { allScopes } from '../quota/http.js'
 import { utcDay } from '../quota/periods.js'
+import { MAX_HOURLY_DAYS } from '../quota/report.js'
 import { USAGE_GROUPS, type QuotaEngine, type UsageGroup, type UsageRow } from '../quota/types.js'
 import type { Principal, Store, Team } from '../store/types.js'
 import { describeIssues, firstIssuePath } from '../validation.js'
@@ -34,8 +35,8 @@ const usageQuery = z.strictObject({
   to: day.optional(),
   group_by: z
     .string()
-    .regex(/^((team|day|model|key|end_user)(,(team|day|model|key|end_user))*)?$/, {
-      error: 'must be a comma-separated list of team, day, model, key, end_user',
+    .regex(/^((team|day|hour|model|key|end_user)(,(team|day|hour|model|key|end_user))*)?$/, {
+      error: 'must be a comma-separated list of team, day, hour, model, key, end_user',
     })
     .optional(),
   format: z.enum(['json', 'csv'], { error: 'must be json or csv' }).optional(),
@@ -44,6 +45,7 @@ const usageQuery = z.strictObject({
 const COLUMNS = [
   'team',
   'day',
+  'hour',
   'model',
   'key',
   'end_user',
@@ -114,51 +116,62 @@ export const usageRoutes: FastifyPluginAsync<UsageOptions> = async (app, { quota
   })
 }
 
-export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, { store, quotas, now }) => {
-  app.get('/admin/usage', async (request, reply) => {
-    const parsed = usageQuery.safeParse(request.query)
-    if (!parsed.success) {
-      throw invalidRequest(
-        `Invalid query: ${describeIssues(parsed.error.issues).join('; ')}`,
-        firstIssuePath(parsed.error.issues),
-        'invalid_value',
-      )
-    }
-    const q = parsed.data
-    const today = utcDay(now())
-    const from = q.from ?? q.to ?? today
-    const to = q.to ?? (q.from ? today : from)
-    if (from > to) throw invalidRequest("Invalid query: 'from' must not be after 'to'.", 'from', 'invalid_value')
-    if ((Date.parse(to) - Date.parse(from)) / 86_400_000 + 1 > MAX_DAYS) {
-      throw invalidRequest(`Invalid query: at most ${MAX_DAYS} days at a time.`, 'from', 'invalid_value')
-    }
-    let teams: string[]
-    if (q.team !== undefined) {
-      if (!(await fromStore(store.getTeam(q.team))))
-        throw new GatewayError('team_not_found', `No team with id '${q.team}'.`, { param: 'team' })
-      teams = [q.team]
-    } else {
-      teams = (await fromStore(store.listTeams())).map((t) => t.id)
-    }
-    // (Rows are always per team.)
-    const groupBy = [...new Set(q.group_by ? q.group_by.split(',') : [])].filter((g): g is UsageGroup => g !== 'team')
-    const rows = await fromStore(
-      quotas.usage({
-        teams,
-        from,
-        to,
-        groupBy,
-        ...(q.key !== undefined ? { key: q.key } : {}),
-        ...(q.model !== undefined ? { model: q.model } : {}),
-        ...(q.end_user !== undefined ? { endUser: q.end_user } : {}),
-      }),
+export const adminUsageRoute: FastifyPluginAsync<UsageOptions> = async (app, options) => {
+  app.get('/admin/usage', (request, reply) => answerUsage(request, reply, options))
+}
+
+/**
+ * The usage report of /admin/usage, as JSON or CSV. With `pinned`, only that team's (the console's
+ * team view): asking for another team is refused.
+ */
+export async function answerUsage(request: FastifyRequest, reply: FastifyReply, { store, quotas, now }: UsageOptions, pinned?: string) {
+  const parsed = usageQuery.safeParse(request.query)
+  if (!parsed.success) {
+    throw invalidRequest(
+      `Invalid query: ${describeIssues(parsed.error.issues).join('; ')}`,
+      firstIssuePath(parsed.error.issues),
+      'invalid_value',
     )
-    if (q.format === 'csv') {
-      return reply
-        .header('content-type', 'text/csv; charset=utf-8')
-        .header('content-disposition', `attachment; filename="usage-${from}-${to}.csv"`)
-        .send(toCsv(rows, groupBy))
-    }
-    return { object: 'list', from, to, group_by: groupBy, data: rows }
-  })
+  }
+  const q = parsed.data
+  if (pinned !== undefined && q.team !== undefined && q.team !== pinned) {
+    throw new GatewayError('admin_only', "Only the admin sees other teams' usage.", { param: 'team' })
+  }
+  const today = utcDay(now())
+  const from = q.from ?? q.to ?? today
+  const to = q.to ?? (q.from ? today : from)
+  if (from > to) throw invalidRequest("Invalid query: 'from' must not be after 'to'.", 'from', 'invalid_value')
+  // (Rows are always per team.)
+  const groupBy = [...new Set(q.group_by ? q.group_by.split(',') : [])].filter((g): g is UsageGroup => g !== 'team')
+  const maxDays = groupBy.includes('hour') ? MAX_HOURLY_DAYS : MAX_DAYS
+  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 + 1 > maxDays) {
+    const per = groupBy.includes('hour') ? ' by hour' : ''
+    throw invalidRequest(`Invalid query: at most ${maxDays} days at a time${per}.`, 'from', 'invalid_value')
+  }
+  let teams: string[]
+  const one = pinned ?? q.team
+  if (one !== undefined) {
+    if (!(await fromStore(store.getTeam(one)))) throw new GatewayError('team_not_found', `No team with id '${one}'.`, { param: 'team' })
+    teams = [one]
+  } else {
+    teams = (await fromStore(store.listTeams())).map((t) => t.id)
+  }
+  const rows = await fromStore(
+    quotas.usage({
+      teams,
+      from,
+      to,
+      groupBy,
+      ...(q.key !== undefined ? { key: q.key } : {}),
+      ...(q.model !== undefined ? { model: q.model } : {}),
+      ...(q.end_user !== undefined ? { endUser: q.end_user } : {}),
+    }),
+  )
+  if (q.format === 'csv') {
+    return reply
+      .header('content-type', 'text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="usage-${from}-${to}.csv"`)
+      .send(toCsv(rows, groupBy))
+  }
+  return { object: 'list', from, to, group_by: groupBy, data: rows }
 }

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Agent, Pool, type Dispatcher } from 'undici'
 import type { UpstreamConfig } from '../config.js'
 import type { Cancel } from './abort.js'
-import { KeyRefusals } from './key-pool.js'
+import { KeyErrors, KeyRefusals } from './key-pool.js'
 import { scrubSecrets, secretPattern } from './scrub.js'
 
 export interface UpstreamRequest {
@@ -62,6 +62,7 @@ export class UpstreamClient {
   private readonly keys: readonly string[]
   /** What this instance has seen of its keys being refused (dispatch decides with it). */
   readonly refusals = new KeyRefusals()
+  readonly keyErrors = new KeyErrors()
   /** Every encoding of every key, found at start-up (scrub runs on error paths only). */
   private readonly secrets: ReturnType<typeof secretPattern>
 

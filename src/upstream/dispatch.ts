@@ -242,6 +242,9 @@ export async function dispatch(o: DispatchOptions): Promise<Dispatched> {
     const status = res.statusCode
     const upstreamMs = Number((process.hrtime.bigint() - sent) / 10_000n) / 100
     o.observe?.attempt(client.name, status, upstreamMs / 1000)
+    if (status >= 400 && picked.index >= 0) {
+      client.keyErrors.record(picked.index, { at: new Date(o.now()).toISOString(), status, model: resolved.model.name })
+    }
     if ((status === 401 || status === 403) && pool && picked.index >= 0) {
       await keyRefused(client, pool, picked, resolved, status, o)
       if (last || pool.size < 2) return { res, resolved, client, upstreamMs }

@@ -34,6 +34,8 @@ export interface KeyPool {
   refuse(index: number, now: number): Promise<void>
   /** How many keys are refused, cooling down, at their budget for this minute, or available (for /metrics). */
   states(now: number): KeyStates | Promise<KeyStates>
+  /** Each key's state, in the config's order (the console's upstream view). */
+  keyStates(now: number): KeyState[] | Promise<KeyState[]>
 }
 
 /** Counts each key's state. */
@@ -67,6 +69,31 @@ export class KeyRefusals {
 }
 
 const MINUTE = 60_000
+/** An upstream error one instance saw with a key: when, the status, for which model. */
+export interface KeyError {
+  at: string
+  status: number
+  model: string
+}
+
+/** The last few errors this instance saw with each key of an upstream (the console's upstream view). */
+export class KeyErrors {
+  static readonly KEEP = 10
+  private readonly byKey = new Map<number, KeyError[]>()
+
+  record(index: number, error: KeyError): void {
+    const list = this.byKey.get(index) ?? []
+    list.unshift(error)
+    if (list.length > KeyErrors.KEEP) list.length = KeyErrors.KEEP
+    this.byKey.set(index, list)
+  }
+
+  /** Newest first. */
+  of(index: number): readonly KeyError[] {
+    return this.byKey.get(index) ?? []
+  }
+}
+
 /** A refused key is tried again after this long (the operator may have fixed it upstream). */
 export const REFUSED_FOR_MS = 15 * MINUTE
 
@@ -127,15 +154,17 @@ export class MemoryKeyPool implements KeyPool {
   }
 
   states(now: number): KeyStates {
-    return tally(
-      this.config.apiKeys.map((_, i): KeyState => {
-        if (this.refusedUntil[i]! > now) return 'refused'
-        if (this.coolUntil[i]! > now) return 'cooling'
-        const budget = this.config.keyBudgets[i] ?? null
-        if (budget !== null && this.logs[i]!.filter((t) => t > now - MINUTE).length >= budget) return 'at_budget'
-        return 'available'
-      }),
-    )
+    return tally(this.keyStates(now))
+  }
+
+  keyStates(now: number): KeyState[] {
+    return this.config.apiKeys.map((_, i): KeyState => {
+      if (this.refusedUntil[i]! > now) return 'refused'
+      if (this.coolUntil[i]! > now) return 'cooling'
+      const budget = this.config.keyBudgets[i] ?? null
+      if (budget !== null && this.logs[i]!.filter((t) => t > now - MINUTE).length >= budget) return 'at_budget'
+      return 'available'
+    })
   }
 
   async refuse(index: number, now: number): Promise<void> {
@@ -188,10 +217,13 @@ export class RedisKeyPool implements KeyPool {
   }
 
   async states(now: number): Promise<KeyStates> {
-    if (this.size === 0) return tally([])
-    const keys = this.keys
-    const codes = (await this.stateScript.run(keys, [now, ...this.budgets])) as number[]
-    return tally(codes.map((code) => KEY_STATES[code]!))
+    return tally(await this.keyStates(now))
+  }
+
+  async keyStates(now: number): Promise<KeyState[]> {
+    if (this.size === 0) return []
+    const codes = (await this.stateScript.run(this.keys, [now, ...this.budgets])) as number[]
+    return codes.map((code) => KEY_STATES[code]!)
   }
 
   async coolDown(index: number, untilMs: number): Promise<void> {
@@ -231,10 +263,14 @@ export class FallbackKeyPool implements KeyPool {
     )
   }
 
-  states(now: number): Promise<KeyStates> {
+  async states(now: number): Promise<KeyStates> {
+    return tally(await this.keyStates(now))
+  }
+
+  keyStates(now: number): Promise<KeyState[]> {
     return this.shared(
-      () => this.primary.states(now),
-      () => this.local.states(now),
+      () => this.primary.keyStates(now),
+      () => this.local.keyStates(now),
     )
   }
 
