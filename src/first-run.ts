@@ -51,6 +51,8 @@ export function firstRunNote(config: Config, port: number, key: string): string 
     `  curl http://${host}:${port}/v1/chat/completions -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" \\`,
     `    -d '{"model":"minimaxai/minimax-m2.1","messages":[{"role":"user","content":"Hello!"}]}'`,
     '',
+    `  Web console: http://${host}:${port}/console (sign in with the admin token or the key)`,
+    '',
     '  Set ADMIN_TOKEN (and REDIS_URL) for teams and keys that last.',
     '',
     '',

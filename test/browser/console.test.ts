@@ -242,9 +242,44 @@ describe.each([
       expect(await seriousViolations(page)).toEqual([])
     }
 
-    // Revoke, after a confirmation: the next request (on any instance) is refused with a 401.
+    // Edit the team: a malformed pattern is refused beside its field, in the API's words; then saved.
     await page.goto(`${base}/console/#/teams/web`)
-    await page.getByRole('button', { name: /^Revoke tg-/ }).click()
+    await page.getByRole('button', { name: 'Edit team' }).click()
+    const edit = page.getByRole('form', { name: 'Edit team web' })
+    await edit.getByLabel(/^Allowed models/).fill('minimaxai/*\n[')
+    await edit.getByRole('button', { name: 'Save team' }).click()
+    const patternError = edit.locator('#err-allowed_models')
+    await patternError.waitFor()
+    const patch = await setup.console.admin('PATCH', '/admin/teams/web', { allowed_models: ['minimaxai/*', '['] })
+    expect(patch.status).toBe(400)
+    expect(await patternError.textContent()).toBe(((await patch.json()) as { error: { message: string } }).error.message)
+    await edit.getByLabel(/^Allowed models/).fill('minimaxai/*')
+    await edit.locator('input[name="limits.usd_per_day"]').fill('')
+    await edit.getByRole('button', { name: 'Save team' }).click()
+    await page.getByRole('button', { name: 'Edit team' }).waitFor()
+    const edited = (await (await setup.console.admin('GET', '/admin/teams/web')).json()) as { allowed_models: string[]; limits: object }
+    expect(edited.allowed_models).toEqual(['minimaxai/*'])
+    expect(edited.limits).toEqual({ requests_per_minute: 100, tokens_per_day: 100000 })
+
+    // Rotate with a grace period: the new key is shown once; the old one is rotating out.
+    await page
+      .locator(`tr[data-key-id="${keyId}"]`)
+      .getByRole('button', { name: /^Rotate/ })
+      .click()
+    await page.getByLabel('Grace period (seconds)').fill('600')
+    await page.getByRole('button', { name: 'Confirm rotate' }).click()
+    await expect.poll(() => page.locator('#new-key-value').getAttribute('data-key-id')).not.toBe(keyId)
+    const rotated = (await page.locator('#new-key-value').textContent())!.trim()
+    await expect.poll(() => page.locator(`tr[data-key-id="${keyId}"] [data-col="state"]`).textContent()).toBe('rotating out')
+    const next = new OpenAI({ apiKey: rotated, baseURL: `${setup.client.url}/v1`, maxRetries: 0 })
+    await next.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'New key' }] })
+
+    // Revoke the old key, after a confirmation: its next request (on any instance) is refused with
+    // a 401; the new key goes on.
+    await page
+      .locator(`tr[data-key-id="${keyId}"]`)
+      .getByRole('button', { name: /^Revoke/ })
+      .click()
     await page.getByRole('button', { name: 'Confirm revoke' }).click()
     await expect.poll(() => page.locator(`tr[data-key-id="${keyId}"] [data-col="state"]`).textContent()).toBe('revoked')
     const refused = await client.chat.completions
@@ -252,6 +287,7 @@ describe.each([
       .catch((e: unknown) => e)
     expect(refused).toBeInstanceOf(OpenAI.AuthenticationError)
     expect((refused as InstanceType<typeof OpenAI.AuthenticationError>).status).toBe(401)
+    await next.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Still here' }] })
 
     // Sign out: the sign-in form again, and the old cookie opens nothing.
     await page.getByRole('button', { name: 'Sign out' }).click()

@@ -163,6 +163,15 @@ describe('a first run', () => {
       expect(answer.choices[0]!.message.content).toBe(STREAM_TEXT)
       expect(server.output()).toContain(`curl ${url}/v1/chat/completions -H "Authorization: Bearer ${key}"`)
       expect((await fetch(`${url}/admin/teams`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200)
+      // The console the note names is served, and the printed token signs in to it.
+      expect(server.output()).toContain(`Web console: ${url}/console`)
+      expect((await fetch(`${url}/console/`)).headers.get('content-type')).toMatch(/^text\/html/)
+      const signIn = await fetch(`${url}/console/api/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token }),
+      })
+      expect(((await signIn.json()) as { role: string }).role).toBe('admin')
       const logLines = server
         .output()
         .split('\n')

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks'
 import { ApiError, api } from './api.js'
 import { formatTime } from './format.js'
 import type { ApiKey, List } from './types.js'
+import { ErrorNote, EmptyRow } from './Notes.js'
 
 type Created = ApiKey & { key: string }
 
@@ -99,11 +100,7 @@ export function KeysPanel({ team }: { team: string }) {
     <section aria-labelledby="keys-title">
       <h2 id="keys-title">Keys</h2>
       {created && <NewKey created={created} onDone={() => setCreated(null)} />}
-      {error && (
-        <p class="error" role="alert">
-          {error.message}
-        </p>
-      )}
+      <ErrorNote error={error} />
       <form class="inline-form" onSubmit={create} aria-label="New key">
         <label>
           Key name
@@ -198,13 +195,7 @@ export function KeysPanel({ team }: { team: string }) {
                 </tr>
               )
             })}
-            {keys !== null && keys.length === 0 && (
-              <tr>
-                <td colSpan={7} class="muted">
-                  No keys yet.
-                </td>
-              </tr>
-            )}
+            {keys !== null && keys.length === 0 && <EmptyRow columns={7}>No keys yet.</EmptyRow>}
           </tbody>
         </table>
       </div>

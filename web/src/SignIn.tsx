@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks'
 import { ApiError, api, type Session } from './api.js'
+import { ErrorNote } from './Notes.js'
 
 /**
  * One form for both: the admin token opens the admin console, a client key its team's view. The
@@ -40,11 +41,7 @@ export function SignIn({ onSignedIn, notice }: { onSignedIn: (session: Session) 
           aria-describedby={error ? 'sign-in-error' : undefined}
           onInput={(e) => setToken((e.target as HTMLInputElement).value)}
         />
-        {error && (
-          <p id="sign-in-error" class="error" role="alert">
-            {error.message}
-          </p>
-        )}
+        <ErrorNote error={error} id="sign-in-error" />
         <button type="submit" disabled={busy}>
           Sign in
         </button>

@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks'
 import { ApiError, api } from './api.js'
 import { LIMIT_LABELS, LIMIT_NAMES, type LimitName, type Limits, type Team } from './types.js'
+import { ErrorNote } from './Notes.js'
 
 type LimitTexts = Partial<Record<LimitName, string>>
 const texts = (limits: Limits): LimitTexts => Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, String(v)])) as LimitTexts
@@ -121,11 +122,7 @@ export function TeamForm({ team, onSaved, onCancel }: { team?: Team; onSaved: (t
     error && !['id', 'name', 'limits', 'model_limits', 'end_user_limits', 'allowed_models'].some((f) => named(f)) ? error : null
   return (
     <form class="team-form" onSubmit={(e) => void submit(e)} aria-label={team ? `Edit team ${team.id}` : 'New team'}>
-      {unplaced && (
-        <p class="error" role="alert">
-          {unplaced.message}
-        </p>
-      )}
+      <ErrorNote error={unplaced} />
       {!team && (
         <label>
           Team id

@@ -4,6 +4,7 @@ import { KeysPanel } from './KeysPanel.js'
 import { LimitBars } from './LimitBars.js'
 import { TeamForm } from './TeamForm.js'
 import type { Team } from './types.js'
+import { ErrorNote } from './Notes.js'
 
 /** One team: its limits' use (team and each model), its settings, its keys. */
 export function TeamPage({ id }: { id: string }) {
@@ -21,12 +22,7 @@ export function TeamPage({ id }: { id: string }) {
     )
   useEffect(() => void load(), [id])
 
-  if (error)
-    return (
-      <p class="error" role="alert">
-        {error.message}
-      </p>
-    )
+  if (error) return <ErrorNote error={error} />
   if (!team) return <p aria-busy="true">Loading…</p>
   return (
     <>

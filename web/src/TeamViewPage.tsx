@@ -4,6 +4,7 @@ import { formatTime } from './format.js'
 import { LimitBars } from './LimitBars.js'
 import type { Limits, Quota } from './types.js'
 import { UsageReport } from './UsageReport.js'
+import { ErrorNote } from './Notes.js'
 
 interface TeamView {
   team: { id: string; name: string; limits: Limits; allowed_models: string[] | null }
@@ -18,12 +19,7 @@ export function TeamViewPage() {
   useEffect(() => {
     api<TeamView>('GET', '/console/api/team').then(setView, (e: ApiError) => setError(e))
   }, [])
-  if (error)
-    return (
-      <p class="error" role="alert">
-        {error.message}
-      </p>
-    )
+  if (error) return <ErrorNote error={error} />
   if (!view) return <p aria-busy="true">Loading…</p>
   return (
     <>

@@ -3,6 +3,7 @@ import { ApiError, api } from './api.js'
 import { LimitBars } from './LimitBars.js'
 import { TeamForm } from './TeamForm.js'
 import type { List, Team } from './types.js'
+import { ErrorNote } from './Notes.js'
 
 /** How often the list's bars are read again. */
 const REFRESH_MS = 5_000
@@ -49,11 +50,7 @@ export function TeamsPage() {
           />
         </section>
       )}
-      {error && (
-        <p class="error" role="alert">
-          {error.message}
-        </p>
-      )}
+      <ErrorNote error={error} />
       {teams !== null && teams.length === 0 && <p class="muted">No teams yet.</p>}
       <ul class="team-list">
         {(teams ?? []).map((t) => (

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks'
 import { ApiError, api } from './api.js'
 import { formatTime } from './format.js'
 import type { List, Upstream } from './types.js'
+import { ErrorNote } from './Notes.js'
 
 const STATE_LABELS = { available: 'active', cooling: 'cooling down', at_budget: 'at its budget', refused: 'refused' } as const
 
@@ -18,11 +19,7 @@ export function UpstreamsPage() {
   return (
     <>
       <h1>Upstreams</h1>
-      {error && (
-        <p class="error" role="alert">
-          {error.message}
-        </p>
-      )}
+      <ErrorNote error={error} />
       {(upstreams ?? []).map((u) => (
         <section key={u.name} class="card" aria-labelledby={`up-${u.name}`}>
           <h2 id={`up-${u.name}`}>

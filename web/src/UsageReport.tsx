@@ -3,6 +3,7 @@ import { ApiError, api, query } from './api.js'
 import { formatCount, formatUsd, utcDate } from './format.js'
 import { TimeChart } from './TimeChart.js'
 import type { List, UsageRow } from './types.js'
+import { ErrorNote, EmptyRow } from './Notes.js'
 
 type Granularity = 'day' | 'hour'
 
@@ -152,11 +153,7 @@ export function UsageReport({ endpoint, teams, title = 'Usage' }: { endpoint: st
           Download CSV
         </a>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error.message}
-        </p>
-      )}
+      <ErrorNote error={error} />
       <div class="charts">
         <TimeChart id="requests" title="Requests" x={chart.x} series={chart.requests} />
         <TimeChart id="tokens" title="Tokens" x={chart.x} series={chart.tokens} />
@@ -216,13 +213,7 @@ export function UsageReport({ endpoint, teams, title = 'Usage' }: { endpoint: st
                 </td>
               </tr>
             ))}
-            {rows !== null && rows.length === 0 && (
-              <tr>
-                <td colSpan={9} class="muted">
-                  No usage in this range.
-                </td>
-              </tr>
-            )}
+            {rows !== null && rows.length === 0 && <EmptyRow columns={9}>No usage in this range.</EmptyRow>}
           </tbody>
         </table>
       </div>

@@ -1,4 +1,13 @@
-/** The shapes the admin API and the console API answer (docs/admin.md, docs/console.md). */
+/**
+ * The shapes the admin API and the console API answer (docs/admin.md, docs/console.md): the
+ * server's own types where they exist, so the page cannot drift from them. LIMIT_NAMES is a value
+ * the page needs at run time; the check below holds it to the server's list.
+ */
+import type { LimitName as ServerLimitName, Limits } from '../../src/limits.js'
+import type { ScopeStatus, UsageRow } from '../../src/quota/types.js'
+import type { KeyError, KeyState } from '../../src/upstream/key-pool.js'
+
+export type { Limits, ScopeStatus, UsageRow }
 
 export const LIMIT_NAMES = [
   'requests_per_minute',
@@ -10,7 +19,9 @@ export const LIMIT_NAMES = [
   'usd_per_month',
 ] as const
 export type LimitName = (typeof LIMIT_NAMES)[number]
-export type Limits = Partial<Record<LimitName, number>>
+// Each list holds the other's names: a limit added on the server fails the page's typecheck until it is here.
+const _sameNames: [LimitName, ServerLimitName] extends [ServerLimitName, LimitName] ? true : never = true
+void _sameNames
 
 export const LIMIT_LABELS: Record<LimitName, string> = {
   requests_per_minute: 'Requests / min',
@@ -21,14 +32,6 @@ export const LIMIT_LABELS: Record<LimitName, string> = {
   usd_per_day: 'USD / day',
   usd_per_month: 'USD / month',
 }
-
-export interface LimitUse {
-  limit: number
-  used: number
-  remaining: number
-  in_flight?: number
-}
-export type ScopeStatus = Partial<Record<LimitName, LimitUse>>
 
 export interface Quota {
   team: ScopeStatus
@@ -60,27 +63,12 @@ export interface ApiKey {
   replaced_by: string | null
 }
 
-export interface UsageRow {
-  team: string
-  day?: string
-  hour?: string
-  model?: string
-  key?: string
-  end_user?: string
-  requests: number
-  prompt_tokens: number
-  completion_tokens: number
-  total_tokens: number
-  estimated_requests: number
-  cost_usd: number
-}
-
 export interface UpstreamKey {
   hint: string
   fingerprint: string
-  state: 'available' | 'cooling' | 'at_budget' | 'refused'
+  state: KeyState
   budget_rpm: number | null
-  recent_errors: { at: string; status: number; model: string }[]
+  recent_errors: KeyError[]
 }
 
 export interface Upstream {
