@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Redis } from 'ioredis'
 import { MemoryStore } from '../../src/store/memory.js'
 import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { ADMIN_TOKEN, startGateway, withGateway, type Envelope, type TestGateway } from '../helpers/gateway.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 /**
  * The web console's HTTP side: its security headers, sign-in (and its rate limit), sessions that
@@ -45,7 +47,13 @@ describe('the console', () => {
   })
 
   it('answers every console response with the security headers (no inline script or style, never framed)', async () => {
-    for (const path of ['/console/', '/console/assets/app.js', '/console/assets/app.css', '/console/api/session']) {
+    for (const path of [
+      '/console/',
+      '/console/assets/app.js',
+      '/console/assets/app.css',
+      '/console/api/session',
+      '/console/no-such-page',
+    ]) {
       const res = await fetch(gw.url + path)
       const csp = res.headers.get('content-security-policy') ?? ''
       expect(csp, path).toContain("script-src 'self'")
@@ -243,6 +251,46 @@ describe('console sign-in', () => {
         expect(res.status).toBe(200)
         expect(body).toMatchObject({ role: 'team', team: 'solo' })
         expect((await call(gw.url, 'GET', '/console/api/team', { cookie })).status).toBe(200)
+      })
+    })
+  })
+})
+
+describe('console sessions on Redis', () => {
+  let upstream: FakeUpstream
+  let redis: RedisServer
+  beforeAll(async () => {
+    upstream = await new FakeUpstream().start()
+    redis = await startRedis()
+  })
+  afterAll(async () => {
+    await redis.stop()
+    await upstream.close()
+  })
+
+  it('hold on every instance, end on all at sign-out, and end when the admin token changes', async () => {
+    const env = { REDIS_URL: redis.url }
+    const newToken = 'a-new-admin-token-fedcba9876543210'
+    await withGateway({ upstream, env }, async (a) => {
+      await withGateway({ upstream, env }, async (b) => {
+        await withGateway({ upstream, env: { ...env, ADMIN_TOKEN: newToken } }, async (rotated) => {
+          const { cookie, csrf } = await signIn(a.url, ADMIN_TOKEN)
+          // The session signed in on one instance opens the others; its id is not what Redis holds.
+          expect((await call(b.url, 'GET', '/admin/teams', { cookie })).status).toBe(200)
+          const id = cookie.split('=')[1]!
+          const client = new Redis(redis.url)
+          const stored = await client.keys('tg:session:*')
+          await client.quit()
+          expect(stored).toHaveLength(1)
+          expect(stored[0]).not.toContain(id)
+          // An instance with another admin token does not take it.
+          const other = await call(rotated.url, 'GET', '/admin/teams', { cookie })
+          expect(other.status).toBe(401)
+          expect(await code(other)).toBe('invalid_session')
+          // Signed out on b, it is gone on a too.
+          expect((await call(b.url, 'DELETE', '/console/api/session', { cookie, 'x-csrf-token': csrf })).status).toBe(204)
+          expect((await call(a.url, 'GET', '/admin/teams', { cookie })).status).toBe(401)
+        })
       })
     })
   })
