@@ -48,6 +48,12 @@ export function secretsEqual(given: string, expected: string): boolean {
 }
 
 /** `Authorization: Bearer <token>` → token, or null. */
+/** The key of an `x-api-key` header (Anthropic's clients), or null. */
+export function apiKeyHeader(header: string | string[] | undefined): string | null {
+  const value = typeof header === 'string' ? header.trim() : ''
+  return value === '' || /\s/.test(value) ? null : value
+}
+
 export function bearerToken(header: string | undefined): string | null {
   if (!header) return null
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header)

@@ -1,6 +1,6 @@
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import { GatewayError, storeUnavailable } from '../errors.js'
-import { bearerToken, hashClientKey, looksLikeClientKey } from '../keys.js'
+import { apiKeyHeader, bearerToken, hashClientKey, looksLikeClientKey } from '../keys.js'
 import type { KeyActivity } from '../store/key-activity.js'
 import type { PrincipalCache } from '../store/principal-cache.js'
 import type { Principal, Store } from '../store/types.js'
@@ -104,7 +104,8 @@ export function clientAuth({
     // Fail-closed means every request, not only those a limit needs Redis for: a key cached here
     // was last checked before Redis went away.
     if (storeAway?.()) return done(storeUnavailable(new Error('redis is down and the failure mode is closed')))
-    const token = bearerToken(request.headers.authorization)
+    // (Anthropic's clients send the key as x-api-key: /v1/messages takes it, as every /v1 route does.)
+    const token = bearerToken(request.headers.authorization) ?? apiKeyHeader(request.headers['x-api-key'])
     const hash = token !== null && looksLikeClientKey(token) ? hashClientKey(token) : null
     // A key this instance knows is good needs neither a lookup nor the failure check: no round
     // trip, and not even a promise (this runs on every request).

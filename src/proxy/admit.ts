@@ -30,7 +30,7 @@ export async function admit(f: Flight): Promise<Ticket> {
   if (budgeted || scopes.some(limitsTokens)) {
     const counted = f.promptTokens()
     prompt = typeof counted === 'number' ? counted : await counted
-    tokens = reservationTokens(endpoint.name, applyDefaults(body, f.resolved, endpoint.defaults), prompt, opts.completionReservation)
+    tokens = reservationTokens(endpoint.kind, applyDefaults(body, f.resolved, endpoint.defaults), prompt, opts.completionReservation)
     const whole = asked == null ? null : wholeTokenLimit(scopes)
     if (whole !== null && tokens > whole.limit) throw tooLargeForQuota(whole, prompt, asked!, choices)
   }
@@ -53,7 +53,7 @@ export async function admit(f: Flight): Promise<Ticket> {
           ticket: { team, requestId, scopes, tokens, day: utcDay(started), month: utcMonth(started), hour: utcHour(started) },
         }
       : await ask()
-  if (!admitted.ok && asked == null && endpoint.name !== 'embeddings') {
+  if (!admitted.ok && asked == null && endpoint.kind !== 'embeddings') {
     // The gateway's own default max_tokens does not fit what the quota has left: lower it.
     const fit = fittingCompletion(admitted.refusal, prompt, choices)
     if (fit !== null) {

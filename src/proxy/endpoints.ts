@@ -1,7 +1,13 @@
+import type { Adapter } from '../adapters/adapter.js'
+import { messagesAdapter } from '../adapters/messages.js'
+
 /** The proxied endpoints: where each is served and sent, what carries its input, what it reserves by. */
 
 export interface Endpoint {
-  name: 'chat' | 'completions' | 'embeddings'
+  /** Its name in metrics, logs and the audit trail. */
+  name: 'chat' | 'completions' | 'embeddings' | 'messages'
+  /** What the upstream is asked: a chat completion, a legacy completion, embeddings. */
+  kind: 'chat' | 'completions' | 'embeddings'
   path: string
   upstreamPath: string
   /** The field that carries the input, with a check of its type. */
@@ -10,6 +16,8 @@ export interface Endpoint {
   defaults: boolean
   /** The counts a reservation is made of, checked when present. */
   counts: readonly Count[]
+  /** Another protocol in front of chat completions: its body is translated before the first step. */
+  adapter?: Adapter
 }
 
 /** A whole-number field and its bounds, as OpenAI sets them. */
@@ -31,17 +39,21 @@ const COUNTS: readonly Count[] = [
   { field: 'n', min: 1, max: 128 },
 ]
 
+const CHAT = {
+  kind: 'chat',
+  upstreamPath: '/chat/completions',
+  input: { field: 'messages', check: (v: unknown) => Array.isArray(v) && v.length > 0, expected: 'a non-empty array of messages' },
+  defaults: true,
+  counts: COUNTS,
+} as const
+
 export const ENDPOINTS: readonly Endpoint[] = [
-  {
-    name: 'chat',
-    path: '/v1/chat/completions',
-    upstreamPath: '/chat/completions',
-    input: { field: 'messages', check: (v) => Array.isArray(v) && v.length > 0, expected: 'a non-empty array of messages' },
-    defaults: true,
-    counts: COUNTS,
-  },
+  { name: 'chat', path: '/v1/chat/completions', ...CHAT },
+  // Anthropic's Messages API (adapters/messages.ts), answered by chat completions.
+  { name: 'messages', path: '/v1/messages', ...CHAT, adapter: messagesAdapter },
   {
     name: 'completions',
+    kind: 'completions',
     path: '/v1/completions',
     upstreamPath: '/completions',
     input: {
@@ -54,6 +66,7 @@ export const ENDPOINTS: readonly Endpoint[] = [
   },
   {
     name: 'embeddings',
+    kind: 'embeddings',
     path: '/v1/embeddings',
     upstreamPath: '/embeddings',
     input: {

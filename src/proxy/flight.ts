@@ -40,8 +40,10 @@ export interface Flight {
   readonly reply: FastifyReply
   readonly ctx: RequestContext
   readonly endpoint: Endpoint
-  /** The client's body, checked (a max_tokens the gateway lowers is written into it). */
+  /** The client's body, checked (a max_tokens the gateway lowers is written into it); with an adapter, its chat translation. */
   readonly body: Record<string, unknown>
+  /** The client's body as it came, before an adapter translated it (else the same as `body`). */
+  readonly original: Record<string, unknown>
   readonly principal: Principal
   /** The end user the body names (`safety_identifier` or `user`), if any. */
   readonly endUser: string | null
@@ -70,13 +72,14 @@ export function newFlight(
   body: Record<string, unknown>,
   resolved: ResolvedModel,
   opts: ProxyOptions,
+  original: Record<string, unknown> = body,
 ): Flight {
   const ctx = request.tg
   // Usage of a stream comes only when asked for: ask, and take that event out again for a
   // client that did not ask itself. A client that asked gets the stream untouched.
   const clientAskedUsage = (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true
   let promptCount: number | Promise<number> | undefined
-  const promptTokens = () => (promptCount ??= estimatePromptTokens(endpoint.name, body))
+  const promptTokens = () => (promptCount ??= estimatePromptTokens(endpoint.kind, body))
   // The model that answers: usage is recorded against it (a fallback may take over).
   ctx.answeredBy = resolved.model.name
   return {
@@ -85,6 +88,7 @@ export function newFlight(
     ctx,
     endpoint,
     body,
+    original,
     resolved,
     opts,
     promptTokens,
@@ -92,7 +96,7 @@ export function newFlight(
     endUser: endUserOf(body),
     meter: new UsageMeter(promptTokens),
     controller: new Cancel(),
-    stripUsage: ctx.stream && endpoint.name !== 'embeddings' && !clientAskedUsage,
+    stripUsage: ctx.stream && endpoint.kind !== 'embeddings' && !clientAskedUsage,
     clamped: null,
     started: 0,
     streaming: false,

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream'
 import type { FastifyReply } from 'fastify'
 import { msSince } from '../context.js'
 import { GatewayError } from '../errors.js'
+import type { Adapter } from '../adapters/adapter.js'
 import type { UsageTap } from '../stream/usage-tap.js'
 import { AnswerTooLarge, readAll, readLimited, WholeBody, type StreamBody, type UpstreamClient } from '../upstream/client.js'
 import { RETRYABLE_STATUS, retryAfterMs, type Dispatched } from '../upstream/dispatch.js'
@@ -19,9 +20,11 @@ export async function relay(f: Flight, { res, client }: Dispatched): Promise<Fas
   const contentType = contentTypeOf(res.headers['content-type'], f.ctx.stream)
   if (!contentType.startsWith('text/event-stream')) {
     // A whole JSON answer, passed on unchanged.
-    const answer = await readWhole(f, res.body, client)
+    let answer = await readWhole(f, res.body, client)
     f.meter.readBody(answer)
     firstByte(f)
+    const adapter = f.endpoint.adapter
+    if (adapter) answer = adaptedAnswer(f, adapter, answer)
     return f.reply.code(res.statusCode).header('content-type', contentType).header('content-length', answer.length).send(answer)
   }
   // An event stream that answers a request which did not ask for one was read whole (WholeBody):
@@ -31,6 +34,18 @@ export async function relay(f: Flight, { res, client }: Dispatched): Promise<Fas
 }
 
 type Answer = Dispatched['res']
+
+const callOf = (f: Flight) => ({ requestId: f.request.id, original: f.original })
+
+/** A whole answer in the client's protocol (a body that is not a chat completion goes on as it is). */
+function adaptedAnswer(f: Flight, adapter: Adapter, answer: Buffer): Buffer {
+  try {
+    return adapter.answer(answer, callOf(f))
+  } catch (err) {
+    f.request.log.warn({ err }, 'the upstream answer could not be translated; passed on as it came')
+    return answer
+  }
+}
 
 async function relayError(f: Flight, res: Answer, upstream: UpstreamClient): Promise<FastifyReply> {
   const { reply } = f
@@ -140,7 +155,15 @@ async function relayStream(
   // (A 'data' listener makes the tap flow: attached with the pipe, in the same turn, or the
   // first event would go to it alone.)
   tap.once('data', () => firstByte(f))
-  return reply.send(tap)
+  const adapter = f.endpoint.adapter
+  if (!adapter) return reply.send(tap)
+  // Another protocol: the tap's events (within the gateway's limits, usage read) translated as
+  // they pass. The client leaving closes the translation, which closes the tap and the upstream.
+  const translated = adapter.stream(callOf(f))
+  translated.once('close', () => {
+    if (!tap.destroyed && !tap.writableFinished) tap.destroy()
+  })
+  return reply.send(tap.pipe(translated))
 }
 
 /**

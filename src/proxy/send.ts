@@ -13,7 +13,9 @@ export async function send(f: Flight): Promise<Dispatched> {
   const { ctx, opts, endpoint, request } = f
   // The gateway's own time if no upstream answer comes (an error's Server-Timing); replaced below.
   ctx.gatewayMs = msSince(ctx.started)
-  const bodyFor = (r: ResolvedModel) => forwardBody(f.clamped === null ? request.rawBody : null, f.body, r, endpoint.defaults, f.stripUsage)
+  // (The client's own bytes go on when nothing was changed: not after a clamp, nor a translation.)
+  const raw = f.clamped === null && !endpoint.adapter ? request.rawBody : null
+  const bodyFor = (r: ResolvedModel) => forwardBody(raw, f.body, r, endpoint.defaults, f.stripUsage)
   let dispatched: Dispatched
   try {
     dispatched = await dispatch({

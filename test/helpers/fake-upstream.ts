@@ -255,10 +255,22 @@ export class FakeUpstream {
     res.end(text)
   }
 
-  private toolCall(body: Record<string, unknown>) {
-    const tools = body.tools as { function: { name: string } }[] | undefined
-    const name = tools?.[0]?.function.name
-    return name ? { id: 'call_fake_1', type: 'function', function: { name, arguments: '{"city":"Zürich"}' } } : null
+  /**
+   * The tool calls of an answer, as a model would make them: the first tool, with a city for its
+   * arguments (the first two at once when the last user message asks for them "in parallel"); none
+   * once the last message is a tool's result, or with tool_choice "none".
+   */
+  toolCalls(body: Record<string, unknown>): { id: string; type: 'function'; function: { name: string; arguments: string } }[] {
+    const tools = (body.tools as { function: { name: string } }[] | undefined) ?? []
+    const messages = (body.messages as { role: string; content: unknown }[] | undefined) ?? []
+    if (tools.length === 0 || body.tool_choice === 'none' || messages.at(-1)?.role === 'tool') return []
+    const lastUser = JSON.stringify(messages.filter((m) => m.role === 'user').at(-1)?.content ?? '')
+    const called = lastUser.includes('in parallel') ? tools.slice(0, 2) : tools.slice(0, 1)
+    return called.map((t, i) => ({
+      id: `call_fake_${i + 1}`,
+      type: 'function',
+      function: { name: t.function.name, arguments: '{"city":"Zürich"}' },
+    }))
   }
 
   private complete(res: ServerResponse, path: string, body: Record<string, unknown>): void {
@@ -275,9 +287,10 @@ export class FakeUpstream {
         usage,
       })
     }
-    const call = this.toolCall(body)
+    const calls = this.toolCalls(body)
+    const call = calls.length > 0
     const message = call
-      ? { role: 'assistant', content: null, tool_calls: [call] }
+      ? { role: 'assistant', content: null, tool_calls: calls }
       : { role: 'assistant', content: text, reasoning_content: null, tool_calls: [] }
     this.json(res, 200, {
       id: 'chatcmpl-fake',
@@ -317,7 +330,21 @@ export class FakeUpstream {
       events.push(
         `data: {${head},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${usageField}}\n\n`,
       )
-    parts.forEach((p, i) => {
+    const calls = chat ? this.toolCalls(body) : []
+    // Tool calls stream as vLLM writes them: the id and name first, then the arguments in pieces.
+    calls.forEach((c, index) => {
+      const start = { index, id: c.id, type: 'function', function: { name: c.function.name, arguments: '' } }
+      events.push(
+        `data: {${head},"choices":[{"index":0,"delta":{"tool_calls":[${JSON.stringify(start)}]},"logprobs":null,"finish_reason":null}]${usageField}}\n\n`,
+      )
+      for (const piece of [c.function.arguments.slice(0, 5), c.function.arguments.slice(5)]) {
+        const delta = { tool_calls: [{ index, function: { arguments: piece } }] }
+        events.push(
+          `data: {${head},"choices":[{"index":0,"delta":${JSON.stringify(delta)},"logprobs":null,"finish_reason":null}]${usageField}}\n\n`,
+        )
+      }
+    })
+    ;(calls.length > 0 ? [] : parts).forEach((p, i) => {
       const choice = chat
         ? `{"index":0,"delta":{"content":${JSON.stringify(p)}},"logprobs":null,"finish_reason":null,"token_ids":null}`
         : `{"index":0,"text":${JSON.stringify(p)},"logprobs":null,"finish_reason":null,"stop_reason":null}`
@@ -325,7 +352,7 @@ export class FakeUpstream {
       if (i % 10 === 4) events.push(': keep-alive\n\n')
     })
     const last = chat
-      ? `{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":"stop","stop_reason":null}`
+      ? `{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":"${calls.length > 0 ? 'tool_calls' : 'stop'}","stop_reason":null}`
       : `{"index":0,"text":"","logprobs":null,"finish_reason":"stop","stop_reason":null}`
     events.push(`data: {${head},"choices":[${last}]${usageField}}\n\n`)
     if (includeUsage) events.push(`data: {${head},"choices":[],"usage":${JSON.stringify(usageFor(body, parts.length))}}\n\n`)
