@@ -1,5 +1,5 @@
+import type { ChatAnswer } from './chat-answer.js'
 import type { ChatUsage, Emit, ProtocolWriter, StreamFailure } from './chat-stream.js'
-import { splitThinking } from './think.js'
 
 /**
  * A chat completion's answer in Anthropic's Messages shape: a whole message, or the stream's
@@ -41,36 +41,13 @@ function inputOf(args: string | undefined): unknown {
   }
 }
 
-interface ChatAnswer {
-  choices?: {
-    message?: {
-      content?: string | null
-      reasoning_content?: string | null
-      reasoning?: string | null
-      tool_calls?: { id?: string; function?: { name?: string; arguments?: string } }[]
-    }
-    finish_reason?: string | null
-    stop_reason?: unknown
-  }[]
-  usage?: ChatUsage
-}
-
 /** A whole chat completion as an Anthropic message. */
 export function chatToMessage(answer: ChatAnswer, id: string, model: string, stopSequences: readonly string[]): Record<string, unknown> {
-  const choice = answer.choices?.[0]
-  const m = choice?.message
-  const split = splitThinking(m?.content ?? '')
-  const reasoning = (m?.reasoning_content ?? m?.reasoning ?? '') + split.reasoning
   const content: Record<string, unknown>[] = []
-  if (reasoning) content.push({ type: 'thinking', thinking: reasoning, signature: '' })
-  if (split.text) content.push({ type: 'text', text: split.text })
-  for (const [i, call] of (m?.tool_calls ?? []).entries()) {
-    content.push({
-      type: 'tool_use',
-      id: call.id ?? `toolu_${id}_${i}`,
-      name: call.function?.name ?? '',
-      input: inputOf(call.function?.arguments),
-    })
+  if (answer.reasoning) content.push({ type: 'thinking', thinking: answer.reasoning, signature: '' })
+  if (answer.text) content.push({ type: 'text', text: answer.text })
+  for (const [i, call] of answer.calls.entries()) {
+    content.push({ type: 'tool_use', id: call.id ?? `toolu_${id}_${i}`, name: call.name, input: inputOf(call.arguments) })
   }
   return {
     id,
@@ -78,7 +55,7 @@ export function chatToMessage(answer: ChatAnswer, id: string, model: string, sto
     role: 'assistant',
     model,
     content,
-    ...stopOf(choice?.finish_reason, choice?.stop_reason, stopSequences),
+    ...stopOf(answer.finish, answer.matched, stopSequences),
     usage: usageOf(answer.usage),
   }
 }

@@ -1,4 +1,5 @@
 import type { Adapter, AdaptedCall } from './adapter.js'
+import { readChatAnswer } from './chat-answer.js'
 import { ChatStreamTranslator } from './chat-stream.js'
 import { anthropicError, chatToMessage, MessagesStreamWriter } from './messages-answer.js'
 import { messagesToChat, parseMessagesBody } from './messages-request.js'
@@ -11,8 +12,7 @@ const stopsOf = (call: AdaptedCall) => (Array.isArray(call.original.stop_sequenc
 /** Anthropic's Messages API (POST /v1/messages) in front of chat completions. */
 export const messagesAdapter: Adapter = {
   toChat: (body) => messagesToChat(parseMessagesBody(body)),
-  answer: (chat, call) =>
-    Buffer.from(JSON.stringify(chatToMessage(JSON.parse(chat.toString('utf8')), messageId(call), modelOf(call), stopsOf(call)))),
+  answer: (chat, call) => Buffer.from(JSON.stringify(chatToMessage(readChatAnswer(chat), messageId(call), modelOf(call), stopsOf(call)))),
   stream: (call) => new ChatStreamTranslator((emit) => new MessagesStreamWriter(emit, messageId(call), modelOf(call), stopsOf(call))),
   error: (status, openai) => anthropicError(status, openai.error.message),
 }

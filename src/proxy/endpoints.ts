@@ -1,11 +1,12 @@
 import type { Adapter } from '../adapters/adapter.js'
 import { messagesAdapter } from '../adapters/messages.js'
+import { responsesAdapter } from '../adapters/responses.js'
 
 /** The proxied endpoints: where each is served and sent, what carries its input, what it reserves by. */
 
 export interface Endpoint {
   /** Its name in metrics, logs and the audit trail. */
-  name: 'chat' | 'completions' | 'embeddings' | 'messages'
+  name: 'chat' | 'completions' | 'embeddings' | 'messages' | 'responses'
   /** What the upstream is asked: a chat completion, a legacy completion, embeddings. */
   kind: 'chat' | 'completions' | 'embeddings'
   path: string
@@ -51,6 +52,8 @@ export const ENDPOINTS: readonly Endpoint[] = [
   { name: 'chat', path: '/v1/chat/completions', ...CHAT },
   // Anthropic's Messages API (adapters/messages.ts), answered by chat completions.
   { name: 'messages', path: '/v1/messages', ...CHAT, adapter: messagesAdapter },
+  // OpenAI's Responses API (adapters/responses.ts), answered by chat completions.
+  { name: 'responses', path: '/v1/responses', ...CHAT, adapter: responsesAdapter },
   {
     name: 'completions',
     kind: 'completions',
