@@ -1,4 +1,7 @@
 import type { Transform } from 'node:stream'
+import type { z } from 'zod'
+import { invalidRequest } from '../errors.js'
+import { describeIssues, firstIssuePath } from '../validation.js'
 
 /**
  * A protocol the gateway speaks in front of chat completions (Anthropic's Messages): the client's
@@ -23,4 +26,24 @@ export interface AdaptedCall {
   requestId: string
   /** The client's body as it came (before translation). */
   original: Record<string, unknown>
+}
+
+/** A protocol's request body checked against its schema: a 400 naming the first bad field, in the gateway's words. */
+export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw invalidRequest('The request body must be a JSON object.', null, 'invalid_json')
+  }
+  const parsed = schema.safeParse(body)
+  if (!parsed.success) {
+    throw invalidRequest(describeIssues(parsed.error.issues).join('; '), firstIssuePath(parsed.error.issues), 'invalid_value')
+  }
+  return parsed.data
+}
+
+/** A chat message's content part. */
+export type ChatPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } }
+
+/** Parts as chat content: one string when they are all text (joined by `separator`), else the parts. */
+export function chatContent(parts: ChatPart[], separator: string): string | ChatPart[] {
+  return parts.every((p) => p.type === 'text') ? parts.map((p) => (p as { text: string }).text).join(separator) : parts
 }

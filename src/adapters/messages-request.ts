@@ -1,6 +1,5 @@
 import { z } from 'zod'
-import { invalidRequest } from '../errors.js'
-import { describeIssues, firstIssuePath } from '../validation.js'
+import { chatContent, parseRequest, type ChatPart } from './adapter.js'
 
 /**
  * Anthropic's Messages API request (POST /v1/messages, as the Anthropic SDKs and Claude Code send
@@ -66,30 +65,15 @@ export const countTokensBody = messagesBody.extend({
 }) as unknown as z.ZodType<MessagesBody>
 
 /** A 400 naming the field, in the words the other routes use (the Messages route writes it in Anthropic's shape). */
-export function parseMessagesBody(body: unknown, schema: z.ZodType<MessagesBody> = messagesBody): MessagesBody {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw invalidRequest('The request body must be a JSON object.', null, 'invalid_json')
-  }
-  const parsed = schema.safeParse(body)
-  if (!parsed.success) {
-    throw invalidRequest(describeIssues(parsed.error.issues).join('; '), firstIssuePath(parsed.error.issues), 'invalid_value')
-  }
-  return parsed.data
-}
+export const parseMessagesBody = (body: unknown, schema: z.ZodType<MessagesBody> = messagesBody): MessagesBody => parseRequest(schema, body)
 
 type Block = z.infer<typeof block>
-type ChatPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } }
 type ChatMessage = Record<string, unknown>
 
 const imagePart = (b: z.infer<typeof image>): ChatPart => ({
   type: 'image_url',
   image_url: { url: b.source.type === 'base64' ? `data:${b.source.media_type};base64,${b.source.data}` : b.source.url },
 })
-
-/** Parts as chat content: a string when they are all text. */
-function content(parts: ChatPart[]): string | ChatPart[] {
-  return parts.every((p) => p.type === 'text') ? parts.map((p) => (p as { text: string }).text).join('\n\n') : parts
-}
 
 function toolResultMessage(b: z.infer<typeof toolResult>): ChatMessage {
   const body =
@@ -117,7 +101,7 @@ function turn(role: 'user' | 'assistant', blocks: Block[]): ChatMessage[] {
     if (b.type === 'text') parts.push({ type: 'text', text: b.text })
     else if (b.type === 'image') parts.push(imagePart(b))
   }
-  if (parts.length > 0) out.push({ role, content: content(parts) })
+  if (parts.length > 0) out.push({ role, content: chatContent(parts, '\n\n') })
   return out
 }
 

@@ -1,6 +1,5 @@
 import { z } from 'zod'
-import { invalidRequest } from '../errors.js'
-import { describeIssues, firstIssuePath } from '../validation.js'
+import { chatContent, parseRequest, type ChatPart } from './adapter.js'
 
 /**
  * OpenAI's Responses API request (POST /v1/responses, as `client.responses.create` and coding
@@ -72,27 +71,17 @@ export const responsesBody = z.looseObject({
 })
 export type ResponsesBody = z.infer<typeof responsesBody>
 
-export function parseResponsesBody(body: unknown): ResponsesBody {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw invalidRequest('The request body must be a JSON object.', null, 'invalid_json')
-  }
-  const parsed = responsesBody.safeParse(body)
-  if (!parsed.success) {
-    throw invalidRequest(describeIssues(parsed.error.issues).join('; '), firstIssuePath(parsed.error.issues), 'invalid_value')
-  }
-  return parsed.data
-}
+export const parseResponsesBody = (body: unknown): ResponsesBody => parseRequest(responsesBody, body)
 
 type Item = z.infer<typeof item>
 type ChatMessage = Record<string, unknown>
-type ChatPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } }
 
 function messageContent(content: z.infer<typeof message>['content']): string | ChatPart[] {
   if (typeof content === 'string') return content
-  const parts: ChatPart[] = content.map((p) =>
+  const parts = content.map((p): ChatPart =>
     p.type === 'input_image' ? { type: 'image_url', image_url: { url: p.image_url } } : { type: 'text', text: p.text },
   )
-  return parts.every((p) => p.type === 'text') ? parts.map((p) => (p as { text: string }).text).join('') : parts
+  return chatContent(parts, '')
 }
 
 /** Input items as chat messages: function calls join the assistant turn they belong to. */

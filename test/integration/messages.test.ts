@@ -1,6 +1,7 @@
 import Anthropic from '@anthropic-ai/sdk'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream, STREAM_TEXT } from '../helpers/fake-upstream.js'
+import { ANSWER, lastUpstreamUsage, THINKING, WEATHER_ROUND_TRIP } from '../helpers/adapted.js'
+import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -12,8 +13,6 @@ import { waitFor } from '../helpers/wait.js'
  */
 
 const MODEL = 'minimaxai/minimax-m2.1'
-const THINKING = 'The user greets me.'
-const ANSWER = STREAM_TEXT.slice(STREAM_TEXT.indexOf('</think>') + '</think>'.length)
 const weather = {
   name: 'get_weather',
   description: 'The weather in a city',
@@ -25,17 +24,6 @@ let upstream: FakeUpstream
 let gw: TestGateway
 let client: Anthropic
 let keyId: string
-
-/** The usage the upstream reported in its last answer (a JSON body, or a stream's usage event). */
-function upstreamUsage(): { prompt_tokens: number; completion_tokens: number } {
-  const stream = upstream.streams.at(-1)?.toString('utf8')
-  const fromStream = stream
-    ?.split('\n\n')
-    .filter((e) => e.includes('"usage":{'))
-    .map((e) => JSON.parse(e.slice('data: '.length)) as { usage: { prompt_tokens: number; completion_tokens: number } })
-    .at(-1)?.usage
-  return fromStream ?? (JSON.parse(upstream.bodies.at(-1)!) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage
-}
 
 beforeAll(async () => {
   upstream = await new FakeUpstream().start()
@@ -65,7 +53,7 @@ describe('@anthropic-ai/sdk messages.create', () => {
       { type: 'thinking', thinking: THINKING, signature: '' },
       { type: 'text', text: ANSWER },
     ])
-    const used = upstreamUsage()
+    const used = lastUpstreamUsage(upstream, false)
     expect(message.usage).toMatchObject({ input_tokens: used.prompt_tokens, output_tokens: used.completion_tokens })
     // What went upstream: a chat completion NVIDIA's schema takes (with the model's defaults for
     // what the client left out; its own max_tokens wins).
@@ -112,15 +100,7 @@ describe('@anthropic-ai/sdk messages.create', () => {
     })
     expect(second.stop_reason).toBe('end_turn')
     expect(second.content.at(-1)).toEqual({ type: 'text', text: ANSWER })
-    expect((upstream.requests.at(-1)!.body as { messages: unknown[] }).messages).toEqual([
-      { role: 'user', content: 'Weather in Zürich?' },
-      {
-        role: 'assistant',
-        content: null,
-        tool_calls: [{ id: 'call_fake_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Zürich"}' } }],
-      },
-      { role: 'tool', tool_call_id: 'call_fake_1', content: '21 °C, sunny' },
-    ])
+    expect((upstream.requests.at(-1)!.body as { messages: unknown[] }).messages).toEqual(WEATHER_ROUND_TRIP)
   })
 
   it('takes images as image parts, and maps tool_choice any and tool', async () => {
@@ -168,7 +148,7 @@ describe('@anthropic-ai/sdk messages.create', () => {
       messages: [{ role: 'user', content: 'Count me' }],
       metadata: { user_id: 'counted' },
     })
-    const used = upstreamUsage()
+    const used = lastUpstreamUsage(upstream, false)
     await waitFor(async () => {
       const res = await gw.admin('GET', `/admin/usage?team=agents&end_user=counted`)
       return ((await res.json()) as { data: { requests: number }[] }).data[0]?.requests === 1
@@ -228,7 +208,7 @@ describe('@anthropic-ai/sdk messages.stream', () => {
         { type: 'text', text: ANSWER, citations: null },
       ].map((b) => (b.type === 'text' ? expect.objectContaining({ type: 'text', text: ANSWER }) : b)),
     )
-    const used = upstreamUsage()
+    const used = lastUpstreamUsage(upstream, true)
     expect(message.usage).toMatchObject({ input_tokens: used.prompt_tokens, output_tokens: used.completion_tokens })
     expect(message.stop_reason).toBe('end_turn')
   })

@@ -1,6 +1,7 @@
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream, STREAM_TEXT } from '../helpers/fake-upstream.js'
+import { ANSWER, lastUpstreamUsage, THINKING, WEATHER_ROUND_TRIP } from '../helpers/adapted.js'
+import { FakeUpstream } from '../helpers/fake-upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -11,8 +12,6 @@ import { waitFor } from '../helpers/wait.js'
  */
 
 const MODEL = 'minimaxai/minimax-m2.1'
-const THINKING = 'The user greets me.'
-const ANSWER = STREAM_TEXT.slice(STREAM_TEXT.indexOf('</think>') + '</think>'.length)
 const weather = {
   type: 'function' as const,
   name: 'get_weather',
@@ -26,19 +25,6 @@ let upstream: FakeUpstream
 let gw: TestGateway
 let client: OpenAI
 let keyId: string
-
-/** The usage the upstream reported in its last answer (a JSON body, or a stream's usage event). */
-function upstreamUsage(streamed: boolean): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
-  type U = { usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } }
-  if (!streamed) return (JSON.parse(upstream.bodies.at(-1)!) as U).usage
-  return upstream.streams
-    .at(-1)!
-    .toString('utf8')
-    .split('\n\n')
-    .filter((e) => e.includes('"usage":{'))
-    .map((e) => (JSON.parse(e.slice('data: '.length)) as U).usage)
-    .at(-1)!
-}
 
 beforeAll(async () => {
   upstream = await new FakeUpstream().start()
@@ -66,7 +52,7 @@ describe('openai responses.create', () => {
     expect(response.output_text).toBe(ANSWER)
     expect(response.output.map((o) => o.type)).toEqual(['reasoning', 'message'])
     expect(response.output[0]).toMatchObject({ type: 'reasoning', content: [{ type: 'reasoning_text', text: THINKING }] })
-    const used = upstreamUsage(false)
+    const used = lastUpstreamUsage(upstream, false)
     expect(response.usage).toMatchObject({
       input_tokens: used.prompt_tokens,
       output_tokens: used.completion_tokens,
@@ -111,15 +97,7 @@ describe('openai responses.create', () => {
       ],
     })
     expect(second.output_text).toBe(ANSWER)
-    expect((upstream.requests.at(-1)!.body as { messages: unknown[] }).messages).toEqual([
-      { role: 'user', content: 'Weather in Zürich?' },
-      {
-        role: 'assistant',
-        content: null,
-        tool_calls: [{ id: 'call_fake_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Zürich"}' } }],
-      },
-      { role: 'tool', tool_call_id: 'call_fake_1', content: '21 °C, sunny' },
-    ])
+    expect((upstream.requests.at(-1)!.body as { messages: unknown[] }).messages).toEqual(WEATHER_ROUND_TRIP)
   })
 
   it('takes message items with images and a developer role', async () => {
@@ -153,7 +131,7 @@ describe('openai responses.create', () => {
 
   it('counts usage against the key and end user like any chat completion', async () => {
     await client.responses.create({ model: MODEL, input: 'Count me', user: 'counted' })
-    const used = upstreamUsage(false)
+    const used = lastUpstreamUsage(upstream, false)
     await waitFor(async () => {
       const res = await gw.admin('GET', '/admin/usage?team=coders&end_user=counted')
       return ((await res.json()) as { data: { requests: number }[] }).data[0]?.requests === 1
@@ -208,7 +186,7 @@ describe('openai responses.stream', () => {
     ])
     expect(text).toBe(ANSWER)
     expect(response.output_text).toBe(ANSWER)
-    const used = upstreamUsage(true)
+    const used = lastUpstreamUsage(upstream, true)
     expect(response.usage).toMatchObject({ input_tokens: used.prompt_tokens, output_tokens: used.completion_tokens })
   })
 
