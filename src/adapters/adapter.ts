@@ -16,8 +16,11 @@ export interface Adapter {
   answer(chat: Buffer, call: AdaptedCall): Buffer
   /** Turns the upstream's chat stream (after the usage tap) into the protocol's events. */
   stream(call: AdaptedCall): Transform
-  /** An error answer (OpenAI's envelope, as the gateway writes them all) in the protocol's envelope. */
-  error(status: number, openai: { error: { message: string; type: string; code: string | null; param: string | null } }): unknown
+  /**
+   * An error answer (OpenAI's envelope, as the gateway writes them all) in the protocol's envelope;
+   * left out by a protocol whose errors are OpenAI's envelope already.
+   */
+  error?(status: number, openai: { error: { message: string; type: string; code: string | null; param: string | null } }): unknown
 }
 
 /** What an answer's translation needs of its request. */

@@ -17,5 +17,4 @@ export const responsesAdapter: Adapter = {
   toChat: (body) => responsesToChat(parseResponsesBody(body)),
   answer: (chat, call) => Buffer.from(JSON.stringify(chatToResponse(readChatAnswer(chat), echoOf(call)))),
   stream: (call) => new ChatStreamTranslator((emit) => new ResponsesStreamWriter(emit, echoOf(call))),
-  error: (_status, openai) => openai,
 }

@@ -14,7 +14,8 @@ import { send } from './send.js'
 import { modelLabel, settleWhenClosed } from './settle.js'
 
 /**
- * POST /v1/chat/completions, /v1/completions, /v1/embeddings: a request goes through these steps,
+ * POST /v1/chat/completions, /v1/completions, /v1/embeddings, and /v1/messages and /v1/responses
+ * (other protocols, translated to chat completions and back: adapters/): a request goes through these steps,
  * each a module of this folder, in this order. Any step may refuse it with a GatewayError, which
  * the error handler answers in OpenAI's envelope.
  */
@@ -56,15 +57,18 @@ const adaptedRoutes: FastifyPluginAsync<{ endpoint: Endpoint; adapter: Adapter; 
   app,
   { endpoint, adapter, handler },
 ) => {
-  app.addHook('onSend', async (_request, reply, payload) => {
-    if (reply.statusCode < 400 || typeof payload !== 'string') return payload
-    try {
-      const body = JSON.parse(payload) as Parameters<Adapter['error']>[1]
-      return body?.error?.message === undefined ? payload : JSON.stringify(adapter.error(reply.statusCode, body))
-    } catch {
-      return payload
-    }
-  })
+  const error = adapter.error
+  if (error) {
+    app.addHook('onSend', async (_request, reply, payload) => {
+      if (reply.statusCode < 400 || typeof payload !== 'string') return payload
+      try {
+        const body = JSON.parse(payload) as Parameters<typeof error>[1]
+        return body?.error?.message === undefined ? payload : JSON.stringify(error(reply.statusCode, body))
+      } catch {
+        return payload
+      }
+    })
+  }
   app.post(endpoint.path, handler)
   if (endpoint.name === 'messages') {
     // Anthropic's token counting, from the gateway's tokenizer (nothing goes upstream or is counted).
