@@ -152,7 +152,8 @@ export const consoleRoutes: FastifyPluginAsync<ConsoleOptions> = async (app, opt
       throw new GatewayError('invalid_request', "This route serves a client key's session; the admin console reads /admin.")
     }
     const [team, key] = await Promise.all([fromStore(store.getTeam(session.team!)), fromStore(store.getKey(session.key_id!))])
-    if (!team || !key) throw new GatewayError('invalid_session', 'The team or key of this session no longer exists. Sign in again.')
+    if (!team || !key)
+      throw new GatewayError('invalid_session', 'The team or key your console session belongs to no longer exists. Sign in again.')
     return { team, key }
   }
 
