@@ -1,4 +1,5 @@
 import { STREAM_TEXT, type FakeUpstream } from './fake-upstream.js'
+import type { TestGateway } from './gateway.js'
 
 /** What the tests of the protocol adapters (Messages, Responses) share about the fake upstream's answers. */
 
@@ -34,3 +35,29 @@ export const WEATHER_ROUND_TRIP = [
   },
   { role: 'tool', tool_call_id: 'call_fake_1', content: '21 °C, sunny' },
 ]
+
+/** The next answer streams one chunk of `text`, then its connection breaks: a stream cut mid-way. */
+export function cutStreamNext(upstream: FakeUpstream, model: string, text: string): void {
+  upstream.enqueue({
+    kind: 'custom',
+    answer: (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      const chunk = {
+        id: 'c',
+        object: 'chat.completion.chunk',
+        created: 1,
+        model,
+        choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
+      }
+      res.write(`data: ${JSON.stringify(chunk)}\n\n`)
+      setTimeout(() => res.destroy(), 50)
+    },
+  })
+}
+
+/** The key of a new team `id` allowed one request per minute. */
+export async function oneRequestPerMinute(gw: TestGateway, id: string): Promise<string> {
+  const created = await gw.admin('POST', '/admin/teams', { id, limits: { requests_per_minute: 1 } })
+  if (created.status !== 201) throw new Error(`team create: ${created.status} ${await created.text()}`)
+  return (await gw.createKey(id)).key
+}

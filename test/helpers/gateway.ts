@@ -112,11 +112,13 @@ export async function withGateway<T>(options: TestGatewayOptions, use: (gw: Test
  * before the file's tests and closed after them. Read the fields inside tests.
  */
 export function useGateway(options: Omit<TestGatewayOptions, 'upstream'> = {}, team = 'ml') {
-  const handle = {} as { upstream: FakeUpstream; gw: TestGateway; key: string }
+  const handle = {} as { upstream: FakeUpstream; gw: TestGateway; key: string; keyId: string }
   beforeAll(async () => {
     handle.upstream = await new FakeUpstream().start()
     handle.gw = await startGateway({ ...options, upstream: handle.upstream })
-    handle.key = (await handle.gw.createKey(team)).key
+    const created = await handle.gw.createKey(team)
+    handle.key = created.key
+    handle.keyId = created.id
   })
   afterAll(async () => {
     await handle.gw.close()

@@ -2,9 +2,9 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { FakeUpstream } from '../helpers/fake-upstream.js'
+import { useGateway, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -18,22 +18,17 @@ setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 const MODEL = 'minimaxai/minimax-m2.1'
 
+const ctx = useGateway({ env: { LOG_LEVEL: 'warn' } }, 'streams')
 let upstream: FakeUpstream
 let gw: TestGateway
 let key: string
 let anthropic: Anthropic
 let openai: OpenAI
 
-beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream, env: { LOG_LEVEL: 'warn' } })
-  key = (await gw.createKey('streams')).key
+beforeAll(() => {
+  ;({ upstream, gw, key } = ctx)
   anthropic = new Anthropic({ apiKey: key, baseURL: gw.url, maxRetries: 0 })
   openai = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 })
-})
-afterAll(async () => {
-  await gw.close()
-  await upstream.close()
 })
 
 const PROTOCOLS = {

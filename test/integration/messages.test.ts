@@ -1,8 +1,8 @@
 import Anthropic from '@anthropic-ai/sdk'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ANSWER, lastUpstreamUsage, THINKING, WEATHER_ROUND_TRIP } from '../helpers/adapted.js'
-import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ANSWER, cutStreamNext, lastUpstreamUsage, oneRequestPerMinute, THINKING, WEATHER_ROUND_TRIP } from '../helpers/adapted.js'
+import type { FakeUpstream } from '../helpers/fake-upstream.js'
+import { useGateway, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -20,21 +20,15 @@ const weather = {
 }
 const clock = { name: 'get_time', input_schema: { type: 'object' as const, properties: { city: { type: 'string' } } } }
 
+const ctx = useGateway({ env: { NVIDIA_RETRIES: '0' } }, 'agents')
 let upstream: FakeUpstream
 let gw: TestGateway
 let client: Anthropic
 let keyId: string
 
-beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream, env: { NVIDIA_RETRIES: '0' } })
-  const created = await gw.createKey('agents')
-  keyId = created.id
-  client = new Anthropic({ apiKey: created.key, baseURL: gw.url, maxRetries: 0 })
-})
-afterAll(async () => {
-  await gw.close()
-  await upstream.close()
+beforeAll(() => {
+  ;({ upstream, gw, keyId } = ctx)
+  client = new Anthropic({ apiKey: ctx.key, baseURL: gw.url, maxRetries: 0 })
 })
 
 describe('@anthropic-ai/sdk messages.create', () => {
@@ -292,16 +286,7 @@ describe('failures reach the SDK as its own error types', () => {
     expect(bad).toBeInstanceOf(Anthropic.BadRequestError)
 
     // Cut mid-way: the stream ends with an error event, which the SDK raises.
-    upstream.enqueue({
-      kind: 'custom',
-      answer: (res) => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' })
-        res.write(
-          `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"${MODEL}","choices":[{"index":0,"delta":{"content":"Half an ans"},"finish_reason":null}]}\n\n`,
-        )
-        setTimeout(() => res.destroy(), 50)
-      },
-    })
+    cutStreamNext(upstream, MODEL, 'Half an ans')
     const stream = client.messages.stream({ model: MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] })
     const texts: string[] = []
     stream.on('text', (t) => texts.push(t))
@@ -311,10 +296,7 @@ describe('failures reach the SDK as its own error types', () => {
   })
 
   it('a quota refusal: RateLimitError, nothing sent upstream', async () => {
-    const limited = await gw.admin('POST', '/admin/teams', { id: 'tight', limits: { requests_per_minute: 1 } })
-    expect(limited.status).toBe(201)
-    const { key } = await gw.createKey('tight')
-    const tight = new Anthropic({ apiKey: key, baseURL: gw.url, maxRetries: 0 })
+    const tight = new Anthropic({ apiKey: await oneRequestPerMinute(gw, 'tight'), baseURL: gw.url, maxRetries: 0 })
     await tight.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: 'Hi' }] })
     const before = upstream.requests.length
     const refused = await tight.messages

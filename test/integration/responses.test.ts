@@ -1,8 +1,8 @@
 import OpenAI from 'openai'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ANSWER, lastUpstreamUsage, THINKING, WEATHER_ROUND_TRIP } from '../helpers/adapted.js'
-import { FakeUpstream } from '../helpers/fake-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ANSWER, cutStreamNext, lastUpstreamUsage, oneRequestPerMinute, THINKING, WEATHER_ROUND_TRIP } from '../helpers/adapted.js'
+import type { FakeUpstream } from '../helpers/fake-upstream.js'
+import { useGateway, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
 
 /**
@@ -21,21 +21,15 @@ const weather = {
 }
 const clock = { type: 'function' as const, name: 'get_time', parameters: { type: 'object', properties: {} }, strict: false }
 
+const ctx = useGateway({ env: { NVIDIA_RETRIES: '0' } }, 'coders')
 let upstream: FakeUpstream
 let gw: TestGateway
 let client: OpenAI
 let keyId: string
 
-beforeAll(async () => {
-  upstream = await new FakeUpstream().start()
-  gw = await startGateway({ upstream, env: { NVIDIA_RETRIES: '0' } })
-  const created = await gw.createKey('coders')
-  keyId = created.id
-  client = new OpenAI({ apiKey: created.key, baseURL: `${gw.url}/v1`, maxRetries: 0 })
-})
-afterAll(async () => {
-  await gw.close()
-  await upstream.close()
+beforeAll(() => {
+  ;({ upstream, gw, keyId } = ctx)
+  client = new OpenAI({ apiKey: ctx.key, baseURL: `${gw.url}/v1`, maxRetries: 0 })
 })
 
 describe('openai responses.create', () => {
@@ -212,16 +206,7 @@ describe('failures reach the SDK as its own error types', () => {
     })
     expect(await client.responses.create({ model: MODEL, input: 'Hi' }).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.BadRequestError)
 
-    upstream.enqueue({
-      kind: 'custom',
-      answer: (res) => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' })
-        res.write(
-          `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"${MODEL}","choices":[{"index":0,"delta":{"content":"Half an ans"},"finish_reason":null}]}\n\n`,
-        )
-        setTimeout(() => res.destroy(), 50)
-      },
-    })
+    cutStreamNext(upstream, MODEL, 'Half an ans')
     const stream = client.responses.stream({ model: MODEL, input: 'Hi' })
     let text = ''
     stream.on('response.output_text.delta', (event) => (text += event.delta))
@@ -231,8 +216,7 @@ describe('failures reach the SDK as its own error types', () => {
   })
 
   it('a quota refusal: RateLimitError, nothing sent upstream', async () => {
-    expect((await gw.admin('POST', '/admin/teams', { id: 'tight', limits: { requests_per_minute: 1 } })).status).toBe(201)
-    const tight = new OpenAI({ apiKey: (await gw.createKey('tight')).key, baseURL: `${gw.url}/v1`, maxRetries: 0 })
+    const tight = new OpenAI({ apiKey: await oneRequestPerMinute(gw, 'tight'), baseURL: `${gw.url}/v1`, maxRetries: 0 })
     await tight.responses.create({ model: MODEL, input: 'Hi' })
     const before = upstream.requests.length
     expect(await tight.responses.create({ model: MODEL, input: 'Hi' }).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.RateLimitError)
