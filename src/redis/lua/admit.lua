@@ -306,7 +306,9 @@ local function admit()
     if tpm then
       local level = levels[s] - tokens                           -- (refilled in phase 1; nothing took from it since)
       expire(tpm_key, 2 * MINUTE)
-      buckets[tpm_key] = {level, now, now_s}
+      -- Kept as Redis will hold it (its text, 14 digits): the batch's next admission then sees the
+      -- level an admission sent alone would read back, to the last digit.
+      buckets[tpm_key] = {tonumber(tostring(level)), now, now_s}
       local remaining = math.floor(level)
       if remaining < 0 then remaining = 0 end
       if tpm_state[1] < 0 or remaining < tpm_state[2] then

@@ -128,7 +128,7 @@ local function settle()                                        -- the settlement
       end
       level = level + tonumber(ARGV[ab + 3]) - used_tokens   -- (what was reserved, less what was used)
       if level > tpm then level = tpm end
-      state[1], state[2] = level, ARGV[ab + 1]
+      state[1], state[2] = tonumber(tostring(level)), ARGV[ab + 1] -- as Redis will hold it (admit.lua)
     end
   end
 
