@@ -2,7 +2,8 @@ import { hash, randomUUID } from 'node:crypto'
 import type { UpstreamConfig } from '../config.js'
 import type { RedisClient } from '../redis/connection.js'
 import { RedisKeys } from '../redis/keys.js'
-import { LuaScript } from '../redis/scripts.js'
+import { BatchedScript, type CallSink } from '../redis/batch.js'
+import { LuaScript, type Arg } from '../redis/scripts.js'
 
 /**
  * The upstream keys of one upstream, shared by every gateway instance: each request goes out with
@@ -173,9 +174,24 @@ export class MemoryKeyPool implements KeyPool {
   }
 }
 
+/** A batch of picks (pick_key.lua): the pool's keys and budgets once, then each pick's time, id and offset. */
+class PickCalls implements CallSink {
+  readonly args: Arg[] = []
+
+  constructor(
+    private readonly keys: string[],
+    private readonly budgets: readonly Arg[],
+  ) {}
+
+  encode(calls: number) {
+    return { keys: this.keys, args: [calls, this.budgets.length / 2, ...this.budgets, ...this.args] }
+  }
+}
+
 export class RedisKeyPool implements KeyPool {
   private readonly fingerprints: string[]
-  private readonly script: LuaScript
+  /** Picks made while one is in flight go out together, as one call (redis/batch.ts). */
+  private readonly script: BatchedScript<PickCalls>
   private readonly stateScript: LuaScript
   private readonly names: RedisKeys
   /** The scripts' keys: cooldowns, refusals, then each key's one-minute log. */
@@ -191,10 +207,10 @@ export class RedisKeyPool implements KeyPool {
   ) {
     this.fingerprints = config.apiKeys.map(fingerprint)
     this.names = new RedisKeys(prefix)
-    this.script = new LuaScript(client, 'pick_key')
     this.stateScript = new LuaScript(client, 'key_states')
     this.keys = [this.k('cool'), this.k('refused'), ...this.fingerprints.map((fp) => this.k(`key:${fp}:rpm`))]
     this.budgets = this.fingerprints.flatMap((fp, i) => [fp, config.keyBudgets[i] ?? -1])
+    this.script = new BatchedScript(new LuaScript(client, 'pick_key'), () => new PickCalls(this.keys, this.budgets))
   }
 
   get size(): number {
@@ -210,8 +226,11 @@ export class RedisKeyPool implements KeyPool {
     const n = this.size
     if (n === 0) return { ok: false, retryAfterMs: null }
     this.offset = (this.offset + 1) % n
-    const keys = this.keys
-    const [ok, value] = (await this.script.run(keys, [now, randomUUID(), n, this.offset, ...this.budgets])) as [number, number]
+    const offset = this.offset
+    const [ok, value] = (await this.script.call(this.config.name, (batch) => batch.args.push(now, randomUUID(), offset))) as [
+      number,
+      number,
+    ]
     if (ok === 1) return { ok: true, index: value, key: this.config.apiKeys[value]!, label: this.fingerprints[value]! }
     return { ok: false, retryAfterMs: value < 0 ? null : value }
   }

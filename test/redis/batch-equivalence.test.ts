@@ -1,19 +1,21 @@
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
+import type { UpstreamConfig } from '../../src/config.js'
 import type { Limits } from '../../src/limits.js'
 import { RedisQuotas } from '../../src/quota/redis.js'
 import type { Admission, AdmitResult, Scope, Ticket } from '../../src/quota/types.js'
+import { RedisKeyPool, type Pick } from '../../src/upstream/key-pool.js'
 import { useRedis } from '../helpers/redis.js'
 
 /**
- * Coalescing keeps every decision exact: a team's admissions (and settlements) that arrive while
- * one of its script calls is in flight go to Redis as one call, and that call must decide each of
- * them exactly as the same calls made one by one, in the same order, would. Property test over
- * random limits on up to five scopes and random mixes of admissions and settlements, played twice
- * on one real Redis, under two prefixes: once each call awaited before the next, once each
- * round's calls made at once (the first goes alone, the rest as one batched call). Every decision,
- * every header figure and every key the scripts leave must be the same.
+ * Coalescing keeps every decision exact: a team's admissions (and settlements, and an upstream's
+ * key picks) that arrive while one of its script calls is in flight go to Redis as one call, and
+ * that call must decide each of them exactly as the same calls made one by one, in the same order,
+ * would. Property tests over random limits and random mixes of calls, each plan played twice on
+ * one real Redis, under two prefixes: once each call awaited before the next, once each round's
+ * calls made at once (the first goes alone, the rest as one batched call). Every decision, every
+ * header figure and every key the scripts leave must be the same.
  */
 
 const redis = useRedis()
@@ -77,7 +79,11 @@ async function scriptCalls(client: Redis): Promise<number> {
   return Number(/calls=(\d+)/.exec(line ?? '')?.[1] ?? 0)
 }
 
-async function dump(client: Redis, prefix: string): Promise<Record<string, unknown>> {
+/**
+ * Every key under `prefix` and its value. `scoresOnly`: of sorted sets, only the scores, where the
+ * members are random ids (an upstream key's request log).
+ */
+async function dump(client: Redis, prefix: string, scoresOnly = false): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {}
   let cursor = '0'
   do {
@@ -87,8 +93,10 @@ async function dump(client: Redis, prefix: string): Promise<Record<string, unkno
       const type = await client.type(key)
       const name = key.slice(prefix.length)
       if (type === 'hash') out[name] = await client.hgetall(key)
-      else if (type === 'zset') out[name] = await client.zrange(key, 0, -1, 'WITHSCORES')
-      else if (type === 'string') out[name] = await client.get(key)
+      else if (type === 'zset') {
+        const flat = await client.zrange(key, 0, -1, 'WITHSCORES')
+        out[name] = scoresOnly ? flat.filter((_, i) => i % 2 === 1) : flat
+      } else if (type === 'string') out[name] = await client.get(key)
       else out[name] = type
     }
   } while (cursor !== '0')
@@ -200,5 +208,77 @@ describe('a batch of calls against N calls one by one', () => {
       'usd_per_day',
       'usd_per_month',
     ])
+  }, 120_000)
+})
+
+const poolArb = fc.record({
+  /** Per key: its requests-per-minute budget, or none. */
+  budgets: fc.array(fc.option(fc.integer({ min: 1, max: 6 }), { nil: null }), { minLength: 1, maxLength: 4 }),
+  /** Per key: cooling down for this long after the first pick's time, refused, or neither. */
+  marks: fc.array(fc.oneof(fc.constant(null), fc.constant('refused' as const), fc.integer({ min: 1, max: 90_000 })), { maxLength: 4 }),
+  rounds: fc.array(fc.record({ gapMs: fc.integer({ min: 0, max: 40_000 }), picks: fc.integer({ min: 1, max: 24 }) }), {
+    minLength: 1,
+    maxLength: 6,
+  }),
+})
+type PoolPlan = typeof poolArb extends fc.Arbitrary<infer P> ? P : never
+
+function upstream(budgets: (number | null)[]): UpstreamConfig {
+  return {
+    name: 'nvidia',
+    baseUrl: 'http://127.0.0.1:9/v1',
+    apiKeys: budgets.map((_, i) => `nvapi-made-up-pool-key-${i}`),
+    keyEnv: 'NVIDIA_API_KEY',
+    keyBudgets: budgets,
+    statusUrl: 'http://127.0.0.1:9/status',
+    timeouts: { connectMs: 1_000, headersMs: 1_000, idleMs: 1_000 },
+    retries: 0,
+    retryBaseMs: 1,
+    keyWaitMs: 0,
+  }
+}
+
+async function playPicks(plan: PoolPlan, prefix: string, together: boolean) {
+  const pool = new RedisKeyPool(upstream(plan.budgets), redis.client, prefix)
+  for (const [i, mark] of plan.marks.slice(0, plan.budgets.length).entries()) {
+    if (mark === 'refused') await pool.refuse(i, T0)
+    else if (mark !== null) await pool.coolDown(i, T0 + mark)
+  }
+  const before = await scriptCalls(redis.client)
+  const picks: Pick[] = []
+  let now = T0
+  let batchedCalls = 0
+  for (const round of plan.rounds) {
+    now += round.gapMs
+    const times = Array.from({ length: round.picks }, (_, i) => now + i)
+    now += round.picks
+    batchedCalls += Math.min(round.picks, 2)
+    if (together) picks.push(...(await Promise.all(times.map((t) => pool.pick(t)))))
+    else for (const t of times) picks.push(await pool.pick(t))
+  }
+  const calls = (await scriptCalls(redis.client)) - before
+  return { picks, calls, batchedCalls, state: await dump(redis.client, prefix, true) }
+}
+
+describe('a batch of key picks against N picks one by one', () => {
+  it('chooses the same key (or the same wait) for each, and leaves the same request logs', async () => {
+    let run = 0
+    const outcomes = new Set<string>()
+    await fc.assert(
+      fc.asyncProperty(poolArb, async (plan) => {
+        run++
+        const single = await playPicks(plan, `pick-one-${run}:`, false)
+        const batched = await playPicks(plan, `pick-many-${run}:`, true)
+        expect(batched.picks).toEqual(single.picks)
+        expect(batched.state).toEqual(single.state)
+        expect(single.calls).toBe(single.picks.length)
+        expect(batched.calls).toBe(batched.batchedCalls)
+        for (const p of single.picks) outcomes.add(p.ok ? 'picked' : 'wait')
+        await redis.client.flushall()
+      }),
+      { numRuns: 100 },
+    )
+    // Keys were picked, and budgets and cooldowns made picks wait.
+    expect([...outcomes].sort()).toEqual(['picked', 'wait'])
   }, 120_000)
 })
