@@ -1,6 +1,7 @@
 /**
  * Side by side in one run: the upstream directly, a bare Fastify + undici hop (alone, and with the
- * least an exact limit in Redis costs: one script call before forwarding, one command after), the gateway with
+ * least an exact limit in Redis costs: one script call before forwarding, one command after, each
+ * request alone or coalesced by the gateway's group commit), the gateway with
  * its embedded store (a team without limits, and one with the Redis row's limits), the gateway
  * with Redis (auth, limits and usage on), and nginx when it is installed. Prints requests per second, p50 and p99 added latency (minus direct), added time to
  * first byte for streams, and the gateway's RSS with N streams held open.
@@ -73,6 +74,14 @@ const BARE = 'bare Fastify + undici hop'
  * does less; under load the gateway's group commit sends fewer calls than it.
  */
 const FLOOR = 'bare hop + one Redis call before, one after'
+/**
+ * The same hop with both calls coalesced by the gateway's group commit (bare-proxy.ts `batched`):
+ * the floor of a hop that asks Redis before and after every request, with coalescing.
+ */
+const FLOOR_BATCHED = 'bare hop + the same calls, coalesced'
+/** The goals: throughput at c=64 against the bare hop, with Redis and with the embedded store. */
+const RPS_GOAL_REDIS = 0.8
+const RPS_GOAL_EMBEDDED = 0.85
 
 const streamBody = JSON.stringify({
   model: 'meta/llama-3.1-8b-instruct',
@@ -170,10 +179,14 @@ try {
   const floorPort = await freePort()
   const floor = run(`node --import tsx bench/bare-proxy.ts ${floorPort} ${origin} ${redis.url}`)
   await up(`http://127.0.0.1:${floorPort}/v1/chat/completions`)
+  const batchedPort = await freePort()
+  const batchedFloor = run(`node --import tsx bench/bare-proxy.ts ${batchedPort} ${origin} ${redis.url} batched`)
+  await up(`http://127.0.0.1:${batchedPort}/v1/chat/completions`)
   const targets: Target[] = [
     { name: 'upstream directly', base: origin, auth: 'Bearer nvapi-bench', pid: originProcess.pid },
     { name: 'bare Fastify + undici hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid },
     { name: FLOOR, base: `http://127.0.0.1:${floorPort}`, auth: 'Bearer x', pid: floor.pid },
+    { name: FLOOR_BATCHED, base: `http://127.0.0.1:${batchedPort}`, auth: 'Bearer x', pid: batchedFloor.pid },
     await gateway('tollgate, embedded store', origin),
     await gateway('tollgate, embedded store, limits on', origin, undefined, BENCH_LIMITS),
     await gateway('tollgate, Redis (auth, limits, usage)', origin, redis.url, BENCH_LIMITS),
@@ -308,11 +321,14 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
         `${f(paired(redisRow, FLOOR, ratio('c16p99')), 2)}× its p99 at c=16, ${f(paired(redisRow, FLOOR, ratio('c64rps')), 2)}× its rps at c=64)`,
     )
   }
-  for (const t of gateways) {
-    say(
-      `- ${t.name}: p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c16p99')), 1.3, 'at most'), 2, '×')}; ` +
-        `rps at c=64 at least 0.70× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c64rps')), 0.7, 'at least'), 2, '×')}`,
-    )
+  // The gateway rows, and the floors beside them: what a hop that does no more than ask Redis
+  // reaches on this machine, where a goal is missed.
+  const floors = targets.filter((x) => x.name === FLOOR || x.name === FLOOR_BATCHED)
+  for (const t of [...gateways, ...floors]) {
+    const goal = t === redisRow || floors.includes(t) ? RPS_GOAL_REDIS : RPS_GOAL_EMBEDDED
+    const rps = `rps at c=64 at least ${f(goal, 2)}× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c64rps')), goal, 'at least'), 2, '×')}`
+    const p99 = `p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c16p99')), 1.3, 'at most'), 2, '×')}`
+    say(`- ${floors.includes(t) ? `(floor) ${t.name}` : t.name}: ${p99}; ${rps}`)
   }
   // Each held stream takes two descriptors in the gateway (client and upstream sockets): hold what
   // the open-files limit allows, and say so when that is fewer than asked.
