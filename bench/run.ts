@@ -79,6 +79,11 @@ const FLOOR = 'bare hop + one Redis call before, one after'
  * the floor of a hop that asks Redis before and after every request, with coalescing.
  */
 const FLOOR_BATCHED = 'bare hop + the same calls, coalesced'
+/**
+ * The bare hop doing, by the shortest road, what every request through a gateway that holds the
+ * keys and injects defaults needs (bare-proxy.ts `duties`): the floor of the embedded rows.
+ */
+const DUTIES = "bare hop + a gateway's least duties (key, JSON, defaults, usage, log line)"
 /** The goals: throughput at c=64 against the bare hop, with Redis and with the embedded store. */
 const RPS_GOAL_REDIS = 0.8
 const RPS_GOAL_EMBEDDED = 0.85
@@ -182,11 +187,15 @@ try {
   const batchedPort = await freePort()
   const batchedFloor = run(`node --import tsx bench/bare-proxy.ts ${batchedPort} ${origin} ${redis.url} batched`)
   await up(`http://127.0.0.1:${batchedPort}/v1/chat/completions`)
+  const dutiesPort = await freePort()
+  const duties = run(`node --import tsx bench/bare-proxy.ts ${dutiesPort} ${origin} - duties`)
+  await up(`http://127.0.0.1:${dutiesPort}/v1/chat/completions`)
   const targets: Target[] = [
     { name: 'upstream directly', base: origin, auth: 'Bearer nvapi-bench', pid: originProcess.pid },
     { name: 'bare Fastify + undici hop', base: `http://127.0.0.1:${barePort}`, auth: 'Bearer x', pid: bare.pid },
     { name: FLOOR, base: `http://127.0.0.1:${floorPort}`, auth: 'Bearer x', pid: floor.pid },
     { name: FLOOR_BATCHED, base: `http://127.0.0.1:${batchedPort}`, auth: 'Bearer x', pid: batchedFloor.pid },
+    { name: DUTIES, base: `http://127.0.0.1:${dutiesPort}`, auth: 'Bearer x', pid: duties.pid },
     await gateway('tollgate, embedded store', origin),
     await gateway('tollgate, embedded store, limits on', origin, undefined, BENCH_LIMITS),
     await gateway('tollgate, Redis (auth, limits, usage)', origin, redis.url, BENCH_LIMITS),
@@ -323,9 +332,9 @@ server { listen 127.0.0.1:${port}; location / { proxy_pass http://o; proxy_http_
   }
   // The gateway rows, and the floors beside them: what a hop that does no more than ask Redis
   // reaches on this machine, where a goal is missed.
-  const floors = targets.filter((x) => x.name === FLOOR || x.name === FLOOR_BATCHED)
+  const floors = targets.filter((x) => x.name === FLOOR || x.name === FLOOR_BATCHED || x.name === DUTIES)
   for (const t of [...gateways, ...floors]) {
-    const goal = t === redisRow || floors.includes(t) ? RPS_GOAL_REDIS : RPS_GOAL_EMBEDDED
+    const goal = t === redisRow || t.name === FLOOR || t.name === FLOOR_BATCHED ? RPS_GOAL_REDIS : RPS_GOAL_EMBEDDED
     const rps = `rps at c=64 at least ${f(goal, 2)}× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c64rps')), goal, 'at least'), 2, '×')}`
     const p99 = `p99 at c=16 at most 1.3× the bare hop's: ${show(verdict(perRound(t, BARE, ratio('c16p99')), 1.3, 'at most'), 2, '×')}`
     say(`- ${floors.includes(t) ? `(floor) ${t.name}` : t.name}: ${p99}; ${rps}`)
