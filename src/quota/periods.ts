@@ -35,9 +35,11 @@ export function utcDay(ms: number): string {
   return day(ms).day
 }
 
-/** The UTC hour of a time, as `HH`. */
+const HOURS = Array.from({ length: 24 }, (_, h) => String(h).padStart(2, '0'))
+
+/** The UTC hour of a time, as `HH` (from the remembered day: no Date, no string made per request). */
 export function utcHour(ms: number): string {
-  return new Date(ms).toISOString().slice(11, 13)
+  return HOURS[Math.floor((ms - day(ms).start) / 3_600_000)]!
 }
 
 export function utcMonth(ms: number): string {
