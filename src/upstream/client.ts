@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Agent, Pool, type Dispatcher } from 'undici'
 import type { UpstreamConfig } from '../config.js'
 import type { Cancel } from './abort.js'
-import { KeyErrors, KeyRefusals } from './key-pool.js'
+import { KeyErrors, KeyRefusals } from './key-events.js'
 import { scrubSecrets, secretPattern } from './scrub.js'
 
 export interface UpstreamRequest {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
 import { describeUpstreamBody, mapTransportError, normaliseUpstreamError } from '../../src/upstream/errors.js'
 import { retryAfterMs } from '../../src/upstream/dispatch.js'
-import { KeyRefusals } from '../../src/upstream/key-pool.js'
+import { KeyRefusals } from '../../src/upstream/key-events.js'
 import { applyDefaults, MAX_MODEL_LABELS, ModelRouter } from '../../src/upstream/router.js'
 import { scrubSecrets, secretPattern } from '../../src/upstream/scrub.js'
 

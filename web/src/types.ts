@@ -5,7 +5,8 @@
  */
 import type { LimitName as ServerLimitName, Limits } from '../../src/limits.js'
 import type { ScopeStatus, UsageRow } from '../../src/quota/types.js'
-import type { KeyError, KeyState } from '../../src/upstream/key-pool.js'
+import type { KeyError } from '../../src/upstream/key-events.js'
+import type { KeyState } from '../../src/upstream/key-pool.js'
 
 export type { Limits, ScopeStatus, UsageRow }
 
