@@ -1,11 +1,11 @@
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
-import type { UpstreamConfig } from '../../src/config.js'
 import type { Limits } from '../../src/limits.js'
 import { RedisQuotas } from '../../src/quota/redis.js'
 import type { Admission, AdmitResult, Scope, Ticket } from '../../src/quota/types.js'
 import { RedisKeyPool, type Pick } from '../../src/upstream/key-pool.js'
+import { poolUpstream } from '../helpers/key-pool.js'
 import { useRedis } from '../helpers/redis.js'
 
 /**
@@ -223,23 +223,8 @@ const poolArb = fc.record({
 })
 type PoolPlan = typeof poolArb extends fc.Arbitrary<infer P> ? P : never
 
-function upstream(budgets: (number | null)[]): UpstreamConfig {
-  return {
-    name: 'nvidia',
-    baseUrl: 'http://127.0.0.1:9/v1',
-    apiKeys: budgets.map((_, i) => `nvapi-made-up-pool-key-${i}`),
-    keyEnv: 'NVIDIA_API_KEY',
-    keyBudgets: budgets,
-    statusUrl: 'http://127.0.0.1:9/status',
-    timeouts: { connectMs: 1_000, headersMs: 1_000, idleMs: 1_000 },
-    retries: 0,
-    retryBaseMs: 1,
-    keyWaitMs: 0,
-  }
-}
-
 async function playPicks(plan: PoolPlan, prefix: string, together: boolean) {
-  const pool = new RedisKeyPool(upstream(plan.budgets), redis.client, prefix)
+  const pool = new RedisKeyPool(poolUpstream(plan.budgets), redis.client, prefix)
   for (const [i, mark] of plan.marks.slice(0, plan.budgets.length).entries()) {
     if (mark === 'refused') await pool.refuse(i, T0)
     else if (mark !== null) await pool.coolDown(i, T0 + mark)

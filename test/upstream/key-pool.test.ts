@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { UpstreamConfig } from '../../src/config.js'
 import { Redis } from 'ioredis'
 import { FallbackKeyPool, MemoryKeyPool, RedisKeyPool, type KeyPool, type Pick } from '../../src/upstream/key-pool.js'
+import { poolUpstream } from '../helpers/key-pool.js'
 import { useRedis } from '../helpers/redis.js'
 
 /**
@@ -13,21 +14,6 @@ import { useRedis } from '../helpers/redis.js'
 const redis = useRedis()
 const T0 = Date.parse('2026-03-10T12:00:00Z')
 let prefix = 0
-
-function upstream(budgets: (number | null)[]): UpstreamConfig {
-  return {
-    name: 'nvidia',
-    baseUrl: 'http://127.0.0.1:9/v1',
-    apiKeys: budgets.map((_, i) => `nvapi-made-up-pool-key-${i}`),
-    keyEnv: 'NVIDIA_API_KEY',
-    keyBudgets: budgets,
-    statusUrl: 'http://127.0.0.1:9/status',
-    timeouts: { connectMs: 1_000, headersMs: 1_000, idleMs: 1_000 },
-    retries: 0,
-    retryBaseMs: 1,
-    keyWaitMs: 0,
-  }
-}
 
 const pools: [string, (config: UpstreamConfig) => KeyPool][] = [
   ['in-process', (config) => new MemoryKeyPool(config)],
@@ -41,11 +27,11 @@ const picked = (pick: Pick): number => {
 
 describe.each(pools)('key states, %s pool', (_name, make) => {
   it('counts every key available before any request', async () => {
-    expect(await make(upstream([2, null, 5])).states(T0)).toEqual({ refused: 0, cooling: 0, at_budget: 0, available: 3 })
+    expect(await make(poolUpstream([2, null, 5])).states(T0)).toEqual({ refused: 0, cooling: 0, at_budget: 0, available: 3 })
   })
 
   it('a key at its budget is counted so until its oldest request is a minute old', async () => {
-    const pool = make(upstream([2, 2]))
+    const pool = make(poolUpstream([2, 2]))
     for (let i = 0; i < 3; i++) await pool.pick(T0 + i)
     // Three requests over two keys of two each: one key is full.
     expect(await pool.states(T0 + 10)).toEqual({ refused: 0, cooling: 0, at_budget: 1, available: 1 })
@@ -57,7 +43,7 @@ describe.each(pools)('key states, %s pool', (_name, make) => {
   })
 
   it('cooling after a 429 until its time; refused after a 401/403, which outranks cooling', async () => {
-    const pool = make(upstream([null, null, null]))
+    const pool = make(poolUpstream([null, null, null]))
     const first = picked(await pool.pick(T0))
     await pool.coolDown(first, T0 + 5_000)
     expect(await pool.states(T0 + 1)).toEqual({ refused: 0, cooling: 1, at_budget: 0, available: 2 })
@@ -71,13 +57,13 @@ describe.each(pools)('key states, %s pool', (_name, make) => {
   })
 
   it('a pool with no keys has none in any state', async () => {
-    expect(await make(upstream([])).states(T0)).toEqual({ refused: 0, cooling: 0, at_budget: 0, available: 0 })
+    expect(await make(poolUpstream([])).states(T0)).toEqual({ refused: 0, cooling: 0, at_budget: 0, available: 0 })
   })
 })
 
 describe('key states while Redis is away', () => {
   it('come from the budgets the instance keeps itself, as its picks do', async () => {
-    const config = upstream([1, 1, 1])
+    const config = poolUpstream([1, 1, 1])
     let up = false
     // One pool on the test's Redis, one on a client that cannot send.
     const offline = new Redis(redis.server.url, { lazyConnect: true, enableOfflineQueue: false })
