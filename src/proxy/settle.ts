@@ -1,5 +1,5 @@
 import { msSince, outcome } from '../context.js'
-import { NO_AUDIT, type AuditEntry } from '../audit/types.js'
+import type { AuditEntry } from '../audit/types.js'
 import type { Ticket, Usage } from '../quota/types.js'
 import { isoTime } from '../quota/periods.js'
 import { costMicros, toUsd } from '../spend.js'
@@ -64,7 +64,6 @@ export function settleWhenClosed(f: Flight, ticket: Ticket): boolean {
 
 /** Writes the request's audit entry (a failed write is logged, never thrown). */
 export function audit(f: Flight, status: number, usage: Usage, estimated: boolean, cost: number, now: number): void {
-  if (f.opts.audit === NO_AUDIT) return // (no audit trail: nothing to make the entry for)
   const entry: AuditEntry = {
     time: isoTime(now),
     request_id: f.request.id,
